@@ -1,0 +1,60 @@
+"""The `newsletter` click group: global options, and the one place that turns errors into exits."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import Config, load_config
+from ..errors import NewsletterError, ParseError
+
+
+class _Group(click.Group):
+    """Turns every expected error into one line on stderr and a non-zero exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as error:
+            # A parse error reads like a compiler's (path:line: message) so editors can jump to it.
+            line = str(error) if isinstance(error, ParseError) else f"error: {error}"
+            click.echo(line, err=True)
+            sys.exit(error.exit_code)
+
+
+class State:
+    """What the group's options leave for the commands; the config is read only if one asks."""
+
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    envvar="NEWSLETTER_CONFIG",
+    help="newsletter.toml to use (default: ./newsletter.toml or $NEWSLETTER_CONFIG).",
+)
+@click.version_option(package_name="newsletter")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Compose the weekly bilingual ML-papers digest from Markdown and send it by email."""
+    ctx.obj = State(config_path)
+
+
+pass_state = click.make_pass_decorator(State)
+
+issue_path_argument = click.argument(
+    "issue_path", metavar="ISSUE.md", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)

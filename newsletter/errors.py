@@ -1,0 +1,53 @@
+"""The error types that `newsletter` raises on purpose.
+
+Every error a user can cause (a malformed issue file, a bad config key, a failing send) is one of
+these; the CLI prints `str(error)` as one line and exits non-zero. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NewsletterError(Exception):
+    """Base of every expected failure; `str()` is the one line the CLI prints."""
+
+    exit_code = 1
+
+
+class ParseError(NewsletterError):
+    """An issue file that cannot become an `Issue`: where it is wrong and what was expected."""
+
+    def __init__(self, path: str | Path, line: int, message: str):
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        super().__init__(f"{self.path}:{line}: {message}")
+
+
+class ConfigError(NewsletterError):
+    """A missing or invalid setting, named by its key and the file it came from."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | Path | None = None):
+        self.key = key
+        self.path = str(path) if path is not None else None
+        self.message = message
+        where = ": ".join(part for part in (self.path, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class TemplateError(NewsletterError):
+    """The editor's email templates could not produce a valid email."""
+
+
+class StoreError(NewsletterError):
+    """The subscriber database or an import into it could not be used as asked."""
+
+
+class SendError(NewsletterError):
+    """A message could not be handed to the transport; `code` keeps the provider's error code."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}" if code else message)

@@ -1,0 +1,113 @@
+"""The data that flows between the stages: plain frozen dataclasses, no I/O.
+
+parse: issue file -> Issue;  render: Issue -> RenderedIssue;  compose: RenderedIssue -> messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of prose as the editor wrote it: CommonMark restricted to what the parser accepts
+    (paragraphs, lists, emphasis, inline code, links with http/https/mailto URLs; raw HTML is
+    literal text). `newsletter.markup` turns it into HTML or plain text."""
+
+    markdown: str
+
+    def __bool__(self) -> bool:
+        return bool(self.markdown.strip())
+
+
+@dataclass(frozen=True)
+class Bilingual:
+    """One passage: the Korean text and the English original it was made from (either may be
+    missing: an English-only or Korean-only passage)."""
+
+    ko: Text | None = None
+    en: Text | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    label: str | None = None  # None: show the URL (or a label the template derives from it)
+
+
+@dataclass(frozen=True)
+class Paper:
+    slug: str  # stable anchor id, unique within the issue
+    title_ko: str | None
+    title_en: str | None
+    summary: tuple[Bilingual, ...] = ()
+    abstract: tuple[Bilingual, ...] = ()
+    links: tuple[Link, ...] = ()  # the paper itself (논문 링크 / Paper)
+    read_more: tuple[Link, ...] = ()  # tweets, posts (더 읽어보기 / Read more)
+    tags: tuple[str, ...] = ()
+    line: int = 0  # where the paper's heading is in the issue file
+
+    @property
+    def title(self) -> str:
+        """The title to show first: Korean when there is one."""
+        return self.title_ko or self.title_en or ""
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """Names of the sections this paper has, in reading order."""
+        present = {
+            "summary": self.summary,
+            "abstract": self.abstract,
+            "links": self.links,
+            "read_more": self.read_more,
+        }
+        return tuple(name for name, value in present.items() if value)
+
+
+@dataclass(frozen=True)
+class Issue:
+    title: str
+    date: dt.date
+    papers: tuple[Paper, ...]
+    intro: tuple[Bilingual, ...] = ()
+    notice: Text | None = None
+    subject: str | None = None
+    preheader: str | None = None
+    source_url: str | None = None
+    path: str = ""
+
+    @property
+    def issue_id(self) -> str:
+        """Identifies the issue in the send ledger and SES tags: its date, e.g. 2023-10-16."""
+        return self.date.isoformat()
+
+    @property
+    def email_subject(self) -> str:
+        return self.subject or self.title
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for `newsletter check --json`)."""
+        data = dataclasses.asdict(self)
+        data["date"] = self.date.isoformat()
+        data["issue_id"] = self.issue_id
+        return data
+
+
+# The rendered HTML and text carry this marker where each recipient's own unsubscribe URL goes;
+# compose substitutes it per message, so an issue is rendered once, never per recipient.
+UNSUBSCRIBE_URL_PLACEHOLDER = "https://unsubscribe.invalid/__NEWSLETTER_UNSUBSCRIBE_URL__"
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    issue_id: str
+    subject: str
+    preheader: str
+    html: str  # the email's HTML, CSS inlined, with UNSUBSCRIBE_URL_PLACEHOLDER in it
+    text: str  # the plain-text part, with UNSUBSCRIBE_URL_PLACEHOLDER in it
+    web_html: str  # the standalone archive page
+    mjml: str  # the intermediate MJML, kept for debugging templates
+    timings: dict[str, float] = field(default_factory=dict, compare=False)  # seconds per stage
