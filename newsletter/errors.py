@@ -51,3 +51,7 @@ class SendError(NewsletterError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}" if code else message)
+
+
+class MessageError(NewsletterError):
+    """A message could not be composed safely (a header value with CR/LF, an unusable address)."""
