@@ -111,3 +111,20 @@ class RenderedIssue:
     web_html: str  # the standalone archive page
     mjml: str  # the intermediate MJML, kept for debugging templates
     timings: dict[str, float] = field(default_factory=dict, compare=False)  # seconds per stage
+
+
+# A subscriber's status; only "subscribed" is ever selected for a send.
+SUBSCRIBER_STATUSES = ("subscribed", "unsubscribed", "bounced", "complained")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One address on the list, as the store keeps it (`newsletter.store`)."""
+
+    address: str  # normalised by email-validator; unique without regard to case
+    name: str | None = None
+    status: str = "subscribed"  # one of SUBSCRIBER_STATUSES
+    source: str = ""  # where they came from: "import:FILE.csv", "cli", ...
+    joined_at: dt.datetime | None = None  # UTC
+    changed_at: dt.datetime | None = None  # UTC, last status or name change
+    reason: str | None = None  # why the status last changed (why they left)
