@@ -1,6 +1,6 @@
 """Command line: a thin click layer over the library. Each module adds one group of commands."""
 
-from . import issue_commands  # noqa: F401  (registers check, build, preview)
+from . import issue_commands  # noqa: F401  (registers check)
 from .base import main
 
 __all__ = ["main"]

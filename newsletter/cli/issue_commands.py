@@ -1,0 +1,41 @@
+"""`newsletter check`: parse an issue and show the editor what it holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..checks import issue_warnings
+from ..parse import parse_issue
+from .base import issue_path_argument, main
+
+SECTION_LABELS = {"summary": "summary", "abstract": "abstract", "links": "paper", "read_more": "read-more"}
+
+
+@main.command()
+@issue_path_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the parsed issue as JSON.")
+def check(issue_path: Path, as_json: bool) -> None:
+    """Parse ISSUE.md and print a one-screen summary (or the parsed issue as JSON)."""
+    issue = parse_issue(issue_path)
+    warnings = issue_warnings(issue)
+    if as_json:
+        data = issue.to_dict()
+        data["warnings"] = [{"line": w.line, "message": w.message} for w in warnings]
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{issue_path}: {issue.title}")
+    intro = f"intro: {len(issue.intro)} passage(s)" if issue.intro else "no intro"
+    notice = " · notice" if issue.notice else ""
+    click.echo(f"date {issue.issue_id} · {len(issue.papers)} papers · {intro}{notice}")
+    for number, paper in enumerate(issue.papers, start=1):
+        click.echo(f"{number:2}. {paper.title}")
+        sections = " ".join(SECTION_LABELS[name] for name in paper.sections) or "no sections"
+        tags = f" · tags: {', '.join(paper.tags)}" if paper.tags else ""
+        english = f"{paper.title_en} · " if paper.title_ko and paper.title_en else ""
+        click.echo(f"    {english}[{sections}]{tags}")
+    for warning in warnings:
+        click.echo(f"warning: {issue_path}:{warning.line}: {warning.message}", err=True)
+    click.echo(f"ok: {len(issue.papers)} papers, {len(warnings)} warning(s)")
