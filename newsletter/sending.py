@@ -1,0 +1,176 @@
+"""A send: the issue rendered once, one personal message per recipient, handed to a transport.
+
+Two calls, so that the CLI can show what is about to happen and ask before anything goes out:
+
+    plan = prepare_send(issue_path, config, dry_run=False, test_addresses=())
+    summary = send_issue(plan, on_result=...)
+
+For now `send_issue` is a plain loop over the recipients; the reliable engine (ledger, rate,
+workers, retries) replaces its inside and keeps this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
+from .config import Config
+from .errors import SendError
+from .model import Subscriber
+from .transports import make_transport
+from .transports.base import AccountStoppedError, Transport
+from .transports.outbox import OutboxTransport
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """Everything decided before the first message: what, to whom, through which transport."""
+
+    config: Config
+    issue_id: str
+    subject: str
+    template: MessageTemplate
+    links: object  # newsletter.unsubscribe.UnsubscribeLinks
+    transport_kind: str  # ses | smtp | outbox
+    recipient_count: int
+    test_addresses: tuple[str, ...] = ()  # --to: these instead of the list, recorded nowhere
+
+    @property
+    def dry_run(self) -> bool:
+        return self.transport_kind == "outbox"
+
+    @property
+    def sender(self) -> str:
+        return self.config.from_address
+
+    def recipients(self) -> Iterator[Subscriber]:
+        """The test addresses, or the list's subscribed addresses streamed from the store."""
+        if self.test_addresses:
+            yield from (Subscriber(address) for address in self.test_addresses)
+            return
+        from .store import Store
+
+        with Store.open(self.config.database) as store:
+            yield from store.subscribed()
+
+
+@dataclass(frozen=True)
+class Failure:
+    address: str
+    kind: str  # the SendError subclass: RecipientRejectedError, OutcomeUnknownError, ...
+    code: str | None
+    message: str
+
+
+@dataclass
+class SendSummary:
+    issue_id: str
+    transport: str
+    dry_run: bool
+    recipients: int  # how many the send was meant for
+    sent: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    stopped: str | None = None  # why the account stopped the run, if it did
+    largest_message_bytes: int = 0
+    html_part_bytes: int = 0  # the encoded HTML part, the figure Gmail's clipping goes by
+    gmail_clip_bytes: int = GMAIL_CLIP_BYTES
+    sample_files: list[str] = field(default_factory=list)  # dry run: the .eml samples
+    manifest: str | None = None  # dry run: the CSV of every recipient
+    first_addresses: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every recipient was sent (the CLI's exit 0)."""
+        return self.stopped is None and not self.failures
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "complete": self.complete}
+
+
+FIRST_ADDRESSES_SHOWN = 5
+
+
+def prepare_send(
+    issue_path: str | Path,
+    config: Config,
+    *,
+    dry_run: bool,
+    test_addresses: Sequence[str] = (),
+    templates_dir: str | Path | None = None,
+) -> SendPlan:
+    """Parse and render the issue once, build its message template, load the signing key and
+    count the recipients. A real send refuses the development signing key."""
+    from .parse import parse_issue
+    from .render import render_issue
+    from .unsubscribe import UnsubscribeLinks, load_signing_key
+
+    for address in test_addresses:
+        check_address("--to", address)
+    rendered = render_issue(parse_issue(issue_path), config, templates_dir=templates_dir)
+    key = load_signing_key(config, allow_development=dry_run)
+    plan = SendPlan(
+        config=config,
+        issue_id=rendered.issue_id,
+        subject=rendered.subject,
+        template=MessageTemplate(rendered, config),
+        links=UnsubscribeLinks(config, key),
+        transport_kind="outbox" if dry_run else config.transport,
+        recipient_count=len(test_addresses) or _count_subscribed(config),
+        test_addresses=tuple(test_addresses),
+    )
+    return plan
+
+
+def _count_subscribed(config: Config) -> int:
+    from .store import Store
+
+    with Store.open(config.database) as store:
+        return store.count_subscribed()
+
+
+def send_issue(
+    plan: SendPlan,
+    *,
+    transport: Transport | None = None,
+    on_result: Callable[[str, Failure | None], None] | None = None,
+) -> SendSummary:
+    """Send the plan's issue to each recipient in turn; per-recipient failures are collected and
+    the loop goes on, an account-level stop ends it. `on_result(address, failure_or_None)` is
+    called after each recipient (the CLI's progress bar)."""
+    transport = transport or make_transport(plan.config, plan.transport_kind)
+    summary = SendSummary(
+        issue_id=plan.issue_id,
+        transport=transport.name,
+        dry_run=plan.dry_run,
+        recipients=plan.recipient_count,
+        html_part_bytes=plan.template.encoded_html_size(),
+    )
+    try:
+        for recipient in plan.recipients():
+            https_url, mailto_url = plan.links.for_address(recipient.address)
+            message = plan.template.message_for(
+                recipient.address, name=recipient.name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url
+            )
+            summary.largest_message_bytes = max(summary.largest_message_bytes, len(message.raw))
+            if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
+                summary.first_addresses.append(recipient.address)
+            failure = None
+            try:
+                transport.send(message)
+                summary.sent += 1
+            except AccountStoppedError as error:
+                summary.stopped = str(error)
+                break
+            except SendError as error:
+                failure = Failure(recipient.address, type(error).__name__, error.code, error.message)
+                summary.failures.append(failure)
+            if on_result is not None:
+                on_result(recipient.address, failure)
+    finally:
+        transport.close()
+    if isinstance(transport, OutboxTransport):
+        summary.sample_files = [str(path) for path in transport.sample_paths]
+        summary.manifest = str(transport.manifest_path)
+    return summary
