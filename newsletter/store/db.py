@@ -1,0 +1,133 @@
+"""Opening the SQLite database: connection settings and numbered schema migrations.
+
+Opening is cheap (one connect, four PRAGMAs, one read of `user_version`), so code that runs in
+threads opens one connection per thread instead of sharing one: sqlite3 connections must not be
+used from two threads at once.
+
+To change the schema, APPEND a `Migration` to `MIGRATIONS` with the next number; never edit one
+that has shipped. Every migration not yet applied runs on open, all of them in one transaction,
+and `PRAGMA user_version` records the last one applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StoreError
+
+# How long a writer waits for another writer (the send engine's threads, a second CLI command)
+# before giving up with "database is locked".
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "subscribers",
+        (
+            """
+            CREATE TABLE subscriber (
+                id INTEGER PRIMARY KEY,
+                -- address as normalised by email-validator; address_key is its casefold, so an
+                -- address is unique without regard to case (Unicode too, unlike COLLATE NOCASE)
+                address TEXT NOT NULL,
+                address_key TEXT NOT NULL UNIQUE,
+                name TEXT,
+                status TEXT NOT NULL DEFAULT 'subscribed'
+                    CHECK (status IN ('subscribed', 'unsubscribed', 'bounced', 'complained')),
+                source TEXT NOT NULL DEFAULT '',
+                joined_at TEXT NOT NULL,   -- ISO 8601, UTC
+                changed_at TEXT NOT NULL,  -- ISO 8601, UTC
+                reason TEXT                -- why the status last changed
+            )
+            """,
+            "CREATE INDEX subscriber_by_status ON subscriber (status, address_key)",
+        ),
+    ),
+]
+
+
+def _check_numbering(migrations: list[Migration]) -> None:
+    numbers = [migration.version for migration in migrations]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise AssertionError(f"migrations must be numbered 1, 2, 3, ... in order, got {numbers}")
+
+
+_check_numbering(MIGRATIONS)
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database; raise StoreError if it cannot be used.
+
+    The connection is in autocommit mode: writes that belong together go inside `transaction()`.
+    """
+    path = Path(path)
+    try:
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except (OSError, sqlite3.Error) as error:
+        raise StoreError(f"{path}: cannot open the database ({error})") from None
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL loses no committed transaction on a crash of the process.
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        _migrate(connection, path)
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise StoreError(f"{path}: not a usable newsletter database ({error})") from None
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    return connection.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    latest = len(MIGRATIONS)
+    if schema_version(connection) == latest:
+        return
+    # IMMEDIATE takes the write lock first, so two processes opening a fresh database at once
+    # cannot both apply migration 1; the version is read again under the lock.
+    with transaction(connection):
+        current = schema_version(connection)
+        if current > latest:
+            raise StoreError(
+                f"{path}: the database has schema version {current}, newer than this program's "
+                f"{latest}; upgrade newsletter"
+            )
+        for migration in MIGRATIONS[current:]:
+            for statement in migration.statements:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {migration.version}")
+
+
+@contextlib.contextmanager
+def transaction(connection: sqlite3.Connection, *, commit: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises: all of it or none of it.
+
+    With commit=False the block's writes are always rolled back (a dry run of real writes).
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT" if commit else "ROLLBACK")
