@@ -21,8 +21,8 @@ class ParseError(NewsletterError):
     def __init__(self, path: str | Path, line: int, message: str):
         self.path = str(path)
         self.line = line
-        self.message = message
-        super().__init__(f"{self.path}:{line}: {message}")
+        self.message = " ".join(message.split())  # one line, whatever a library's text held
+        super().__init__(f"{self.path}:{line}: {self.message}")
 
 
 class ConfigError(NewsletterError):

@@ -436,7 +436,10 @@ class _IssueBuilder:
             ]
         if strip_quote:
             lines = [QUOTE_MARKER.sub("", line, count=1) for line in lines]
-        return "\n".join(lines).strip("\n")
+        source = "\n".join(lines).strip("\n")
+        if not any(inner.type in ("fence", "code_block") for node in nodes for inner in node.walk()):
+            source = re.sub(r"\n{3,}", "\n\n", source)  # extra blank lines mean nothing outside code
+        return source
 
 
 def _dedent(line: str, width: int) -> str:

@@ -1,0 +1,55 @@
+"""`newsletter check` through the real console entry point, as an editor runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "issues" / "2023-10-16.md"
+
+
+def newsletter(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_summarises_the_sample():
+    result = newsletter("check", str(SAMPLE))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "10 papers" in lines[1]
+    assert lines[-1].startswith("ok: 10 papers")
+    genbench = lines.index(" 5. GenBench")
+    assert lines[genbench + 1].strip() == "[summary paper read-more]"
+    assert sum("abstract" in line for line in lines) == 9
+    assert len(lines) <= 25  # one screen
+
+
+def test_check_json_is_the_parsed_issue():
+    result = newsletter("check", "--json", str(SAMPLE))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["issue_id"] == "2023-10-16"
+    assert len(data["papers"]) == 10
+    assert data["papers"][0]["tags"] == ["mathglm"]
+
+
+def test_parse_error_is_one_line_with_path_and_line(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_text("---\ntitle: x\ndate: 2023-10-16\n---\n## P\n\n### 요약\n", encoding="utf-8")
+    result = newsletter("check", str(bad))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"{bad}:7: unknown section heading '### 요약'; expected one of " \
+        "'### 논문 소개 / Summary', '### 논문 초록 / Abstract', '### 논문 링크 / Paper', '### 더 읽어보기 / Read more'"
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_is_a_usage_error_not_a_traceback(tmp_path):
+    result = newsletter("check", str(tmp_path / "none.md"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
