@@ -1,0 +1,108 @@
+"""The plain-text part, built from the parsed issue (not scraped from the HTML).
+
+Both languages, every link written out as its URL, lines wrapped at 76 characters without ever
+breaking a URL (a URL longer than a line gets a line of its own).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterable
+
+from . import markup
+from .config import Config
+from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
+
+WIDTH = 76
+RULE = "=" * WIDTH
+THIN_RULE = "-" * WIDTH
+_LIST_ITEM = re.compile(r"\s*(?:• |\d+\. )")
+
+
+def wrap(paragraph: str, indent: str = "", hanging: str | None = None) -> str:
+    """One paragraph wrapped at WIDTH; lines already broken by the text (list items, hard breaks)
+    are kept and each wrapped on its own."""
+    wrapper = textwrap.TextWrapper(
+        width=WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent if hanging is None else hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(wrapper.fill(line) if line.strip() else "" for line in paragraph.split("\n"))
+
+
+def _wrap_block(block: str, indent: str = "") -> str:
+    """A block from markup.to_plain: each list item wraps under its own text, not its bullet."""
+    lines = []
+    for line in block.split("\n"):
+        item = _LIST_ITEM.match(line)
+        hanging = " " * len(item.group(0)) if item else ""
+        lines.append(wrap(line, indent, indent + hanging))
+    return "\n".join(lines)
+
+
+def _text(text: Text, indent: str = "") -> str:
+    return "\n\n".join(_wrap_block(block, indent) for block in markup.to_plain(text).split("\n\n"))
+
+
+def _passages(items: Iterable[Bilingual]) -> list[str]:
+    out = []
+    for passage in items:
+        if passage.ko:
+            out.append(_text(passage.ko))
+        if passage.en and passage.ko:
+            # Marked and indented, so a reader skimming the Korean can skip the original.
+            out.append("[English]\n" + _text(passage.en, indent="  "))
+        elif passage.en:
+            out.append(_text(passage.en))
+    return out
+
+
+def _links(links: Iterable[Link]) -> str:
+    return "\n".join(f"- {link.label}: {link.url}" if link.label else f"- {link.url}" for link in links)
+
+
+def _paper(number: int, paper: Paper) -> str:
+    parts = [wrap(f"{number}. {paper.title}", hanging="   ")]
+    if paper.title_ko and paper.title_en:
+        parts[0] += "\n" + wrap(paper.title_en, indent="   ")
+    if paper.summary:
+        parts += ["[논문 소개 · Summary]", *_passages(paper.summary)]
+    if paper.abstract:
+        parts += ["[논문 초록 · Abstract]", *_passages(paper.abstract)]
+    if paper.links:
+        parts += ["[논문 링크 · Paper]\n" + _links(paper.links)]
+    if paper.read_more:
+        parts += ["[더 읽어보기 · Read more]\n" + _links(paper.read_more)]
+    if paper.tags:
+        parts.append(wrap("태그 · Tags: " + " ".join(f"#{tag}" for tag in paper.tags)))
+    return "\n\n".join(parts)
+
+
+def render_text(issue: Issue, config: Config, *, web_url: str, preheader: str) -> str:
+    sections = [
+        "\n".join([wrap(config.name), wrap(issue.title), issue.date.isoformat()]),
+        wrap(preheader),
+        "웹에서 보기 · View on the web:\n" + web_url,
+    ]
+    if issue.notice:
+        sections.append(_text(issue.notice))
+    sections += _passages(issue.intro)
+    contents = "\n".join(wrap(f"{number}. {paper.title}", hanging="   ")
+                         for number, paper in enumerate(issue.papers, start=1))
+    sections.append("이번 주의 논문 · Contents\n\n" + contents)
+    for number, paper in enumerate(issue.papers, start=1):
+        sections.append(RULE + "\n\n" + _paper(number, paper))
+    sections.append(
+        THIN_RULE
+        + "\n\n"
+        + "\n\n".join([
+            wrap(f"{config.name}을(를) 구독하셨기 때문에 이 메일을 받으셨습니다. "
+                 f"You are receiving this because you subscribed to {config.name}."),
+            "수신 거부 · Unsubscribe:\n" + UNSUBSCRIBE_URL_PLACEHOLDER,
+            wrap(config.postal_address),
+        ])
+    )
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,231 @@
+"""Issue + Config -> RenderedIssue: the email's HTML, its plain-text part and the web page.
+
+The email goes Jinja2 (autoescaped) -> MJML -> mjml2html -> premailer. Only the rules in the
+templates' `inline.css` are inlined; every `<style>` in the compiled HTML (MJML's own, and
+`head.css` with the @media rules that fold the English originals and the dark palette) stays in
+`<head>` untouched, because inlining a `:checked` rule or dropping `!important` from it would hide
+the English for good in some clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import as_file, files
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import jinja2
+import mjml
+from markupsafe import Markup
+from premailer import Premailer
+
+from . import markup
+from .config import Config
+from .errors import TemplateError
+from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, Link, RenderedIssue, Text
+from .plaintext import render_text
+
+EMAIL_TEMPLATE = "email.mjml.j2"
+WEB_TEMPLATE = "web.html.j2"
+INLINE_CSS = "inline.css"
+
+# Gmail hides the rest of a message behind "[Message clipped]" once its HTML passes about 102 KB,
+# counted on the raw (transfer-encoded) source.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+_LEFTOVER_MJML_TAG = re.compile(r"</?mj-[a-z-]*", re.IGNORECASE)
+_STYLE_TAG = re.compile(r"<style\b", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_SPACE_RUN = re.compile(r"\s+")
+_DECLARATION_GAP = re.compile(r";\s+")
+_STYLE_ATTRIBUTE = re.compile(r'style="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class RenderSizes:
+    html_bytes: int  # the email's HTML as UTF-8
+    encoded_html_bytes: int  # the same, base64-encoded as it is sent (what Gmail measures)
+    text_content_bytes: int  # the words a reader sees in the HTML (tags and <head> left out)
+    text_part_bytes: int  # the plain-text part as UTF-8
+
+    @property
+    def markup_ratio(self) -> float:
+        """HTML bytes per byte of visible text: how much of the message is markup."""
+        return self.html_bytes / self.text_content_bytes if self.text_content_bytes else float("inf")
+
+    @property
+    def clipped_by_gmail(self) -> bool:
+        return self.encoded_html_bytes > GMAIL_CLIP_BYTES
+
+
+def base64_size(byte_count: int) -> int:
+    """Bytes of a base64 MIME body for `byte_count` bytes: 4 per 3, in lines of 76 plus CRLF."""
+    encoded = 4 * -(-byte_count // 3)
+    return encoded + 2 * -(-encoded // 76)
+
+
+def measure(rendered: RenderedIssue) -> RenderSizes:
+    html_bytes = rendered.html.encode("utf-8")
+    body = rendered.html.split("<body", 1)[-1]
+    visible = re.sub(r"\s+", " ", _TAG.sub(" ", re.sub(r"<!--.*?-->", "", body, flags=re.S)))
+    return RenderSizes(
+        html_bytes=len(html_bytes),
+        encoded_html_bytes=base64_size(len(html_bytes)),
+        text_content_bytes=len(visible.strip().encode("utf-8")),
+        text_part_bytes=len(rendered.text.encode("utf-8")),
+    )
+
+
+def web_url(issue: Issue, config: Config) -> str:
+    """Where the archive page of `issue` is published (the build writes it as <date>.web.html)."""
+    base = config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/"
+    return urljoin(base, f"{issue.issue_id}.html")
+
+
+def preheader(issue: Issue) -> str:
+    """The inbox preview line: the front matter's, else the first paper titles."""
+    if issue.preheader:
+        return issue.preheader
+    return " · ".join(paper.title for paper in issue.papers[:3])
+
+
+def bundled_templates_dir() -> Path:
+    """The templates that ship in the wheel (templates/email/ in a checkout)."""
+    with as_file(files("newsletter.bundled_templates") / "email") as path:
+        return Path(path)
+
+
+def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> RenderedIssue:
+    env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
+    context = {
+        "issue": issue,
+        "config": config,
+        "subject": issue.email_subject,
+        "preheader": preheader(issue),
+        "web_url": web_url(issue, config),
+        "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
+    }
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    mjml_source = _render_template(env, EMAIL_TEMPLATE, context)
+    timings["jinja"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    compiled = compile_mjml(mjml_source)
+    timings["mjml"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    html = inline_css(compiled, _template_source(env, INLINE_CSS))
+    timings["premailer"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    web_html = _render_template(env, WEB_TEMPLATE, context)
+    text = render_text(issue, config, web_url=context["web_url"], preheader=context["preheader"])
+    timings["web_and_text"] = time.perf_counter() - started
+
+    return RenderedIssue(
+        issue_id=issue.issue_id,
+        subject=issue.email_subject,
+        preheader=context["preheader"],
+        html=html,
+        text=text,
+        web_html=web_html,
+        mjml=mjml_source,
+        timings=timings,
+    )
+
+
+@lru_cache(maxsize=8)
+def template_environment(templates_dir: Path) -> jinja2.Environment:
+    """One environment per folder, kept so templates compile once; auto_reload still picks up an
+    edited template (the preview server relies on that)."""
+    if not templates_dir.is_dir():
+        raise TemplateError(f"templates folder not found: {templates_dir}")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        auto_reload=True,
+    )
+    env.filters["html"] = _markdown_html
+    env.filters["link_label"] = link_label
+    env.filters["compact_css"] = compact_css
+    return env
+
+
+def compact_css(css: str) -> str:
+    """CSS without comments or runs of blank space: every byte counts towards Gmail's clip,
+    and the templates keep their comments for the editor."""
+    return _SPACE_RUN.sub(" ", _CSS_COMMENT.sub("", css)).strip()
+
+
+def _markdown_html(text: Text) -> Markup:
+    return Markup(markup.to_html(text))
+
+
+def link_label(link: Link) -> str:
+    """A paper link's button text: the editor's label, else the site's host name."""
+    if link.label:
+        return link.label
+    host = urlsplit(link.url).hostname or link.url
+    return host.removeprefix("www.")
+
+
+def _render_template(env: jinja2.Environment, name: str, context: dict) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as error:
+        raise TemplateError(f"{error.filename or error.name}:{error.lineno}: {error.message}") from None
+    except jinja2.TemplateNotFound as error:
+        raise TemplateError(f"template {error.name!r} not found in {_folder(env)}") from None
+    except jinja2.UndefinedError as error:
+        raise TemplateError(f"{name}: {error.message}") from None
+
+
+def _template_source(env: jinja2.Environment, name: str) -> str:
+    try:
+        source, _, _ = env.loader.get_source(env, name)
+    except jinja2.TemplateNotFound:
+        raise TemplateError(f"template {name!r} not found in {_folder(env)}") from None
+    return source
+
+
+def _folder(env: jinja2.Environment) -> str:
+    return ", ".join(getattr(env.loader, "searchpath", []))
+
+
+def compile_mjml(source: str) -> str:
+    """MJML -> HTML with no web-font link; a template that yields bad MJML is a TemplateError."""
+    try:
+        html = mjml.mjml2html(source, fonts={})
+    except ValueError as error:
+        raise TemplateError(f"{EMAIL_TEMPLATE} produced invalid MJML: {error}") from None
+    leftover = sorted(set(_LEFTOVER_MJML_TAG.findall(html)))
+    if leftover:
+        raise TemplateError(
+            f"{EMAIL_TEMPLATE} uses MJML tags that mjml does not know: {', '.join(leftover)}"
+        )
+    return html
+
+
+def inline_css(html: str, css: str) -> str:
+    """Inline `css` into style attributes; leave every <style> of the page as it is, in <head>."""
+    untouched = _STYLE_TAG.sub('<style data-premailer="ignore"', html)
+    inliner = Premailer(
+        untouched,
+        css_text=css,
+        allow_network=False,
+        disable_link_rewrites=True,
+        strip_important=False,
+        remove_classes=False,
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    html = inliner.transform(pretty_print=False)
+    # premailer joins declarations with "; "; a byte per declaration, a thousand declarations.
+    return _STYLE_ATTRIBUTE.sub(lambda m: f'style="{_DECLARATION_GAP.sub(";", m.group(1))}"', html)
