@@ -180,6 +180,10 @@ class _Reader:
         mailto = self.text("unsubscribe.mailto")
         if "@" not in mailto.removeprefix("mailto:"):
             raise self.fail("unsubscribe.mailto", f"not an email address: {mailto!r}")
+        unsubscribe_url = self.url("unsubscribe.url")
+        if not unsubscribe_url.endswith("/"):
+            # Each recipient's token is appended as the last path segment.
+            raise self.fail("unsubscribe.url", f"must end with '/', got {unsubscribe_url!r}")
         return Config(
             path=self.path,
             name=self.text("newsletter.name"),
@@ -189,7 +193,7 @@ class _Reader:
             web_base_url=self.url("newsletter.web_base_url"),
             postal_address=self.text("newsletter.postal_address"),
             database=self.local_path("subscribers.database"),
-            unsubscribe_url=self.url("unsubscribe.url", ("https://", "http://")),
+            unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=mailto.removeprefix("mailto:"),
             unsubscribe_key_file=self.local_path("unsubscribe.key_file", None),
             transport=transport,

@@ -1,0 +1,150 @@
+"""Unsubscribe tokens, the key that signs them, and each recipient's unsubscribe links.
+
+A token is `ADDRESS.MAC`: the address (base64url) so the endpoint can find the subscriber without
+a lookup table, and HMAC-SHA256(key, list id + address) so nobody without the key can make one.
+The endpoint checks the MAC before it looks at the store, so a forged token gets the same answer
+whether or not its address is on the list. Tokens made with the development key start with
+"dev-", so a link from a dry run is recognisable as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .errors import ConfigError
+from .store import address_key
+
+SECRET_ENV = "NEWSLETTER_SECRET"
+MIN_SECRET_LENGTH = 32
+# Public on purpose: it signs links in dry runs and tests, never a real send.
+DEVELOPMENT_SECRET = b"newsletter DEVELOPMENT key - public, never use for a real send"
+DEVELOPMENT_TOKEN_PREFIX = "dev-"
+DEVELOPMENT_KEY_NOTICE = (
+    f"using the DEVELOPMENT unsubscribe key (no ${SECRET_ENV} or unsubscribe.key_file): "
+    "links in this dry run are for testing only"
+)
+# 128 bits of HMAC-SHA256 (RFC 2104 allows truncation to half the output); keeps links short.
+MAC_BYTES = 16
+GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    secret: bytes = field(repr=False)
+    source: str  # where it came from, for messages: "$NEWSLETTER_SECRET", a file, "development"
+
+    @property
+    def is_development(self) -> bool:
+        return hmac.compare_digest(self.secret, DEVELOPMENT_SECRET)
+
+
+DEVELOPMENT_KEY = SigningKey(DEVELOPMENT_SECRET, "development")
+
+
+def load_signing_key(config: Config, *, allow_development: bool) -> SigningKey:
+    """The key from $NEWSLETTER_SECRET, else from `unsubscribe.key_file`; else the development key
+    if allowed (a dry run), else ConfigError (a real send must not start without a real key)."""
+    secret = os.environ.get(SECRET_ENV, "").strip()
+    if secret:
+        key = SigningKey(secret.encode(), f"${SECRET_ENV}")
+        _check_length(key, config, None)
+    elif config.unsubscribe_key_file is not None:
+        key = _read_key_file(config, config.unsubscribe_key_file)
+    elif allow_development:
+        return DEVELOPMENT_KEY
+    else:
+        raise ConfigError(
+            f"no unsubscribe signing key: set ${SECRET_ENV} or unsubscribe.key_file to a secret of "
+            f"{MIN_SECRET_LENGTH}+ characters, e.g. from: {GENERATE_HINT}",
+            key="unsubscribe.key_file",
+            path=config.path,
+        )
+    if key.is_development and not allow_development:
+        raise ConfigError(f"{key.source} holds the public development key; a real send needs a secret one")
+    return key
+
+
+def _read_key_file(config: Config, path: Path) -> SigningKey:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read key file {path} ({reason})", key="unsubscribe.key_file", path=config.path) from None
+    key = SigningKey(secret.encode(), str(path))
+    _check_length(key, config, "unsubscribe.key_file")
+    return key
+
+
+def _check_length(key: SigningKey, config: Config, config_key: str | None) -> None:
+    if len(key.secret) < MIN_SECRET_LENGTH and not key.is_development:
+        raise ConfigError(
+            f"the signing key in {key.source} is too short ({len(key.secret)} characters, need "
+            f"{MIN_SECRET_LENGTH}+); make one with: {GENERATE_HINT}",
+            key=config_key,
+            path=config.path if config_key else None,
+        )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Makes and checks tokens for one list with one key; cheap per token (one HMAC copy)."""
+
+    def __init__(self, list_id: str, key: SigningKey):
+        self.key = key
+        self.prefix = DEVELOPMENT_TOKEN_PREFIX if key.is_development else ""
+        # The list id is the MAC's fixed prefix; NUL cannot occur in it or in an address.
+        self._mac_for_list = hmac.new(key.secret, list_id.encode() + b"\0", hashlib.sha256)
+
+    def _mac(self, key: str) -> bytes:
+        mac = self._mac_for_list.copy()
+        mac.update(key.encode())
+        return mac.digest()[:MAC_BYTES]
+
+    def token(self, address: str) -> str:
+        key = address_key(address)
+        return f"{self.prefix}{_b64(key.encode())}.{_b64(self._mac(key))}"
+
+    def address(self, token: str) -> str | None:
+        """The address key a genuine token was made for; None for anything else."""
+        if not token.startswith(self.prefix):
+            return None
+        encoded_address, dot, encoded_mac = token.removeprefix(self.prefix).partition(".")
+        if not dot or len(token) > 1024:
+            return None
+        try:
+            key = _unb64(encoded_address).decode()
+            mac = _unb64(encoded_mac)
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            return None
+        # A MAC check that takes the same time for every wrong token; no store lookup before it.
+        if not hmac.compare_digest(mac, self._mac(key)) or address_key(key) != key:
+            return None
+        return key
+
+
+class UnsubscribeLinks:
+    """Each recipient's unsubscribe links, for the footer and the List-Unsubscribe header."""
+
+    def __init__(self, config: Config, key: SigningKey):
+        self.signer = TokenSigner(config.list_id, key)
+        self.url = config.unsubscribe_url
+        self.mailto = config.unsubscribe_mailto
+
+    def for_address(self, address: str) -> tuple[str, str]:
+        """(https URL for one-click POST and the footer link, mailto URL)."""
+        token = self.signer.token(address)
+        return f"{self.url}{token}", f"mailto:{self.mailto}?subject=unsubscribe-{token}"

@@ -1,0 +1,160 @@
+"""The unsubscribe endpoint: a small WSGI app, served by waitress (`newsletter serve`).
+
+    POST .../TOKEN  body List-Unsubscribe=One-Click  -> unsubscribes, 200  (RFC 8058 one-click)
+    GET  .../TOKEN                                   -> a page with a confirm button; changes nothing
+                                                        (mail scanners prefetch links)
+    a forged or malformed token                      -> 400, the same bytes whatever the address
+
+The token is the last path segment, so the app works under any path prefix a proxy gives it;
+it builds no absolute URLs (the confirm form posts to the page's own URL).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import html
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import waitress
+import waitress.server
+
+from .store import Store
+from .unsubscribe import TokenSigner
+
+ONE_CLICK_FIELD = "List-Unsubscribe"
+ONE_CLICK_VALUE = "One-Click"
+MAX_BODY_BYTES = 64 * 1024
+
+_HEADERS = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Cache-Control", "no-store"),
+    # The URL holds the token: never send it on as a Referer, never index it.
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Robots-Tag", "noindex"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+]
+
+_PAGE = """<!doctype html>
+<html lang="ko"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: -apple-system, "Apple SD Gothic Neo", "Malgun Gothic", "Noto Sans KR", sans-serif;
+       max-width: 32rem; margin: 4rem auto; padding: 0 1rem; line-height: 1.6; color: #222; }}
+button {{ font-size: 1rem; padding: .6rem 1.2rem; border-radius: .4rem; border: 1px solid #444;
+         background: #222; color: #fff; cursor: pointer; }}
+.en {{ color: #555; }}
+</style></head>
+<body>
+<p><small>{newsletter}</small></p>
+{body}
+</body></html>
+"""
+
+
+def _page(newsletter: str, title: str, body: str) -> bytes:
+    return _PAGE.format(newsletter=html.escape(newsletter), title=html.escape(title), body=body).encode()
+
+
+def _form_fields(environ: dict[str, Any], body: bytes) -> dict[str, str]:
+    """The posted fields, urlencoded or multipart/form-data (RFC 8058 allows both)."""
+    content_type = environ.get("CONTENT_TYPE", "")
+    if content_type.lower().startswith("multipart/form-data"):
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+        )
+        if not message.is_multipart():
+            return {}
+        return {
+            part.get_param("name", header="content-disposition"): part.get_content().strip()
+            for part in message.iter_parts()
+            if part.get_param("name", header="content-disposition")
+        }
+    pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: value.strip() for name, value in pairs}
+
+
+class UnsubscribeApp:
+    """The WSGI application. Opens the store per request (cheap), so any server thread can serve."""
+
+    def __init__(self, database: str | Path, signer: TokenSigner, newsletter_name: str):
+        self.database = database
+        self.signer = signer
+        self.newsletter = newsletter_name
+        self.invalid_page = _page(
+            newsletter_name,
+            "잘못된 링크 · Invalid link",
+            "<h1>이 구독 취소 링크는 올바르지 않습니다.</h1>"
+            '<p class="en">This unsubscribe link is not valid. Please use the link from the email '
+            "exactly as it was sent, or reply to the email and ask us to remove you.</p>",
+        )
+        self.done_page = _page(
+            newsletter_name,
+            "구독 취소됨 · Unsubscribed",
+            "<h1>구독이 취소되었습니다.</h1><p>더 이상 이메일을 보내 드리지 않습니다.</p>"
+            '<p class="en">You have been unsubscribed and will receive no more emails from us.</p>',
+        )
+        self.confirm_page = _page(
+            newsletter_name,
+            "구독 취소 · Unsubscribe",
+            "<h1>구독을 취소하시겠습니까?</h1>"
+            '<p class="en">Do you want to unsubscribe from this newsletter?</p>'
+            '<form method="post">'
+            f'<input type="hidden" name="{ONE_CLICK_FIELD}" value="{ONE_CLICK_VALUE}">'
+            '<input type="hidden" name="via" value="page">'
+            '<button type="submit">구독 취소 · Unsubscribe</button></form>',
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD", "POST"):
+            return self._respond(start_response, "405 Method Not Allowed", self.invalid_page,
+                                 [("Allow", "GET, HEAD, POST")], method)
+        token = environ.get("PATH_INFO", "").rstrip("/").rpartition("/")[2]
+        address = self.signer.address(token)
+        if address is None:
+            return self._respond(start_response, "400 Bad Request", self.invalid_page, [], method)
+        if method != "POST":
+            return self._respond(start_response, "200 OK", self.confirm_page, [], method)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            return self._respond(start_response, "400 Bad Request", self.invalid_page, [], method)
+        fields = _form_fields(environ, environ["wsgi.input"].read(length))
+        if fields.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
+            return self._respond(start_response, "400 Bad Request", self.invalid_page, [], method)
+        reason = "unsubscribe page" if fields.get("via") == "page" else "one-click (List-Unsubscribe-Post)"
+        with Store.open(self.database) as store:
+            # A genuine token for an address no longer on the list is recorded too: it stays out.
+            store.set_status(address, "unsubscribed", reason, record_unknown=True)
+        return self._respond(start_response, "200 OK", self.done_page, [], method)
+
+    @staticmethod
+    def _respond(start_response: Callable, status: str, page: bytes, extra: list, method: str) -> list[bytes]:
+        start_response(status, [*_HEADERS, ("Content-Length", str(len(page))), *extra])
+        return [] if method == "HEAD" else [page]
+
+
+def create_server(app: UnsubscribeApp, host: str, port: int) -> waitress.server.BaseWSGIServer:
+    """A waitress server bound to host:port (port 0: a free one, see `.effective_port`)."""
+    return waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True)
+
+
+def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0):
+    """Start a server in a daemon thread; returns it (stop with `.close()`). For tests and tools."""
+    server = create_server(app, host, port)
+    thread = threading.Thread(target=server.run, name="newsletter-web", daemon=True)
+    thread.start()
+    return server
+
+
+def serve(app: UnsubscribeApp, host: str, port: int) -> None:
+    """Serve until interrupted."""
+    create_server(app, host, port).run()
