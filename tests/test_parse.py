@@ -236,3 +236,12 @@ def test_bytes_that_are_not_utf8_name_their_line():
 def test_missing_file_is_a_parse_error(tmp_path):
     with pytest.raises(ParseError, match="cannot read"):
         parse_issue(tmp_path / "nope.md")
+
+
+def test_the_documented_example_parses():
+    doc = (ROOT / "docs" / "issue-format.md").read_text(encoding="utf-8")
+    example = doc.split("```markdown\n", 1)[1].split("\n```\n", 1)[0]
+    issue = parse_issue_text(example, "docs/issue-format.md")
+    assert [p.title_en for p in issue.papers] == ["Llemma: An Open Language Model For Mathematics", "GenBench"]
+    assert issue.papers[0].tags == ("mathglm", "math")
+    assert issue.notice and issue.intro and issue.source_url
