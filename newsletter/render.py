@@ -81,6 +81,24 @@ def measure(rendered: RenderedIssue) -> RenderSizes:
     )
 
 
+def write_outputs(rendered: RenderedIssue, output_dir: str | Path) -> list[Path]:
+    """`newsletter build`'s files: <date>.html, .txt, .mjml and .web.html in `output_dir`."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    contents = {
+        ".html": rendered.html,
+        ".txt": rendered.text,
+        ".mjml": rendered.mjml,
+        ".web.html": rendered.web_html,
+    }
+    written = []
+    for suffix, content in contents.items():
+        path = folder / f"{rendered.issue_id}{suffix}"
+        path.write_text(content, encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def web_url(issue: Issue, config: Config) -> str:
     """Where the archive page of `issue` is published (the build writes it as <date>.web.html)."""
     base = config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/"

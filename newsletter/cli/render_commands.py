@@ -1,0 +1,71 @@
+"""`newsletter build` and `newsletter preview`: render an issue to files, or serve it locally."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import click
+
+from ..parse import parse_issue
+from ..preview import PreviewSite, create_preview_server
+from ..render import GMAIL_CLIP_BYTES, measure, render_issue, write_outputs
+from .base import issue_path_argument, main, pass_state
+
+templates_option = click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of email templates to use instead of the bundled ones (copy templates/email/).",
+)
+
+
+@main.command()
+@issue_path_argument
+@click.option(
+    "-o", "--output", "output_dir", default="build", show_default=True,
+    type=click.Path(file_okay=False, path_type=Path), help="Folder to write the files to.",
+)
+@templates_option
+@pass_state
+def build(state, issue_path: Path, output_dir: Path, templates_dir: Path | None) -> None:
+    """Render ISSUE.md to <date>.html, .txt, .mjml and .web.html, and print the email's size."""
+    rendered = render_issue(parse_issue(issue_path), state.config, templates_dir)
+    for path in write_outputs(rendered, output_dir):
+        click.echo(f"wrote {path}")
+    sizes = measure(rendered)
+    click.echo(
+        f"HTML {sizes.html_bytes:,} bytes; {sizes.encoded_html_bytes:,} bytes base64-encoded for sending "
+        f"(Gmail clips above {GMAIL_CLIP_BYTES:,}); text part {sizes.text_part_bytes:,} bytes"
+    )
+    if sizes.clipped_by_gmail:
+        click.echo(
+            f"warning: the encoded HTML part is {sizes.encoded_html_bytes:,} bytes, over Gmail's clipping "
+            f"point ({GMAIL_CLIP_BYTES:,}): Gmail readers will see '[Message clipped]'; "
+            "shorten the issue or split it",
+            err=True,
+        )
+
+
+@main.command()
+@issue_path_argument
+@templates_option
+@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@pass_state
+def preview(state, issue_path: Path, templates_dir: Path | None, port: int) -> None:
+    """Serve the rendered ISSUE.md on 127.0.0.1 and re-render it whenever it or a template changes."""
+    site = PreviewSite(issue_path, state.config, templates_dir)
+    server = create_preview_server(site, "127.0.0.1", port)
+    stop = threading.Event()
+    watcher = threading.Thread(target=site.watch, args=(stop,), daemon=True)
+    watcher.start()
+    click.echo(f"serving {issue_path} at http://127.0.0.1:{server.effective_port}/ (Ctrl-C to stop)")
+    if site.error:
+        click.echo(f"error: {site.error}", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.close()
