@@ -1,0 +1,171 @@
+"""`newsletter subscribers ...`, `newsletter unsubscribe` and `newsletter serve`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .. import subscribers as subscriber_list
+from ..errors import StoreError
+from ..model import SUBSCRIBER_STATUSES
+from ..store import Store
+from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
+from .base import main, pass_state
+
+status_option = click.option(
+    "--status", "statuses", multiple=True, type=click.Choice(SUBSCRIBER_STATUSES),
+    help="Only subscribers with this status (repeatable; default: all).",
+)
+
+
+def _print_problems(source: str, report: subscriber_list.ImportReport) -> None:
+    for problem in report.problems:
+        click.echo(f"{source}:{problem.line}: {problem.reason} ({problem.value!r})", err=True)
+
+
+@main.group()
+def subscribers() -> None:
+    """The subscriber list: import, add, remove, list, export, stats."""
+
+
+@subscribers.command("import")
+@click.argument("csv_path", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resubscribe", is_flag=True,
+              help="Subscribe again addresses that unsubscribed, bounced or complained.")
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are bad.")
+@click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
+@pass_state
+def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_run: bool) -> None:
+    """Import FILE.csv (UTF-8 or CP949; columns found by header: email/이메일, name/이름).
+
+    All or nothing: a bad row stops the import and every bad row is listed.
+    """
+    with Store.open(state.config.database) as store:
+        try:
+            report = subscriber_list.import_csv(
+                store, csv_path, resubscribe=resubscribe, skip_invalid=skip_invalid, dry_run=dry_run
+            )
+        except subscriber_list.ImportRejected as error:
+            _print_problems(str(csv_path), error.report)
+            raise
+        _print_problems(str(csv_path), report)
+        prefix = "dry run, nothing changed: " if dry_run else ""
+        click.echo(f"{csv_path} ({report.encoding}, {report.rows} rows): {prefix}{report.summary()}")
+        if report.skipped.keys() & {"unsubscribed", "bounced", "complained"}:
+            click.echo("(addresses that left are never subscribed again by an import; --resubscribe overrides)")
+        click.echo(f"subscribed now: {store.count_subscribed()}")
+
+
+@subscribers.command()
+@click.argument("address")
+@click.option("--name", help="The subscriber's name, for the To: line.")
+@click.option("--resubscribe", is_flag=True, help="Subscribe again if the address had left.")
+@pass_state
+def add(state, address: str, name: str | None, resubscribe: bool) -> None:
+    """Add one ADDRESS to the list."""
+    with Store.open(state.config.database) as store:
+        report = subscriber_list.add(store, address, name, resubscribe=resubscribe)
+    if report.skipped:
+        status = next(iter(report.skipped))
+        raise StoreError(f"{address} is {status}; pass --resubscribe if they asked to come back")
+    click.echo(f"{address}: {report.summary()}")
+
+
+@subscribers.command()
+@click.argument("address")
+@pass_state
+def remove(state, address: str) -> None:
+    """Delete ADDRESS and everything kept about it.
+
+    A later import may add it again; to keep someone off the list use `newsletter unsubscribe`.
+    """
+    with Store.open(state.config.database) as store:
+        if not store.delete(address):
+            raise StoreError(f"{address} is not on the list")
+    click.echo(f"removed {address}")
+
+
+@subscribers.command("list")
+@status_option
+@pass_state
+def list_(state, statuses: tuple[str, ...]) -> None:
+    """Print the subscribers, one per line: address, status, name (tab-separated)."""
+    with Store.open(state.config.database) as store:
+        for subscriber in store.subscribers(statuses or SUBSCRIBER_STATUSES):
+            click.echo(f"{subscriber.address}\t{subscriber.status}\t{subscriber.name or ''}")
+
+
+@subscribers.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write to this file (default: standard output).")
+@status_option
+@pass_state
+def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
+    """Write the list as CSV (UTF-8 with a BOM, for Excel); `subscribers import` reads it back."""
+    with Store.open(state.config.database) as store:
+        if output is None:
+            count = subscriber_list.export_csv(store, sys.stdout, statuses or SUBSCRIBER_STATUSES)
+        else:
+            with output.open("w", encoding="utf-8-sig", newline="") as out:
+                count = subscriber_list.export_csv(store, out, statuses or SUBSCRIBER_STATUSES)
+            click.echo(f"exported {count} to {output}", err=True)
+
+
+@subscribers.command()
+@pass_state
+def stats(state) -> None:
+    """Count the subscribers by status."""
+    with Store.open(state.config.database) as store:
+        counts = store.count_by_status()
+    for status, count in counts.items():
+        click.echo(f"{status:<13}{count:>8}")
+    click.echo(f"{'total':<13}{sum(counts.values()):>8}")
+
+
+@main.command()
+@click.argument("address_or_token", metavar="EMAIL|TOKEN")
+@click.option("--reason", default="by hand (newsletter unsubscribe)", show_default=True)
+@pass_state
+def unsubscribe(state, address_or_token: str, reason: str) -> None:
+    """Unsubscribe EMAIL by hand (or the TOKEN from an unsubscribe mail's subject or link).
+
+    An address not on the list is recorded as unsubscribed, so that no import adds it later.
+    """
+    address = address_or_token
+    if "@" not in address_or_token:
+        token = address_or_token.rstrip("/").rpartition("/")[2].removeprefix("unsubscribe-")
+        key = load_signing_key(state.config, allow_development=True)
+        address = TokenSigner(state.config.list_id, key).address(token)
+        if address is None:
+            raise StoreError("not a valid unsubscribe token for this list and key")
+    with Store.open(state.config.database) as store:
+        previous = store.set_status(address, "unsubscribed", reason, record_unknown=True)
+    if previous == "unsubscribed":
+        click.echo(f"{address} was already unsubscribed")
+    elif previous is None:
+        click.echo(f"{address} was not on the list; recorded as unsubscribed")
+    else:
+        click.echo(f"unsubscribed {address} (was {previous})")
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: serve.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: serve.port).")
+@click.option("--allow-development-key", is_flag=True,
+              help="Accept dry-run links signed with the public development key (testing only).")
+@pass_state
+def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
+    """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
+    from ..web import UnsubscribeApp
+    from ..web import serve as run_server
+
+    config = state.config
+    key = load_signing_key(config, allow_development=allow_development_key)
+    if key.is_development:
+        click.echo(DEVELOPMENT_KEY_NOTICE, err=True)
+    Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
+    host, port = host or config.serve_host, config.serve_port if port is None else port
+    click.echo(f"unsubscribe endpoint on http://{host}:{port}/TOKEN (key: {key.source}); Ctrl-C stops", err=True)
+    run_server(UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name), host, port)
