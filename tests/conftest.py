@@ -171,7 +171,7 @@ def smtp_tls_server() -> Iterator[SmtpServer]:
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == SMTP_TEST_USER.encode() and auth_data.password == SMTP_TEST_PASSWORD.encode()
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     yield from _run_smtp(
         SmtpServer("127.0.0.1", _free_port(), ca=ca),
