@@ -19,9 +19,13 @@ from .compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
 from .config import Config
 from .errors import SendError
 from .model import Subscriber
+from .parse import parse_issue
+from .render import render_issue
+from .store import Store
 from .transports import make_transport
 from .transports.base import AccountStoppedError, Transport
 from .transports.outbox import OutboxTransport
+from .unsubscribe import UnsubscribeLinks, load_signing_key
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,11 @@ class SendPlan:
     issue_id: str
     subject: str
     template: MessageTemplate
-    links: object  # newsletter.unsubscribe.UnsubscribeLinks
+    links: UnsubscribeLinks
     transport_kind: str  # ses | smtp | outbox
     recipient_count: int
     test_addresses: tuple[str, ...] = ()  # --to: these instead of the list, recorded nowhere
+    development_key: bool = False  # links signed with the public key (allowed in a dry run only)
 
     @property
     def dry_run(self) -> bool:
@@ -50,8 +55,6 @@ class SendPlan:
         if self.test_addresses:
             yield from (Subscriber(address) for address in self.test_addresses)
             return
-        from .store import Store
-
         with Store.open(self.config.database) as store:
             yield from store.subscribed()
 
@@ -102,15 +105,11 @@ def prepare_send(
 ) -> SendPlan:
     """Parse and render the issue once, build its message template, load the signing key and
     count the recipients. A real send refuses the development signing key."""
-    from .parse import parse_issue
-    from .render import render_issue
-    from .unsubscribe import UnsubscribeLinks, load_signing_key
-
     for address in test_addresses:
         check_address("--to", address)
     rendered = render_issue(parse_issue(issue_path), config, templates_dir=templates_dir)
     key = load_signing_key(config, allow_development=dry_run)
-    plan = SendPlan(
+    return SendPlan(
         config=config,
         issue_id=rendered.issue_id,
         subject=rendered.subject,
@@ -119,13 +118,11 @@ def prepare_send(
         transport_kind="outbox" if dry_run else config.transport,
         recipient_count=len(test_addresses) or _count_subscribed(config),
         test_addresses=tuple(test_addresses),
+        development_key=key.is_development,
     )
-    return plan
 
 
 def _count_subscribed(config: Config) -> int:
-    from .store import Store
-
     with Store.open(config.database) as store:
         return store.count_subscribed()
 

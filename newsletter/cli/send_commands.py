@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..sending import SendPlan, SendSummary, prepare_send, send_issue
+from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
 
 
@@ -23,6 +24,8 @@ def _describe_plan(plan: SendPlan) -> None:
     click.echo(f"from:      {plan.sender}")
     click.echo(f"to:        {plan.recipient_count} ({who})")
     click.echo(f"transport: {'dry run (outbox, no network)' if plan.dry_run else plan.transport_kind}")
+    if plan.development_key:
+        click.echo(f"note: {DEVELOPMENT_KEY_NOTICE}", err=True)
 
 
 def _describe_summary(summary: SendSummary) -> None:
