@@ -25,7 +25,7 @@ from premailer import Premailer
 
 from . import markup
 from .config import Config
-from .errors import TemplateError
+from .errors import ParseError, TemplateError
 from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, Link, RenderedIssue, Text
 from .plaintext import render_text
 
@@ -38,6 +38,7 @@ INLINE_CSS = "inline.css"
 GMAIL_CLIP_BYTES = 102 * 1024
 
 _LEFTOVER_MJML_TAG = re.compile(r"</?mj-[a-z-]*", re.IGNORECASE)
+_IMAGE_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)[^>]*>", re.IGNORECASE)
 _STYLE_TAG = re.compile(r"<style\b", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
 _CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
@@ -118,7 +119,18 @@ def bundled_templates_dir() -> Path:
         return Path(path)
 
 
+def check_links(issue: Issue) -> None:
+    """The parser refuses javascript:, data: and other schemes; an Issue built by hand is held to
+    the same rule before its links become href attributes."""
+    for paper in issue.papers:
+        for link in paper.links + paper.read_more:
+            problem = markup.link_problem(link.url)
+            if problem:
+                raise ParseError(issue.path or "<issue>", paper.line, problem)
+
+
 def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> RenderedIssue:
+    check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
     context = {
         "issue": issue,
@@ -229,6 +241,9 @@ def compile_mjml(source: str) -> str:
         raise TemplateError(
             f"{EMAIL_TEMPLATE} uses MJML tags that mjml does not know: {', '.join(leftover)}"
         )
+    missing_alt = _IMAGE_WITHOUT_ALT.search(html)
+    if missing_alt:
+        raise TemplateError(f"{EMAIL_TEMPLATE}: an image has no alt text: {missing_alt.group(0)[:120]}")
     return html
 
 

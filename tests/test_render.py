@@ -1,0 +1,431 @@
+"""render: the sample issue through Jinja2 -> MJML -> premailer, the text part, the web page, and
+the `build` and `preview` commands (the preview through a real waitress server)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import re
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import lxml.html
+import pytest
+from click.testing import CliRunner
+
+from newsletter import markup
+from newsletter.cli import main
+from newsletter.config import load_config
+from newsletter.errors import ParseError, TemplateError
+from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
+from newsletter.parse import parse_issue
+from newsletter.plaintext import WIDTH
+from newsletter.preview import PreviewSite, create_preview_server
+from newsletter.render import GMAIL_CLIP_BYTES, bundled_templates_dir, measure, render_issue
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "issues" / "2023-10-16.md"
+HIDING = re.compile(r"display\s*:\s*none|max-height\s*:\s*0|visibility\s*:\s*hidden|mso-hide", re.I)
+URL = re.compile(r"https?://\S+")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(REPO / "newsletter.toml")
+
+
+@pytest.fixture(scope="module")
+def issue():
+    return parse_issue(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def rendered(issue, config):
+    return render_issue(issue, config)
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def visible_text(document: str) -> str:
+    """What a reader sees: the body's text, entities decoded."""
+    return normalise(html.unescape(lxml.html.fromstring(document).body.text_content()))
+
+
+def sentences(issue: Issue) -> list[str]:
+    """Every sentence of the issue in both languages: titles plus each Text as plain text."""
+    texts = [issue.title]
+    passages = list(issue.intro)
+    for paper in issue.papers:
+        texts += [title for title in (paper.title_ko, paper.title_en) if title]
+        passages += paper.summary + paper.abstract
+    plain = [markup.to_plain(text) for passage in passages for text in (passage.ko, passage.en) if text]
+    if issue.notice:
+        plain.append(markup.to_plain(issue.notice))
+    for block in plain:
+        for line in block.split("\n"):
+            line = re.sub(r"^\s*(•|\d+\.)\s+", "", line)
+            texts += [part for part in re.split(r"(?<=[.!?])\s+", line) if part.strip()]
+    return [normalise(text) for text in texts]
+
+
+def english_blocks(document: str):
+    return lxml.html.fromstring(document).xpath("//body//*[@lang='en']")
+
+
+def paper(**changes) -> Paper:
+    base = Paper(
+        slug="p",
+        title_ko="한국어 제목",
+        title_en="English title",
+        summary=(Bilingual(Text("한국어 요약."), Text("English summary.")),),
+        links=(Link("https://arxiv.org/abs/2310.10631"),),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def issue_with(*papers: Paper) -> Issue:
+    return Issue(title="Test issue", date=dt.date(2023, 10, 16), papers=papers)
+
+
+# --- content -----------------------------------------------------------------------------------
+
+
+def test_every_sentence_of_the_sample_is_in_the_html_and_the_text_part(issue, rendered):
+    html_text, text_part = visible_text(rendered.html), normalise(rendered.text)
+    expected = sentences(issue)
+    assert len(expected) > 100  # both languages of all ten papers, not an empty list
+    assert any(re.search("[가-힣]", s) for s in expected) and any(re.fullmatch(r"[ -~’]+", s) for s in expected)
+    assert [s for s in expected if s not in html_text] == []
+    assert [s for s in expected if s not in text_part] == []
+
+
+def test_every_link_is_in_the_html_and_written_out_in_the_text_part(issue, rendered):
+    hrefs = {a.get("href") for a in lxml.html.fromstring(rendered.html).iter("a")}
+    for paper in issue.papers:
+        for link in paper.links + paper.read_more:
+            assert link.url in hrefs
+            assert link.url in rendered.text.split()
+
+
+def test_output_has_no_mjml_tag_script_or_google_fonts(rendered):
+    for document in (rendered.html, rendered.web_html):
+        assert not re.search(r"<\/?mj-", document)
+        assert "<script" not in document.lower()
+        assert "fonts.googleapis" not in document and "<link" not in document.lower()
+
+
+def test_unsubscribe_placeholder_is_a_link_in_the_email_and_text_but_not_on_the_web(rendered):
+    hrefs = [a.get("href") for a in lxml.html.fromstring(rendered.html).iter("a")]
+    assert UNSUBSCRIBE_URL_PLACEHOLDER in hrefs
+    assert UNSUBSCRIBE_URL_PLACEHOLDER in rendered.text.split()
+    assert UNSUBSCRIBE_URL_PLACEHOLDER not in rendered.web_html
+
+
+def test_footer_has_web_link_reason_and_postal_address(rendered, config):
+    text = visible_text(rendered.html)
+    assert config.postal_address in text and config.postal_address in rendered.text
+    assert "You are receiving this because you subscribed" in text
+    hrefs = [a.get("href") for a in lxml.html.fromstring(rendered.html).iter("a")]
+    assert f"{config.web_base_url}2023-10-16.html" in hrefs
+
+
+def test_table_of_contents_links_to_every_paper_card(issue, rendered):
+    document = lxml.html.fromstring(rendered.html)
+    targets = [a.get("href") for a in document.find_class("toc-link")]
+    assert targets == [f"#{paper.slug}" for paper in issue.papers]
+    assert all(document.get_element_by_id(paper.slug) is not None for paper in issue.papers)
+
+
+# --- the email's design --------------------------------------------------------------------------
+
+
+def test_document_is_korean_and_every_english_original_is_marked_english(issue, rendered):
+    document = lxml.html.fromstring(rendered.html)
+    assert document.get("lang") == "ko"
+    english = {normalise(block.text_content()) for block in english_blocks(rendered.html)}
+    for paper in issue.papers:
+        for passage in paper.summary + paper.abstract:
+            if passage.en:
+                assert normalise(markup.to_plain(passage.en).replace("• ", "")) in english
+
+
+def test_layout_tables_are_presentational_and_body_text_is_16px_in_the_system_fonts(rendered):
+    document = lxml.html.fromstring(rendered.html)
+    tables = document.xpath("//body//table")
+    assert tables and all(table.get("role") == "presentation" for table in tables)
+    body_text = document.find_class("body")[0].find("div")  # mj-text puts its class on the cell
+    style = body_text.get("style").replace(" ", "")
+    assert "font-size:16px" in style and "line-height:1.6" in style
+    assert "AppleSDGothicNeo" in style and "MalgunGothic" in style
+
+
+def test_color_scheme_meta_dark_palette_and_preheader(issue, rendered):
+    document = lxml.html.fromstring(rendered.html)
+    assert document.xpath("//head/meta[@name='color-scheme']/@content") == ["light dark"]
+    head_css = "".join(document.xpath("//head/style/text()"))
+    assert "prefers-color-scheme: dark" in head_css
+    assert issue.preheader in document.body.text_content()
+
+
+def test_collapse_rules_stay_in_head_with_important_and_nothing_hides_english_inline(rendered):
+    document = lxml.html.fromstring(rendered.html)
+    head_css = "".join(document.xpath("//head/style/text()"))
+    media = re.search(r"@media screen and \(min-width:0\) \{(.*?)\} \}", head_css, re.S)
+    assert media, "the fold rules must sit inside @media in <head>"
+    assert ".t:not(:checked) ~ .en { display: none !important; }" in media.group(1)
+    blocks = english_blocks(rendered.html)
+    assert len(blocks) > 20
+    for block in blocks:
+        for element in [block, *block.iterancestors()]:
+            assert not HIDING.search(element.get("style", "")), (element.tag, element.get("class"))
+
+
+def test_toggles_are_hidden_inline_and_the_checkbox_is_hidden_from_outlook(issue, rendered):
+    document = lxml.html.fromstring(rendered.html)
+    folds = sum(1 for p in issue.papers for b in p.summary + p.abstract if b.ko and b.en)
+    toggles = document.xpath("//input[@type='checkbox']") + document.xpath("//label")
+    assert len(toggles) == 2 * folds
+    for element in toggles:
+        style = element.get("style").replace(" ", "")
+        assert "display:none" in style and "mso-hide:all" in style
+    assert rendered.html.count('<!--[if !mso]><!--><input type="checkbox"') == folds
+
+
+def test_images_need_alt_text(tmp_path, config, issue):
+    templates = copy_templates(tmp_path)
+    edit(templates / "email.mjml.j2", '<mj-section padding="24px 0 8px">',
+         '<mj-section padding="24px 0 8px"><mj-column><mj-image src="https://example.com/logo.png" /></mj-column>'
+         "</mj-section>\n<mj-section>")
+    with pytest.raises(TemplateError, match="no alt text"):
+        render_issue(issue, config, templates)
+
+
+# --- hostile content ---------------------------------------------------------------------------
+
+
+def test_hostile_markdown_never_becomes_markup(config):
+    hostile = Text(
+        '<script>alert(1)</script> <img src=x onerror="alert(2)"> <a href="javascript:alert(3)">a</a> '
+        "[b](javascript:alert(4)) [c](data:text/html;base64,PHNjcmlwdD4=) <b onclick=alert(5)>d</b>"
+    )
+    evil = paper(
+        title_ko="<script>alert(6)</script>",
+        summary=(Bilingual(hostile, hostile),),
+        abstract=(Bilingual(None, hostile),),
+        tags=('"><script>alert(7)</script>',),
+    )
+    result = render_issue(dataclasses.replace(issue_with(evil), intro=(Bilingual(hostile, hostile),)), config)
+    for document in (result.html, result.web_html):
+        tree = lxml.html.fromstring(document)
+        assert tree.xpath("//script") == []
+        assert [name for element in tree.iter() if isinstance(element.tag, str)
+                for name in element.attrib if name.lower().startswith("on")] == []
+        assert [href for href in tree.xpath("//@href|//@src")
+                if href.strip().lower().startswith(("javascript:", "data:"))] == []
+        assert "<script>alert(1)</script>" in html.unescape(tree.body.text_content())  # shown as text
+
+
+def test_a_hand_built_link_with_a_bad_scheme_is_refused(config):
+    with pytest.raises(ParseError, match="javascript"):
+        render_issue(issue_with(paper(read_more=(Link("javascript:alert(1)"),))), config)
+
+
+def test_long_unbroken_words_may_wrap_anywhere(config):
+    long_word = "A" * 3000
+    result = render_issue(issue_with(paper(summary=(Bilingual(Text(long_word), Text(long_word)),))), config)
+    card = lxml.html.fromstring(result.html).find_class("card")[0]
+    assert "overflow-wrap:anywhere" in card.get("style").replace(" ", "")
+    assert long_word in result.text  # never broken in the text part either
+
+
+# --- plain-text part -----------------------------------------------------------------------------
+
+
+def test_text_part_lines_fit_76_columns_unless_a_url_needs_the_room(rendered, issue):
+    long_lines = [line for line in rendered.text.split("\n") if len(line) > WIDTH]
+    assert all(URL.search(line) for line in long_lines), long_lines
+    assert "Llemma: An Open Language Model For Mathematics" in rendered.text
+    assert "[English]" in rendered.text
+
+
+def test_a_url_longer_than_a_line_stays_whole_in_the_text_part(config):
+    url = "https://example.com/" + "x" * 120
+    result = render_issue(issue_with(paper(summary=(Bilingual(Text(f"앞 문장 {url} 뒤 문장"), None),))), config)
+    assert url in result.text.split()
+
+
+# --- web version -------------------------------------------------------------------------------
+
+
+def test_web_version_folds_english_with_details(issue, rendered):
+    document = lxml.html.fromstring(rendered.web_html)
+    folds = sum(1 for p in issue.papers for b in p.summary + p.abstract if b.ko and b.en)
+    details = document.xpath("//details")
+    assert len(details) == folds
+    assert all(d.find("summary") is not None and d.xpath(".//*[@lang='en']") for d in details)
+    assert document.get("lang") == "ko"
+    assert set(sentences(issue)) <= {s for s in sentences(issue) if s in visible_text(rendered.web_html)}
+
+
+# --- templates: bundled, or the editor's own ----------------------------------------------------
+
+
+def copy_templates(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundled_templates_dir(), tmp_path / "templates"))
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_bundled_templates_are_found_through_the_package():
+    assert (bundled_templates_dir() / "email.mjml.j2").is_file()
+
+
+def test_an_editors_own_templates_are_used(tmp_path, config, issue):
+    templates = copy_templates(tmp_path)
+    edit(templates / "email.mjml.j2", '<p class="brand">', '<p class="brand">EDITOR-COPY ')
+    assert "EDITOR-COPY" in render_issue(issue, config, templates).html
+    assert "EDITOR-COPY" not in render_issue(issue, config).html
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("</mj-column></mj-section>\n<mj-section>", "</mj-section>\n<mj-section>", "invalid MJML"),
+        ("<mj-section padding=\"8px 0 32px\">", "<mj-sektion></mj-sektion><mj-section padding=\"8px 0 32px\">",
+         "mj-sektion"),
+        ("{{ issue.title }}", "{{ issue.title ", "email.mjml.j2:"),
+        ("{{ issue.title }}", "{{ issue.no_such_field }}", "no_such_field"),
+    ],
+    ids=["broken-mjml", "unknown-mj-tag", "jinja-syntax", "undefined-variable"],
+)
+def test_template_mistakes_are_template_errors(tmp_path, config, issue, old, new, message):
+    templates = copy_templates(tmp_path)
+    edit(templates / "email.mjml.j2", old, new)
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        render_issue(issue, config, templates)
+
+
+# --- the build command ---------------------------------------------------------------------------
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["--config", str(REPO / "newsletter.toml"), *args])
+
+
+def test_build_writes_four_files_and_prints_the_sizes(tmp_path):
+    result = run("build", str(SAMPLE), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    names = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert names == ["2023-10-16.html", "2023-10-16.mjml", "2023-10-16.txt", "2023-10-16.web.html"]
+    html_bytes = (tmp_path / "out" / "2023-10-16.html").stat().st_size
+    assert f"HTML {html_bytes:,} bytes" in result.output
+    assert "base64-encoded for sending" in result.output
+    assert "warning" not in result.output
+
+
+def write_issue_with_papers(path: Path, count: int) -> Path:
+    """The sample's papers repeated to `count`, with fresh headings so the slugs stay unique."""
+    source = SAMPLE.read_text(encoding="utf-8")
+    head, *papers = re.split(r"(?m)^(?=## (?!소개$))", source)
+    extra = [re.sub(r"(?m)^## (.*)$", rf"## \1 (반복 {n})", papers[n % len(papers)], count=1)
+             for n in range(count - len(papers))]
+    path.write_text(head + "".join(papers + extra), encoding="utf-8")
+    return path
+
+
+def test_build_warns_when_the_encoded_html_passes_gmails_clip(tmp_path, config):
+    big = write_issue_with_papers(tmp_path / "big.md", 30)
+    sizes = measure(render_issue(parse_issue(big), config))
+    assert sizes.encoded_html_bytes > GMAIL_CLIP_BYTES
+    result = run("build", str(big), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0
+    assert "over Gmail's clipping point" in result.output
+
+
+def test_a_fifteen_paper_issue_fits_or_is_warned_about(tmp_path, config):
+    fifteen = write_issue_with_papers(tmp_path / "fifteen.md", 15)
+    assert len(parse_issue(fifteen).papers) == 15
+    result = run("build", str(fifteen), "-o", str(tmp_path / "out"))
+    encoded = measure(render_issue(parse_issue(fifteen), config)).encoded_html_bytes
+    assert encoded <= GMAIL_CLIP_BYTES or "over Gmail's clipping point" in result.output
+
+
+def test_build_reports_a_template_error_in_one_line(tmp_path):
+    templates = copy_templates(tmp_path)
+    edit(templates / "email.mjml.j2", "{{ issue.title }}", "{{ issue.title ")
+    result = run("build", str(SAMPLE), "-o", str(tmp_path / "out"), "--templates", str(templates))
+    assert result.exit_code == 1
+    assert re.fullmatch(r"error: \S*email\.mjml\.j2:\d+: .*\n", result.output), result.output
+
+
+# --- the preview server --------------------------------------------------------------------------
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+def wait_for_render(site: PreviewSite, after: int) -> None:
+    deadline = time.monotonic() + 20
+    while site.renders <= after:
+        assert time.monotonic() < deadline, "the preview did not re-render after the file changed"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def preview(tmp_path, config):
+    issue_path = tmp_path / "issue.md"
+    shutil.copy(SAMPLE, issue_path)
+    site = PreviewSite(issue_path, config, copy_templates(tmp_path))
+    server = create_preview_server(site, "127.0.0.1", 0)
+    stop = threading.Event()
+    threads = [threading.Thread(target=server.run, daemon=True),
+               threading.Thread(target=site.watch, args=(stop,), daemon=True)]
+    for thread in threads:
+        thread.start()
+    yield site, f"http://127.0.0.1:{server.effective_port}", issue_path
+    stop.set()
+    server.close()
+
+
+def test_preview_serves_the_email_web_and_text_and_rerenders_on_change(preview):
+    site, base, issue_path = preview
+    status, page = fetch(f"{base}/email")
+    assert status == 200 and "Llemma(렘마)" in page
+    assert fetch(f"{base}/web")[1].count("<details") > 10
+    assert "Unsubscribe" in fetch(f"{base}/text")[1]
+
+    before = site.renders
+    edit(issue_path, "Llemma(렘마)", "Llemma(렘마-수정됨)")
+    wait_for_render(site, before)
+    assert "Llemma(렘마-수정됨)" in fetch(f"{base}/email")[1]
+
+    before = site.renders
+    edit(site.templates_dir / "email.mjml.j2", '<p class="brand">', '<p class="brand">TEMPLATE-EDIT ')
+    wait_for_render(site, before)
+    assert "TEMPLATE-EDIT" in fetch(f"{base}/email")[1]
+
+
+def test_preview_shows_an_error_instead_of_stopping(preview):
+    site, base, issue_path = preview
+    before = site.renders
+    issue_path.write_text("---\ntitle: broken\n", encoding="utf-8")
+    wait_for_render(site, before)
+    status, page = fetch(f"{base}/email")
+    assert status == 500 and page.startswith("error: ")
+    assert "error: " in fetch(f"{base}/")[1]
