@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import email.utils
 import datetime as dt
 import io
 import re
@@ -182,13 +183,28 @@ def _time(value: str) -> dt.datetime | None:
 
 
 def validate_address(value: str) -> tuple[str, str | None]:
-    """(normalised ASCII address, display name if one was given) or ValueError with the reason.
+    """(normalised ASCII address, display name if one was given as `Name <address>`), or
+    EmailNotValidError with the reason.
 
     Addresses must be ASCII before the @ (SES does not take SMTPUTF8); Korean domain names are
     kept in their ASCII (IDNA) form. No DNS lookups: imports must work offline and fast.
     """
-    result = email_validator.validate_email(value, check_deliverability=False, allow_display_name=True)
-    return result.ascii_email, result.display_name
+    display_name = None
+    if value.endswith(">") and "<" in value:
+        # Editors paste `홍길동 <hong@example.org>` unquoted, which email-validator refuses.
+        display_name, value = email.utils.parseaddr(value)
+        if not value:
+            raise email_validator.EmailSyntaxError("not an address in the form Name <address>")
+    result = email_validator.validate_email(value, check_deliverability=False)
+    return result.ascii_email, display_name or None
+
+
+def checked_address(value: str) -> tuple[str, str | None]:
+    """`validate_address` for an address typed on the command line: StoreError if it is bad."""
+    try:
+        return validate_address(value)
+    except email_validator.EmailNotValidError as error:
+        raise StoreError(f"{value!r}: {error}") from None
 
 
 def _clean_name(value: str) -> str | None:
@@ -334,10 +350,7 @@ def import_csv(
 
 def add(store: Store, address: str, name: str | None = None, *, resubscribe: bool = False, source: str = "cli") -> ImportReport:
     """Add one subscriber by hand (the same rules as an import of a one-row file)."""
-    try:
-        normalised, display_name = validate_address(address)
-    except email_validator.EmailNotValidError as error:
-        raise StoreError(f"{address!r}: {error}") from None
+    normalised, display_name = checked_address(address)
     report = ImportReport(source=source)
     subscriber = Subscriber(normalised, _clean_name(name or "") or display_name, source=source)
     _apply(store, [subscriber], report, resubscribe=resubscribe)

@@ -133,8 +133,9 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 
     An address not on the list is recorded as unsubscribed, so that no import adds it later.
     """
-    address = address_or_token
-    if "@" not in address_or_token:
+    if "@" in address_or_token:
+        address, _ = subscriber_list.checked_address(address_or_token)
+    else:
         token = address_or_token.rstrip("/").rpartition("/")[2].removeprefix("unsubscribe-")
         key = load_signing_key(state.config, allow_development=True)
         address = TokenSigner(state.config.list_id, key).address(token)
