@@ -1,0 +1,233 @@
+"""Unsubscribe tokens and keys, and the one-click endpoint over real HTTP (waitress on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.config import load_config
+from newsletter.errors import ConfigError
+from newsletter.store import Store
+from newsletter.unsubscribe import (
+    DEVELOPMENT_KEY,
+    SECRET_ENV,
+    SigningKey,
+    TokenSigner,
+    UnsubscribeLinks,
+    load_signing_key,
+)
+from newsletter.web import UnsubscribeApp, serve_in_thread
+
+SECRET = "k" * 40
+LIST_ID = "top-ml-papers.newsletter.example.com"
+REAL_KEY = SigningKey(SECRET.encode(), "test")
+
+
+@pytest.fixture
+def config(newsletter_config: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    return load_config(newsletter_config)
+
+
+# Tokens and keys
+
+
+def test_a_token_names_its_address_and_nothing_else_verifies() -> None:
+    signer = TokenSigner(LIST_ID, REAL_KEY)
+    token = signer.token("Kim@Example.com")
+    assert token == signer.token("kim@example.com")  # the same subscriber, the same token
+    assert signer.address(token) == "kim@example.com"
+    address_part, mac_part = token.split(".")
+    other = signer.token("lee@example.com").split(".")[0]
+    assert signer.address(f"{other}.{mac_part}") is None  # another address under kim's MAC
+    flipped = mac_part[:-2] + ("A" if mac_part[-2] != "A" else "B") + mac_part[-1]
+    assert signer.address(f"{address_part}.{flipped}") is None
+    assert TokenSigner("another.list", REAL_KEY).address(token) is None
+    assert TokenSigner(LIST_ID, SigningKey(b"x" * 40, "other")).address(token) is None
+    for malformed in ("", ".", "abc", "a.b.c", "%%%.%%%", "dev-" + token, "x" * 5000):
+        assert signer.address(malformed) is None
+
+
+def test_development_tokens_are_marked_and_rejected_by_a_real_key() -> None:
+    dev_token = TokenSigner(LIST_ID, DEVELOPMENT_KEY).token("a@example.com")
+    assert dev_token.startswith("dev-")
+    assert TokenSigner(LIST_ID, DEVELOPMENT_KEY).address(dev_token) == "a@example.com"
+    assert TokenSigner(LIST_ID, REAL_KEY).address(dev_token) is None
+
+
+def test_links_for_a_recipient(config) -> None:
+    https, mailto = UnsubscribeLinks(config, REAL_KEY).for_address("a@example.com")
+    token = TokenSigner(config.list_id, REAL_KEY).token("a@example.com")
+    assert https == f"https://newsletter.example.com/unsubscribe/{token}"
+    assert mailto == f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe-{token}"
+    assert urllib.parse.quote(token, safe="") == token  # nothing to escape in a URL or a subject
+
+
+def test_the_key_comes_from_the_environment_then_the_key_file(config, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    key = load_signing_key(config, allow_development=False)
+    assert (key.secret, key.source, key.is_development) == (SECRET.encode(), f"${SECRET_ENV}", False)
+    assert SECRET not in repr(key)
+    monkeypatch.delenv(SECRET_ENV)
+    key_file = tmp_path / "unsubscribe.key"
+    key_file.write_text("f" * 48 + "\n")
+    from_file = load_signing_key(dataclasses.replace(config, unsubscribe_key_file=key_file), allow_development=False)
+    assert (from_file.secret, from_file.source) == (b"f" * 48, str(key_file))
+
+
+def test_a_real_send_refuses_to_start_without_a_real_key(config, monkeypatch, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load_signing_key(config, allow_development=False)
+    assert "unsubscribe.key_file" in str(missing.value) and str(config.path) in str(missing.value)
+    assert load_signing_key(config, allow_development=True).is_development
+
+    absent = dataclasses.replace(config, unsubscribe_key_file=tmp_path / "absent.key")
+    with pytest.raises(ConfigError, match=r"unsubscribe\.key_file: cannot read key file .*absent\.key"):
+        load_signing_key(absent, allow_development=True)
+    short = tmp_path / "short.key"
+    short.write_text("too short")
+    with pytest.raises(ConfigError, match="too short"):
+        load_signing_key(dataclasses.replace(config, unsubscribe_key_file=short), allow_development=False)
+    monkeypatch.setenv(SECRET_ENV, DEVELOPMENT_KEY.secret.decode())
+    with pytest.raises(ConfigError, match="public development key"):
+        load_signing_key(config, allow_development=False)
+
+
+# The endpoint over HTTP
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path):
+    """A waitress server on a free port of 127.0.0.1 with a two-address list."""
+    database = tmp_path / "list.db"
+    with Store.open(database) as store:
+        for address in ("kim@example.com", "lee@example.com"):
+            store.set_status(address, "subscribed", None, record_unknown=True)
+    signer = TokenSigner(LIST_ID, REAL_KEY)
+    server = serve_in_thread(UnsubscribeApp(database, signer, "이번 주의 주요 ML 논문"))
+    yield Endpoint(server.effective_port, signer, database)
+    server.close()
+
+
+@dataclasses.dataclass
+class Endpoint:
+    port: int
+    signer: TokenSigner
+    database: Path
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Content-Type": content_type} if content_type else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        result = (response.status, response.read(), dict(response.getheaders()))
+        connection.close()
+        return result
+
+    def one_click(self, token: str):
+        return self.request("POST", f"/unsubscribe/{token}", b"List-Unsubscribe=One-Click",
+                            "application/x-www-form-urlencoded")
+
+    def status(self, address: str) -> str | None:
+        with Store.open(self.database) as store:
+            found = store.get(address)
+            return found.status if found else None
+
+    def subscribed(self) -> set[str]:
+        with Store.open(self.database) as store:
+            return {s.address for s in store.subscribed()}
+
+
+def test_one_click_post_unsubscribes_and_the_address_is_never_selected_again(endpoint: Endpoint) -> None:
+    status, body, headers = endpoint.one_click(endpoint.signer.token("kim@example.com"))
+    assert status == 200
+    assert "구독이 취소되었습니다" in body.decode() and "You have been unsubscribed" in body.decode()
+    assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+    assert endpoint.status("kim@example.com") == "unsubscribed"
+    assert endpoint.subscribed() == {"lee@example.com"}
+    with Store.open(endpoint.database) as store:
+        assert store.get("kim@example.com").reason == "one-click (List-Unsubscribe-Post)"
+
+
+def test_unsubscribing_twice_is_fine(endpoint: Endpoint) -> None:
+    token = endpoint.signer.token("kim@example.com")
+    first, second = endpoint.one_click(token), endpoint.one_click(token)
+    assert (first[0], second[0]) == (200, 200) and first[1] == second[1]
+    assert endpoint.status("kim@example.com") == "unsubscribed"
+
+
+def test_multipart_one_click_post_is_accepted(endpoint: Endpoint) -> None:
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+            f"One-Click\r\n--{boundary}--\r\n").encode()
+    status, _, _ = endpoint.request("POST", "/" + endpoint.signer.token("lee@example.com"), body,
+                                    f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and endpoint.status("lee@example.com") == "unsubscribed"
+
+
+def test_get_and_head_show_a_confirm_page_and_change_nothing(endpoint: Endpoint) -> None:
+    path = "/unsubscribe/" + endpoint.signer.token("kim@example.com")
+    status, body, _ = endpoint.request("GET", path)
+    page = body.decode()
+    assert status == 200
+    assert "구독을 취소하시겠습니까?" in page and "Do you want to unsubscribe" in page
+    assert '<form method="post">' in page and 'name="List-Unsubscribe" value="One-Click"' in page
+    assert endpoint.request("HEAD", path)[:2] == (200, b"")
+    assert endpoint.status("kim@example.com") == "subscribed"
+    # The page's button posts the form as a browser would.
+    status, _, _ = endpoint.request("POST", path, b"List-Unsubscribe=One-Click&via=page",
+                                    "application/x-www-form-urlencoded")
+    assert status == 200
+    with Store.open(endpoint.database) as store:
+        assert store.get("kim@example.com").reason == "unsubscribe page"
+
+
+def test_forged_and_malformed_tokens_get_the_same_400_whether_or_not_the_address_exists(endpoint: Endpoint) -> None:
+    forger = TokenSigner(LIST_ID, SigningKey(b"guessed" * 6, "forger"))
+    answers = [
+        endpoint.one_click(forger.token("kim@example.com")),  # on the list
+        endpoint.one_click(forger.token("nobody@example.com")),  # not on the list
+        endpoint.one_click("not-a-token"),
+        endpoint.one_click(""),
+        endpoint.request("GET", "/unsubscribe/" + forger.token("kim@example.com")),
+        endpoint.request("GET", "/unsubscribe/" + forger.token("nobody@example.com")),
+    ]
+    assert {status for status, _, _ in answers} == {400}
+    assert len({body for _, body, _ in answers}) == 1
+    assert "올바르지 않습니다" in answers[0][1].decode()
+    assert endpoint.subscribed() == {"kim@example.com", "lee@example.com"}
+    with Store.open(endpoint.database) as store:
+        assert store.get("nobody@example.com") is None
+
+
+def test_a_post_without_the_one_click_field_or_with_another_method_changes_nothing(endpoint: Endpoint) -> None:
+    path = "/" + endpoint.signer.token("kim@example.com")
+    assert endpoint.request("POST", path, b"", "application/x-www-form-urlencoded")[0] == 400
+    assert endpoint.request("POST", path, b"List-Unsubscribe=Yes", "application/x-www-form-urlencoded")[0] == 400
+    status, _, headers = endpoint.request("PUT", path, b"List-Unsubscribe=One-Click")
+    assert status == 405 and headers["Allow"] == "GET, HEAD, POST"
+    assert endpoint.status("kim@example.com") == "subscribed"
+
+
+def test_a_genuine_token_for_an_address_not_on_the_list_records_the_opt_out(endpoint: Endpoint) -> None:
+    assert endpoint.one_click(endpoint.signer.token("removed@example.com"))[0] == 200
+    assert endpoint.status("removed@example.com") == "unsubscribed"
+
+
+def test_the_unsubscribe_command_takes_a_token_from_a_mailto_subject(newsletter_config: Path, monkeypatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config = load_config(newsletter_config)
+    _, mailto = UnsubscribeLinks(config, REAL_KEY).for_address("kim@example.com")
+    subject = urllib.parse.parse_qs(urllib.parse.urlsplit(mailto).query)["subject"][0]
+    runner = CliRunner()
+    result = runner.invoke(main, ["--config", str(newsletter_config), "unsubscribe", subject])
+    assert result.exit_code == 0, result.output
+    assert "kim@example.com was not on the list; recorded as unsubscribed" in result.stdout
+    forged = runner.invoke(main, ["--config", str(newsletter_config), "unsubscribe", subject[:-3] + "xyz"])
+    assert forged.exit_code == 1 and "not a valid unsubscribe token" in forged.stderr
