@@ -1,0 +1,73 @@
+"""newsletter.toml -> Config: the repo's example loads; every bad or missing key names itself and the file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import load_config
+from newsletter.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = (ROOT / "newsletter.toml").read_text(encoding="utf-8")
+
+
+def test_the_repos_example_is_a_working_config() -> None:
+    config = load_config(ROOT / "newsletter.toml")
+    assert config.list_id == "top-ml-papers.newsletter.example.com"
+    assert config.database == ROOT / "newsletter.db"  # relative to the file, not the current folder
+    assert config.unsubscribe_url.endswith("/")
+    assert config.unsubscribe_mailto == "unsubscribe@newsletter.example.com"
+    assert (config.serve_host, config.serve_port) == ("127.0.0.1", 8025)
+    assert config.unsubscribe_key_file is None  # secrets never live in the repo
+
+
+def test_the_config_is_found_by_option_then_environment_then_current_folder(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "newsletter.toml").write_text(EXAMPLE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+    assert load_config().path == Path("newsletter.toml")
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(ROOT / "newsletter.toml"))
+    assert load_config().path == ROOT / "newsletter.toml"
+    with pytest.raises(ConfigError, match="no configuration file here"):
+        load_config(tmp_path / "absent.toml")
+
+
+def _edit(old: str, new: str) -> str:
+    assert re.search(old, EXAMPLE, flags=re.M), old
+    return re.sub(old, new, EXAMPLE, count=1, flags=re.M)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        (_edit(r"^list_id = .*$", ""), "newsletter.list_id", "required key is missing"),
+        (_edit(r"^url = .*$", ""), "unsubscribe.url", "required key is missing"),
+        (_edit(r"^database = .*$", "database = 5"), "subscribers.database", "expected str, got int 5"),
+        (_edit(r"^url = .*$", 'url = "https://x.example/unsubscribe"'), "unsubscribe.url", "must end with '/'"),
+        (_edit(r"^url = .*$", 'url = "ftp://x.example/"'), "unsubscribe.url", "must start with https://"),
+        (_edit(r"^mailto = .*$", 'mailto = "nobody"'), "unsubscribe.mailto", "not an email address"),
+        (_edit(r"^port = 8025$", "port = 70000"), "serve.port", "must be between 1 and 65535"),
+        (_edit(r"^host = \"127.0.0.1\"$", 'host = ""'), "serve.host", "must not be empty"),
+        (_edit(r"^kind = .*$", 'kind = "carrier-pigeon"'), "transport.kind", "must be 'ses' or 'smtp'"),
+        (EXAMPLE + '\n[subscribers.extra]\n', "subscribers.extra", "unknown key"),
+        (EXAMPLE.replace("[serve]", "[served]"), "served", "unknown section"),
+    ],
+)
+def test_a_bad_or_missing_key_is_a_config_error_naming_key_and_file(tmp_path: Path, text: str, key: str, message: str) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (caught.value.key, caught.value.path) == (key, str(path))
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert message in str(caught.value)
+
+
+def test_a_file_that_is_not_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text("[newsletter\nname = 1", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ": not valid TOML"):
+        load_config(path)
