@@ -250,6 +250,9 @@ def compile_mjml(source: str) -> str:
 def inline_css(html: str, css: str) -> str:
     """Inline `css` into style attributes; leave every <style> of the page as it is, in <head>."""
     untouched = _STYLE_TAG.sub('<style data-premailer="ignore"', html)
+    # premailer keeps the doctype only when it matches lxml's spelling; MRML writes it in lower
+    # case, and without it clients and browsers lay the email out in quirks mode.
+    untouched = re.sub(r"^<!doctype html>", "<!DOCTYPE html>", untouched, flags=re.IGNORECASE)
     inliner = Premailer(
         untouched,
         css_text=css,

@@ -156,6 +156,11 @@ def test_document_is_korean_and_every_english_original_is_marked_english(issue, 
                 assert normalise(markup.to_plain(passage.en).replace("• ", "")) in english
 
 
+def test_email_keeps_its_doctype_so_clients_use_standards_mode(rendered):
+    assert rendered.html.startswith("<!DOCTYPE html>")
+    assert rendered.web_html.startswith("<!doctype html>")
+
+
 def test_layout_tables_are_presentational_and_body_text_is_16px_in_the_system_fonts(rendered):
     document = lxml.html.fromstring(rendered.html)
     tables = document.xpath("//body//table")

@@ -69,6 +69,7 @@ def sample(config, tmp_path_factory):
 def open_page(browser, path: Path, width: int):
     page = browser.new_page(viewport={"width": width, "height": 800})
     page.goto(path.as_uri())
+    assert page.evaluate("() => document.compatMode") == "CSS1Compat"  # not quirks mode
     return page
 
 
