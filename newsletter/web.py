@@ -153,8 +153,3 @@ def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0)
     thread = threading.Thread(target=server.run, name="newsletter-web", daemon=True)
     thread.start()
     return server
-
-
-def serve(app: UnsubscribeApp, host: str, port: int) -> None:
-    """Serve until interrupted."""
-    create_server(app, host, port).run()

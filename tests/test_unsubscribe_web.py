@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import os
+import re
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -231,3 +235,30 @@ def test_the_unsubscribe_command_takes_a_token_from_a_mailto_subject(newsletter_
     assert "kim@example.com was not on the list; recorded as unsubscribed" in result.stdout
     forged = runner.invoke(main, ["--config", str(newsletter_config), "unsubscribe", subject[:-3] + "xyz"])
     assert forged.exit_code == 1 and "not a valid unsubscribe token" in forged.stderr
+
+
+def test_newsletter_serve_runs_the_endpoint_on_127_0_0_1(newsletter_config: Path, tmp_path: Path) -> None:
+    """The real command in its own process, as an editor starts it; one-click POST to it."""
+    env = {**os.environ, SECRET_ENV: SECRET}
+    with Store.open(newsletter_config.parent / "newsletter.db") as store:
+        store.set_status("kim@example.com", "subscribed", None, record_unknown=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "--config", str(newsletter_config), "serve", "--port", "0"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        banner = server.stderr.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/TOKEN \(key: \$NEWSLETTER_SECRET\)", banner)
+        assert found, banner
+        endpoint = Endpoint(int(found.group(1)), TokenSigner(LIST_ID, REAL_KEY), newsletter_config.parent / "newsletter.db")
+        assert endpoint.one_click(endpoint.signer.token("kim@example.com"))[0] == 200
+        assert endpoint.subscribed() == set()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_newsletter_serve_refuses_the_development_key_unless_asked(newsletter_config: Path, monkeypatch) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    result = CliRunner().invoke(main, ["--config", str(newsletter_config), "serve"])
+    assert result.exit_code == 1 and "no unsubscribe signing key" in result.stderr

@@ -159,8 +159,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 @pass_state
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
-    from ..web import UnsubscribeApp
-    from ..web import serve as run_server
+    from ..web import UnsubscribeApp, create_server
 
     config = state.config
     key = load_signing_key(config, allow_development=allow_development_key)
@@ -168,5 +167,8 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
         click.echo(DEVELOPMENT_KEY_NOTICE, err=True)
     Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
     host, port = host or config.serve_host, config.serve_port if port is None else port
-    click.echo(f"unsubscribe endpoint on http://{host}:{port}/TOKEN (key: {key.source}); Ctrl-C stops", err=True)
-    run_server(UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name), host, port)
+    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name)
+    server = create_server(app, host, port)
+    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}); "
+               "Ctrl-C stops", err=True)
+    server.run()
