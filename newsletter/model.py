@@ -128,3 +128,29 @@ class Subscriber:
     joined_at: dt.datetime | None = None  # UTC
     changed_at: dt.datetime | None = None  # UTC, last status or name change
     reason: str | None = None  # why the status last changed (why they left)
+
+
+# A send-ledger row's state. A row is `sending` only while its one network call is in flight, so a
+# row found `sending` when no run holds the issue was cut off by a crash and may have been
+# delivered: it becomes `unknown`, never `pending` again unless the editor asks. `skipped`: the
+# address left the list after it was queued for this issue.
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "unknown", "skipped")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One (issue, recipient) row of the send ledger (`newsletter.store.ledger`)."""
+
+    id: int
+    issue_id: str
+    address: str
+    state: str  # one of DELIVERY_STATES
+    attempts: int = 0  # network calls made for it, over every run
+    message_id: str | None = None  # the provider's id once sent
+    error_kind: str | None = None  # the last error's class: RecipientRejectedError, ...
+    error_code: str | None = None  # the provider's code: MessageRejected, 550, ...
+    error: str | None = None  # the provider's message
+    enqueued_at: dt.datetime | None = None  # UTC
+    started_at: dt.datetime | None = None  # UTC: when the rate limiter let its last call go
+    finished_at: dt.datetime | None = None  # UTC: when the last call's outcome was recorded
+    name: str | None = None  # the subscriber's name (for the To: line), when still on the list

@@ -19,12 +19,13 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import StoreError
-from ..model import SUBSCRIBER_STATUSES, Subscriber
+from ..model import SUBSCRIBER_STATUSES, Delivery, Subscriber
 from . import db
+from . import ledger
 from . import subscribers as subscriber_table
 from .subscribers import address_key
 
-__all__ = ["Store", "Subscriber", "address_key", "utc_now"]
+__all__ = ["Delivery", "Store", "Subscriber", "address_key", "utc_now"]
 
 
 def utc_now() -> dt.datetime:
@@ -117,3 +118,50 @@ class Store:
     def delete(self, address: str) -> bool:
         """Forget `address` entirely (True if it was stored)."""
         return subscriber_table.delete(self.connection, address)
+
+    # The send ledger (one row per issue and recipient; see `ledger.py`)
+
+    def prepare_issue(
+        self, issue_id: str, *, resend_unknown: bool = False, retry_failed: bool = False, commit: bool = True
+    ) -> ledger.Preparation:
+        """Bring the issue's ledger up to date before a run, in one transaction: rows a crashed run
+        left `sending` become `unknown`, subscribed addresses without a row are queued, queued
+        addresses that left the list are skipped (and back if they returned), and `unknown` or
+        `failed` rows go back to `pending` if asked. commit=False: what it would do, changing
+        nothing (to show before asking)."""
+        requeued_states = [state for state, asked in (("unknown", resend_unknown), ("failed", retry_failed)) if asked]
+        now = ledger.precise_now()
+        with self.transaction(commit=commit):
+            interrupted = ledger.mark_interrupted(self.connection, issue_id, now)
+            queued = ledger.enqueue_subscribed(self.connection, issue_id, now)
+            ledger.sync_with_list(self.connection, issue_id)
+            ledger.requeue(self.connection, issue_id, requeued_states)
+            return ledger.Preparation(interrupted, queued, ledger.counts(self.connection, issue_id))
+
+    def delivery_counts(self, issue_id: str) -> dict[str, int]:
+        return ledger.counts(self.connection, issue_id)
+
+    def pending_deliveries(self, issue_id: str, *, after_id: int = 0, limit: int = 500) -> list[Delivery]:
+        return ledger.pending_page(self.connection, issue_id, after_id, limit)
+
+    def deliveries(self, issue_id: str, states: Collection[str]) -> Iterator[Delivery]:
+        """The issue's rows in `states`, in queueing order (e.g. the failed and unknown ones)."""
+        return ledger.with_states(self.connection, issue_id, tuple(states))
+
+    def claim_delivery(self, delivery_id: int, started_at: dt.datetime | None = None) -> str:
+        """Mark the row `sending` (committed before the call); returns the row's state after.
+        `started_at`: when the rate limiter let the call go (default: now)."""
+        return ledger.claim(self.connection, delivery_id, started_at or ledger.precise_now())
+
+    def finish_delivery(self, delivery_id: int, state: str, *, message_id: str | None = None, error=None) -> None:
+        ledger.finish(self.connection, delivery_id, state, ledger.precise_now(), message_id=message_id, error=error)
+
+    def fail_unsent_delivery(self, delivery_id: int, error: Exception) -> None:
+        ledger.fail_unsent(self.connection, delivery_id, error, ledger.precise_now())
+
+    def sent_in_last_24h(self) -> int:
+        return ledger.sent_since(self.connection, ledger.precise_now() - dt.timedelta(hours=24))
+
+    def send_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held for a whole send: SendError if another send holds this database."""
+        return ledger.send_lock(self.path)

@@ -55,6 +55,34 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX subscriber_by_status ON subscriber (status, address_key)",
         ),
     ),
+    Migration(
+        2,
+        "send ledger",
+        (
+            """
+            CREATE TABLE delivery (
+                id INTEGER PRIMARY KEY,
+                issue_id TEXT NOT NULL,
+                address TEXT NOT NULL,
+                address_key TEXT NOT NULL,  -- joins subscriber.address_key
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'skipped')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                message_id TEXT,
+                error_kind TEXT,
+                error_code TEXT,
+                error TEXT,
+                enqueued_at TEXT NOT NULL,  -- ISO 8601, UTC
+                -- microseconds kept: the rate check counts calls per one-second window
+                started_at TEXT,
+                finished_at TEXT,
+                UNIQUE (issue_id, address_key)
+            )
+            """,
+            "CREATE INDEX delivery_by_state ON delivery (issue_id, state, id)",
+            "CREATE INDEX delivery_sent_recently ON delivery (state, finished_at)",
+        ),
+    ),
 ]
 
 
