@@ -32,6 +32,7 @@ DEVELOPMENT_KEY_NOTICE = (
 )
 # 128 bits of HMAC-SHA256 (RFC 2104 allows truncation to half the output); keeps links short.
 MAC_BYTES = 16
+MAX_TOKEN_LENGTH = 1024  # an address is at most 254 characters; anything longer is not ours
 GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -120,10 +121,10 @@ class TokenSigner:
 
     def address(self, token: str) -> str | None:
         """The address key a genuine token was made for; None for anything else."""
-        if not token.startswith(self.prefix):
+        if not token.startswith(self.prefix) or len(token) > MAX_TOKEN_LENGTH:
             return None
         encoded_address, dot, encoded_mac = token.removeprefix(self.prefix).partition(".")
-        if not dot or len(token) > 1024:
+        if not dot:
             return None
         try:
             key = _unb64(encoded_address).decode()

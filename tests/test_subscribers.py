@@ -9,6 +9,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from newsletter import subscribers as subscriber_list
@@ -277,3 +279,10 @@ def test_add_remove_export_and_stats_commands(run, tmp_path: Path) -> None:
     assert "added 1" in run("subscribers", "import", str(exported)).stdout  # a@ comes back, b@ stays out
     stats = dict(line.split() for line in run("subscribers", "stats").stdout.splitlines())
     assert stats == {"subscribed": "1", "unsubscribed": "1", "bounced": "0", "complained": "0", "total": "2"}
+
+
+@given(st.text())
+def test_a_guarded_cell_never_starts_a_formula_and_unguards_to_itself(cell: str) -> None:
+    guarded = subscriber_list.guard_formula(cell)
+    assert not guarded.startswith(subscriber_list.FORMULA_TRIGGERS)
+    assert subscriber_list.unguard_formula(guarded) == cell

@@ -12,6 +12,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from newsletter.cli import main
@@ -262,3 +264,11 @@ def test_newsletter_serve_refuses_the_development_key_unless_asked(newsletter_co
     monkeypatch.delenv(SECRET_ENV, raising=False)
     result = CliRunner().invoke(main, ["--config", str(newsletter_config), "serve"])
     assert result.exit_code == 1 and "no unsubscribe signing key" in result.stderr
+
+
+@given(st.emails())
+def test_every_address_has_a_token_that_leads_back_to_it(address: str) -> None:
+    signer = TokenSigner(LIST_ID, REAL_KEY)
+    token = signer.token(address)
+    assert signer.address(token) == address.casefold()
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
