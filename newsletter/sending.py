@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
 from .config import Config
-from .errors import SendError
+from .errors import MessageError, SendError
 from .model import Subscriber
 from .parse import parse_issue
 from .render import render_issue
@@ -127,6 +127,29 @@ def _count_subscribed(config: Config) -> int:
         return store.count_subscribed()
 
 
+def _send_one(plan: SendPlan, transport: Transport, recipient: Subscriber, summary: SendSummary) -> Failure | None:
+    """Compose and send one recipient's message; their failure is recorded, not raised."""
+    if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
+        summary.first_addresses.append(recipient.address)
+    try:
+        https_url, mailto_url = plan.links.for_address(recipient.address)
+        message = plan.template.message_for(
+            recipient.address, name=recipient.name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url
+        )
+        summary.largest_message_bytes = max(summary.largest_message_bytes, len(message.raw))
+        transport.send(message)
+    except AccountStoppedError as error:
+        summary.stopped = str(error)
+        return None
+    except (SendError, MessageError) as error:  # this recipient only: the others still get theirs
+        code, text = getattr(error, "code", None), getattr(error, "message", str(error))
+        failure = Failure(recipient.address, type(error).__name__, code, text)
+        summary.failures.append(failure)
+        return failure
+    summary.sent += 1
+    return None
+
+
 def send_issue(
     plan: SendPlan,
     *,
@@ -146,23 +169,9 @@ def send_issue(
     )
     try:
         for recipient in plan.recipients():
-            https_url, mailto_url = plan.links.for_address(recipient.address)
-            message = plan.template.message_for(
-                recipient.address, name=recipient.name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url
-            )
-            summary.largest_message_bytes = max(summary.largest_message_bytes, len(message.raw))
-            if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
-                summary.first_addresses.append(recipient.address)
-            failure = None
-            try:
-                transport.send(message)
-                summary.sent += 1
-            except AccountStoppedError as error:
-                summary.stopped = str(error)
+            failure = _send_one(plan, transport, recipient, summary)
+            if summary.stopped:
                 break
-            except SendError as error:
-                failure = Failure(recipient.address, type(error).__name__, error.code, error.message)
-                summary.failures.append(failure)
             if on_result is not None:
                 on_result(recipient.address, failure)
     finally:
