@@ -93,12 +93,6 @@ class ImportRejected(StoreError):
         )
 
 
-@dataclass(frozen=True)
-class _Row:
-    line: int
-    subscriber: Subscriber  # times None when the file has none
-
-
 # Reading
 
 
@@ -212,8 +206,8 @@ def _clean_name(value: str) -> str | None:
     return " ".join(value.split()) or None
 
 
-def _parse_row(cells: list[str], columns: _Columns, line: int, source: str) -> _Row:
-    """One data row as a subscriber, or ValueError with the reason."""
+def _parse_row(cells: list[str], columns: _Columns, source: str) -> Subscriber:
+    """One data row as a subscriber (times None unless the file has them), or ValueError."""
     value = _cell(cells, columns.email)
     if not value:
         raise ValueError("no address")
@@ -224,21 +218,18 @@ def _parse_row(cells: list[str], columns: _Columns, line: int, source: str) -> _
     status = _cell(cells, columns.extra.get("status")).lower() or "subscribed"
     if status not in SUBSCRIBER_STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(SUBSCRIBER_STATUSES)}")
-    return _Row(
-        line,
-        Subscriber(
-            address=address,
-            name=_clean_name(_cell(cells, columns.name)) or display_name,
-            status=status,
-            source=_cell(cells, columns.extra.get("source")) or source,
-            joined_at=_time(_cell(cells, columns.extra.get("joined_at"))),
-            changed_at=_time(_cell(cells, columns.extra.get("changed_at"))),
-            reason=_cell(cells, columns.extra.get("reason")) or None,
-        ),
+    return Subscriber(
+        address=address,
+        name=_clean_name(_cell(cells, columns.name)) or display_name,
+        status=status,
+        source=_cell(cells, columns.extra.get("source")) or source,
+        joined_at=_time(_cell(cells, columns.extra.get("joined_at"))),
+        changed_at=_time(_cell(cells, columns.extra.get("changed_at"))),
+        reason=_cell(cells, columns.extra.get("reason")) or None,
     )
 
 
-def read_rows(text: str, source: str, report: ImportReport) -> Iterator[_Row]:
+def read_rows(text: str, source: str, report: ImportReport) -> Iterator[Subscriber]:
     """The good rows of a CSV text; bad rows and blank lines go into `report`."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     columns: _Columns | None = None
@@ -259,28 +250,28 @@ def read_rows(text: str, source: str, report: ImportReport) -> Iterator[_Row]:
                     continue
             report.rows += 1
             try:
-                yield _parse_row(cells, columns, line, label)
+                yield _parse_row(cells, columns, label)
             except ValueError as error:
                 report.problems.append(RowProblem(line, _cell(cells, columns.email), str(error)))
     except csv.Error as error:
         raise StoreError(f"{source}:{reader.line_num}: not valid CSV ({error})") from None
 
 
-def _merge_duplicates(rows: Iterable[_Row], report: ImportReport) -> list[Subscriber]:
+def _merge_duplicates(rows: Iterable[Subscriber], report: ImportReport) -> list[Subscriber]:
     """One subscriber per address: the first row wins, a later one may add a missing name, and an
     opt-out anywhere in the file is kept."""
     merged: dict[str, Subscriber] = {}
     for row in rows:
-        key = address_key(row.subscriber.address)
+        key = address_key(row.address)
         first = merged.get(key)
         if first is None:
-            merged[key] = row.subscriber
+            merged[key] = row
             continue
         report.skipped[SKIP_REASON_DUPLICATE] += 1
-        if first.name is None and row.subscriber.name:
-            first = replace(first, name=row.subscriber.name)
-        if first.status == "subscribed" and row.subscriber.status != "subscribed":
-            first = replace(first, status=row.subscriber.status, reason=row.subscriber.reason)
+        if first.name is None and row.name:
+            first = replace(first, name=row.name)
+        if first.status == "subscribed" and row.status != "subscribed":
+            first = replace(first, status=row.status, reason=row.reason)
         merged[key] = first
     return list(merged.values())
 
