@@ -195,3 +195,11 @@ def test_header_injection_in_a_stored_name_fails_that_recipient_only(tmp_path, m
     assert "failed: mallory@example.org: MessageError" in result.output and "line break" in result.output
     raws = [item["raw_data"] for item in moto_ses.raw_messages()]
     assert len(raws) == len(SUBSCRIBED) and not any("Bcc" in raw for raw in raws)
+
+
+def test_the_network_guard_catches_a_send_that_does_use_the_network(tmp_path, moto_ses, secret, no_network):
+    """The dry-run test above proves something only if the guard stops real traffic."""
+    config_path = write_config(tmp_path / "newsletter.toml")
+    result = run(config_path, "send", "--yes", "--to", "editor@example.org", str(ISSUE))
+    assert result.exit_code == 1
+    assert "sent: 0 of 1" in result.output and "network use attempted" in result.output
