@@ -55,3 +55,11 @@ class SendError(NewsletterError):
 
 class MessageError(NewsletterError):
     """A message could not be composed safely (a header value with CR/LF, an unusable address)."""
+
+
+class QuotaError(SendError):
+    """A send that would pass the account's daily quota; `allowance` is how many it could send."""
+
+    def __init__(self, message: str, *, allowance: int):
+        self.allowance = allowance
+        super().__init__(message)

@@ -164,11 +164,13 @@ def finish(
     now: dt.datetime,
     *,
     message_id: str | None = None,
-    error: SendError | None = None,
+    error: BaseException | None = None,
 ) -> None:
     """sending -> `state` (sent, failed, unknown, or pending when the call surely sent nothing),
-    with the provider's id or the error that decided it."""
-    kind, code, text = (type(error).__name__, error.code, error.message) if error is not None else (None, None, None)
+    with the provider's id or the error that decided it (a SendError keeps the provider's code)."""
+    kind = code = text = None
+    if error is not None:
+        kind, code, text = type(error).__name__, getattr(error, "code", None), getattr(error, "message", str(error))
     connection.execute(
         "UPDATE delivery SET state = ?, message_id = coalesce(?, message_id), error_kind = ?, error_code = ?, "
         "error = ?, finished_at = ? WHERE id = ? AND state = 'sending'",
