@@ -16,7 +16,8 @@ from newsletter.parse import parse_issue, parse_issue_bytes, parse_issue_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "issues" / "2023-10-16.md"
-SEED = ROOT.parent / "shared" / "seeds" / "2023-10-16-top-ml-papers.txt"
+# A copy of ../shared/seeds/2023-10-16-top-ml-papers.txt, the forum export the sample was made from.
+SEED = ROOT / "tests" / "data" / "2023-10-16-top-ml-papers.txt"
 SEED_TAGS = {"mathglm #": "mathglm", "rag": "rag", "chain-of-thought": "chain-of-thought"}
 SEED_LABELS = {"소개", "논문 소개", "논문 초록", "논문 링크", "더 읽어보기", "원문"}
 
@@ -245,3 +246,16 @@ def test_the_documented_example_parses():
     assert [p.title_en for p in issue.papers] == ["Llemma: An Open Language Model For Mathematics", "GenBench"]
     assert issue.papers[0].tags == ("mathglm", "math")
     assert issue.notice and issue.intro and issue.source_url
+
+
+def test_sample_links_are_the_csv_links_without_tracking_parameters(sample):
+    import csv
+
+    with open(ROOT / "tests" / "data" / "2023-10-16-paper-links.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(sample.papers)
+    for row, paper in zip(rows, sample.papers):
+        paper_url = re.sub(r"\?utm_.*$", "", row["PaperURL"])
+        tweet_url = row["TweetURL"].removesuffix("?s=20")
+        assert [link.url for link in paper.links] == [paper_url], paper.title
+        assert [link.url for link in paper.read_more] == [tweet_url], paper.title
