@@ -114,7 +114,8 @@ def preheader(issue: Issue) -> str:
 
 
 def bundled_templates_dir() -> Path:
-    """The templates that ship in the wheel (templates/email/ in a checkout)."""
+    """The templates that ship in the wheel (templates/email/ in a checkout). Wheels install
+    unzipped, so this is a real folder that Jinja2 and the preview's file watcher can use."""
     with as_file(files("newsletter.bundled_templates") / "email") as path:
         return Path(path)
 

@@ -8,6 +8,8 @@ import datetime as dt
 import html
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -177,6 +179,26 @@ def test_color_scheme_meta_dark_palette_and_preheader(issue, rendered):
     head_css = "".join(document.xpath("//head/style/text()"))
     assert "prefers-color-scheme: dark" in head_css
     assert issue.preheader in document.body.text_content()
+
+
+def test_preheader_falls_back_to_the_first_paper_titles(config):
+    result = render_issue(issue_with(paper(title_ko="첫 논문"), paper(slug="q", title_ko="둘째 논문")), config)
+    assert result.preheader == "첫 논문 · 둘째 논문"
+    assert result.preheader in lxml.html.fromstring(result.html).body.text_content()
+
+
+def test_build_prints_no_css_parser_warnings(tmp_path):
+    """In a fresh process: cssutils's logger is process-wide, so an in-process test would pass on
+    whatever an earlier test had set."""
+    templates = copy_templates(tmp_path)
+    edit(templates / "inline.css", ".card {", ".card { mso-line-height-rule: exactly; -webkit-text-size-adjust: 100%;")
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--config", str(REPO / "newsletter.toml"), "build", str(SAMPLE),
+         "-o", str(tmp_path / "out"), "--templates", str(templates)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # cssutils calls both properties unknown unless told to keep quiet
 
 
 def test_collapse_rules_stay_in_head_with_important_and_nothing_hides_english_inline(rendered):
