@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import subprocess
@@ -23,22 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE = ROOT / "issues" / "2023-10-16.md"
-CONFIG = f"""
-[newsletter]
-name = "이번 주의 주요 ML 논문 · Top ML Papers of the Week"
-list_id = "top-ml-papers.newsletter.example.com"
-web_base_url = "https://newsletter.example.com/issues/"
-postal_address = "Top ML Papers, 123 Example-ro, Gangnam-gu, Seoul 06000, Republic of Korea"
-[sender]
-from = "Top ML Papers <digest@newsletter.example.com>"
-[subscribers]
-database = "newsletter.db"
-[unsubscribe]
-url = "https://newsletter.example.com/unsubscribe/"
-mailto = "unsubscribe@newsletter.example.com"
-[sending]
-outbox = "outbox"
-"""
 
 
 def pin_to_one_core() -> None:
@@ -46,10 +31,12 @@ def pin_to_one_core() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
 
-def write_config(folder: Path) -> Path:
-    path = folder / "newsletter.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+def bench_config(folder: Path):
+    """The example newsletter.toml, with its database and outbox in `folder`."""
+    from newsletter.config import load_config
+
+    example = load_config(ROOT / "newsletter.toml")
+    return dataclasses.replace(example, database=folder / "newsletter.db", outbox=folder / "outbox")
 
 
 def subscribers(count: int):
@@ -64,14 +51,12 @@ def subscribers(count: int):
 
 def messages_per_second(count: int) -> None:
     from newsletter.compose import MessageTemplate
-    from newsletter.config import load_config
     from newsletter.parse import parse_issue
     from newsletter.render import render_issue
     from newsletter.unsubscribe import DEVELOPMENT_KEY, UnsubscribeLinks
 
     pin_to_one_core()
-    with tempfile.TemporaryDirectory() as folder:
-        config = load_config(write_config(Path(folder)))
+    config = bench_config(Path(tempfile.gettempdir()))
     rendered = render_issue(parse_issue(ISSUE), config)
     template = MessageTemplate(rendered, config)
     links = UnsubscribeLinks(config, DEVELOPMENT_KEY)
@@ -92,13 +77,12 @@ def messages_per_second(count: int) -> None:
 
 def dry_run_child(count: int) -> None:
     """Runs in its own process: fill a store with `count` subscribers, dry-run the sample issue."""
-    from newsletter.config import load_config
     from newsletter.sending import prepare_send, send_issue
     from newsletter.store import Store
 
     pin_to_one_core()
     with tempfile.TemporaryDirectory() as folder:
-        config = load_config(write_config(Path(folder)))
+        config = bench_config(Path(folder))
         with Store.open(config.database) as store, store.transaction():
             store.insert(subscribers(count))
         started = time.perf_counter()
