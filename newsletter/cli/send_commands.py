@@ -73,7 +73,7 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     with contextlib.ExitStack() as stack:
         on_result = None
         if show_progress:
-            bar = stack.enter_context(click.progressbar(length=plan.recipient_count, label="sending"))
+            bar = stack.enter_context(click.progressbar(length=plan.recipient_count, label="preparing" if plan.dry_run else "sending"))
             on_result = lambda _address, _failure: bar.update(1)  # noqa: E731
         summary = send_issue(plan, on_result=on_result)
 
