@@ -5,8 +5,9 @@ Two calls, so that the CLI can show what is about to happen and ask before anyth
     plan = prepare_send(issue_path, config, dry_run=False, test_addresses=())
     summary = send_issue(plan, on_result=...)
 
-For now `send_issue` is a plain loop over the recipients; the reliable engine (ledger, rate,
-workers, retries) replaces its inside and keeps this boundary.
+A real send to the list goes through the send ledger and the reliable engine in `bulk_send`
+(rate limit, worker threads, retries, resumable); a dry run and test copies (--to) are a plain
+loop that records nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .parse import parse_issue
 from .render import render_issue
 from .store import Store
 from .transports import make_transport
-from .transports.base import AccountStoppedError, Transport
+from .transports.base import AccountStoppedError, OutgoingMessage, SendQuota, Transport
 from .transports.outbox import OutboxTransport
 from .unsubscribe import UnsubscribeLinks, load_signing_key
 
@@ -41,14 +42,35 @@ class SendPlan:
     recipient_count: int
     test_addresses: tuple[str, ...] = ()  # --to: these instead of the list, recorded nowhere
     development_key: bool = False  # links signed with the public key (allowed in a dry run only)
+    # A real send to the list only:
+    quota: SendQuota | None = None  # the account's limits as read before the send
+    ledger: dict[str, int] | None = None  # the issue's ledger rows by state, as the send will find them
+    found_interrupted: int = 0  # rows an interrupted run left `sending`: they become `unknown`
+    resend_unknown: bool = False  # send `unknown` rows again (they may get a second copy)
+    retry_failed: bool = False  # send `failed` rows again
+    limit: int | None = None  # send at most this many now; the rest stay pending
 
     @property
     def dry_run(self) -> bool:
         return self.transport_kind == "outbox"
 
     @property
+    def list_send(self) -> bool:
+        """A real send to the list (recorded in the ledger), not a dry run or test copies."""
+        return not self.dry_run and not self.test_addresses
+
+    @property
+    def rate(self) -> float | None:
+        """Messages per second the send will keep to (a share of the account's rate)."""
+        return self.quota.max_send_rate * self.config.rate_share if self.quota else None
+
+    @property
     def sender(self) -> str:
         return self.config.from_address
+
+    def message_for(self, address: str, name: str | None) -> OutgoingMessage:
+        https_url, mailto_url = self.links.for_address(address)
+        return self.template.message_for(address, name=name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url)
 
     def recipients(self) -> Iterator[Subscriber]:
         """The test addresses, or the list's subscribed addresses streamed from the store."""
@@ -76,6 +98,14 @@ class SendSummary:
     sent: int = 0
     failures: list[Failure] = field(default_factory=list)
     stopped: str | None = None  # why the account stopped the run, if it did
+    # A real send to the list only:
+    unknown: list[Failure] = field(default_factory=list)  # may or may not have been delivered
+    skipped: int = 0  # left the list after being queued
+    interrupted: str | None = None  # the signal that ended the run early
+    retries: int = 0  # calls repeated after throttling or a 5xx answer
+    slow_downs: int = 0  # times the rate was lowered for them
+    found_interrupted: int = 0  # rows an earlier, killed run had left `sending`: now `unknown`
+    ledger: dict[str, int] | None = None  # the issue's rows by state after the run
     largest_message_bytes: int = 0
     html_part_bytes: int = 0  # the encoded HTML part, the figure Gmail's clipping goes by
     gmail_clip_bytes: int = GMAIL_CLIP_BYTES
@@ -86,7 +116,8 @@ class SendSummary:
     @property
     def complete(self) -> bool:
         """Every recipient was sent (the CLI's exit 0)."""
-        return self.stopped is None and not self.failures
+        left = self.ledger is not None and self.ledger["pending"] > 0
+        return self.stopped is None and self.interrupted is None and not self.failures and not self.unknown and not left
 
     def to_dict(self) -> dict:
         return {**asdict(self), "complete": self.complete}
@@ -102,14 +133,19 @@ def prepare_send(
     dry_run: bool,
     test_addresses: Sequence[str] = (),
     templates_dir: str | Path | None = None,
+    resend_unknown: bool = False,
+    retry_failed: bool = False,
+    limit: int | None = None,
 ) -> SendPlan:
     """Parse and render the issue once, build its message template, load the signing key and
-    count the recipients. A real send refuses the development signing key."""
+    count the recipients. A real send refuses the development signing key; a real send to the
+    list also reads the account's quota and what the ledger holds for the issue (changing nothing
+    yet), and refuses one that would pass the daily quota."""
     for address in test_addresses:
         check_address("--to", address)
     rendered = render_issue(parse_issue(issue_path), config, templates_dir=templates_dir)
     key = load_signing_key(config, allow_development=dry_run)
-    return SendPlan(
+    plan = SendPlan(
         config=config,
         issue_id=rendered.issue_id,
         subject=rendered.subject,
@@ -119,7 +155,15 @@ def prepare_send(
         recipient_count=len(test_addresses) or _count_subscribed(config),
         test_addresses=tuple(test_addresses),
         development_key=key.is_development,
+        resend_unknown=resend_unknown,
+        retry_failed=retry_failed,
+        limit=limit,
     )
+    if plan.list_send:
+        from .bulk_send import preview_list_send
+
+        plan = preview_list_send(plan)
+    return plan
 
 
 def _count_subscribed(config: Config) -> int:
@@ -132,10 +176,7 @@ def _send_one(plan: SendPlan, transport: Transport, recipient: Subscriber, summa
     if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
         summary.first_addresses.append(recipient.address)
     try:
-        https_url, mailto_url = plan.links.for_address(recipient.address)
-        message = plan.template.message_for(
-            recipient.address, name=recipient.name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url
-        )
+        message = plan.message_for(recipient.address, recipient.name)
         summary.largest_message_bytes = max(summary.largest_message_bytes, len(message.raw))
         transport.send(message)
     except AccountStoppedError as error:
@@ -154,19 +195,31 @@ def send_issue(
     plan: SendPlan,
     *,
     transport: Transport | None = None,
+    transport_factory: Callable[[], Transport] | None = None,
+    backoff=None,
     on_result: Callable[[str, Failure | None], None] | None = None,
 ) -> SendSummary:
-    """Send the plan's issue to each recipient in turn; per-recipient failures are collected and
-    the loop goes on, an account-level stop ends it. `on_result(address, failure_or_None)` is
-    called after each recipient (the CLI's progress bar)."""
-    transport = transport or make_transport(plan.config, plan.transport_kind)
+    """Send the plan's issue. Per-recipient failures are collected and the send goes on; an
+    account-level stop ends it. `on_result(address, failure_or_None)` is called after each
+    recipient (the CLI's progress bar), from the worker threads in a list send.
+
+    A list send runs `bulk_send` with one transport per worker from `transport_factory` (default:
+    `make_transport`) and `backoff` (a `ratelimit.Backoff`) between retries; a dry run or test
+    copies go through `transport` in a plain loop."""
     summary = SendSummary(
         issue_id=plan.issue_id,
-        transport=transport.name,
+        transport=plan.transport_kind,
         dry_run=plan.dry_run,
         recipients=plan.recipient_count,
         html_part_bytes=plan.template.encoded_html_size(),
     )
+    if plan.list_send:
+        from .bulk_send import send_to_list
+        from .ratelimit import Backoff
+
+        send_to_list(plan, summary, transport_factory=transport_factory, backoff=backoff or Backoff(), on_result=on_result)
+        return summary
+    transport = transport or make_transport(plan.config, plan.transport_kind)
     try:
         for recipient in plan.recipients():
             failure = _send_one(plan, transport, recipient, summary)

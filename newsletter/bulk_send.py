@@ -1,0 +1,357 @@
+"""The reliable list send: the issue's ledger rows, worker threads, one shared rate limiter.
+
+    main thread: bring the ledger up to date, then feed pending rows into a small queue
+    N workers:   compose -> limiter turn -> claim the row (`sending`, committed) -> one call ->
+                 record the outcome (committed) -> next row
+
+Each worker has its own transport (its own HTTP or SMTP connection) and its own SQLite connection.
+What happens to a row depends only on the error class the transport raised:
+
+    RetryableSendError      back to `pending`, limiter slowed, retried after a full-jitter backoff;
+                            `failed` once the attempts run out
+    RecipientRejectedError  `failed`; the run goes on
+    OutcomeUnknownError     `unknown`; never sent again unless the editor asks (--resend-unknown)
+    AccountStoppedError     back to `pending`; the run stops: calls in flight finish and are
+                            recorded, every other row stays `pending` for a later run
+
+SIGINT and SIGTERM stop a run the same way, so an interrupted run leaves no row `sending`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import MessageError, QuotaError
+from .model import Delivery
+from .ratelimit import Backoff, RateLimiter
+from .store import Store
+from .store.ledger import Preparation
+from .transports.base import (
+    AccountStoppedError,
+    OutcomeUnknownError,
+    OutgoingMessage,
+    RecipientRejectedError,
+    RetryableSendError,
+    SendQuota,
+    Transport,
+)
+
+PAGE_SIZE = 500  # pending rows read per query while feeding the workers
+_POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
+
+
+def daily_allowance(quota: SendQuota, sent_by_us_last_24h: int) -> int | None:
+    """How many more messages the account may send in the next 24 hours; None: no limit.
+
+    When the provider cannot tell (config fallbacks, SMTP), our own ledger's count of the last 24
+    hours stands in for SentLast24Hours."""
+    if quota.max_24h_send < 0:
+        return None
+    sent = quota.sent_last_24h if quota.source != "config" else max(quota.sent_last_24h, sent_by_us_last_24h)
+    return max(0, quota.max_24h_send - sent)
+
+
+def check_daily_quota(quota: SendQuota, to_send: int, sent_by_us_last_24h: int) -> None:
+    allowance = daily_allowance(quota, sent_by_us_last_24h)
+    if allowance is not None and to_send > allowance:
+        raise QuotaError(
+            f"this send needs {to_send} messages but the daily quota allows {allowance} more now "
+            f"(Max24HourSend {quota.max_24h_send}, sent in the last 24 hours "
+            f"{quota.max_24h_send - allowance}, from {quota.source}); send {allowance} now with "
+            f"--limit {allowance} and the rest later, or wait for the quota",
+            allowance=allowance,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one row in this run (for the summary and the progress bar)."""
+
+    delivery: Delivery
+    state: str  # sent | failed | unknown | skipped
+    error_kind: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    message_bytes: int = 0
+
+
+class _Halt:
+    """Why a run ends early; the first reason given wins."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.account_stop: str | None = None  # the provider's words
+        self.interrupted: str | None = None  # which signal
+        self._lock = threading.Lock()
+
+    def account(self, reason: str) -> None:
+        with self._lock:
+            if not self.event.is_set():
+                self.account_stop = reason
+            self.event.set()
+
+    def interrupt(self, reason: str) -> None:
+        with self._lock:
+            if not self.event.is_set():
+                self.interrupted = reason
+            self.event.set()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(halt: _Halt) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the run cleanly instead of killing it mid-call."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def on_signal(number, _frame):
+        halt.interrupt(f"interrupted by {signal.Signals(number).name}")
+
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+class BulkSend:
+    """One run over an issue's ledger. `run()` returns once every worker has stopped."""
+
+    def __init__(
+        self,
+        *,
+        database,
+        issue_id: str,
+        compose: Callable[[Delivery], OutgoingMessage],
+        transport_factory: Callable[[], Transport],
+        limiter: RateLimiter,
+        workers: int,
+        backoff: Backoff = Backoff(),
+        limit: int | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ):
+        self.database = database
+        self.issue_id = issue_id
+        self.compose = compose
+        self.transport_factory = transport_factory
+        self.limiter = limiter
+        self.workers = workers
+        self.backoff = backoff
+        self.limit = limit
+        self.on_outcome = on_outcome
+        self.halt = _Halt()
+        self.retries = 0
+        self._jobs: queue.Queue[Delivery] = queue.Queue(maxsize=2 * workers)
+        self._feeding_done = threading.Event()
+        self._record_lock = threading.Lock()
+        self._crash: BaseException | None = None
+
+    @property
+    def account_stop(self) -> str | None:
+        return self.halt.account_stop
+
+    @property
+    def interrupted(self) -> str | None:
+        return self.halt.interrupted
+
+    def run(self, store: Store) -> None:
+        """Send the issue's pending rows; `store` is the main thread's (the caller holds the
+        send lock and has brought the ledger up to date)."""
+        threads = [threading.Thread(target=self._work, name=f"send-worker-{n}") for n in range(self.workers)]
+        with _stop_on_signals(self.halt):
+            for thread in threads:
+                thread.start()
+            try:
+                self._feed(store)
+            finally:
+                self._feeding_done.set()
+                for thread in threads:
+                    while thread.is_alive():  # a timed join lets the signal handler run
+                        thread.join(_POLL_SECONDS)
+        if self._crash is not None:
+            raise self._crash
+
+    def _feed(self, store: Store) -> None:
+        after, fed = 0, 0
+        while not self.halt.event.is_set():
+            page = store.pending_deliveries(self.issue_id, after_id=after, limit=PAGE_SIZE)
+            if not page:
+                return
+            for delivery in page:
+                if self.limit is not None and fed >= self.limit:
+                    return
+                while not self.halt.event.is_set():
+                    try:
+                        self._jobs.put(delivery, timeout=_POLL_SECONDS)
+                        break
+                    except queue.Full:
+                        continue
+                else:
+                    return
+                after, fed = delivery.id, fed + 1
+
+    def _next_job(self) -> Delivery | None:
+        while not self.halt.event.is_set():
+            try:
+                return self._jobs.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if self._feeding_done.is_set() and self._jobs.empty():
+                    return None
+        return None  # rows still queued stay `pending` in the ledger
+
+    def _work(self) -> None:
+        try:
+            transport = self.transport_factory()
+            try:
+                with Store.open(self.database) as store:
+                    while (delivery := self._next_job()) is not None:
+                        self._deliver(delivery, transport, store)
+            finally:
+                transport.close()
+        except BaseException as error:  # a bug or a broken database: stop the others too
+            with self._record_lock:
+                self._crash = self._crash or error
+            self.halt.interrupt(f"stopped by an error: {type(error).__name__}: {error}")
+
+    def _deliver(self, delivery: Delivery, transport: Transport, store: Store) -> None:
+        try:
+            message = self.compose(delivery)
+        except MessageError as error:
+            store.fail_unsent_delivery(delivery.id, error)
+            self._record(Outcome(delivery, "failed", type(error).__name__, None, str(error)))
+            return
+        for attempt in range(1, self.backoff.attempts + 1):
+            started_at = self.limiter.acquire(self.halt.event)
+            if started_at is None:
+                return  # stopped while waiting: the row was never claimed and stays pending
+            state = store.claim_delivery(delivery.id, started_at)
+            if state != "sending":  # left the list since it was queued (or another run took it)
+                self._record(Outcome(delivery, state))
+                return
+            try:
+                result = transport.send(message)
+            except RetryableSendError as error:
+                self.limiter.slow_down()
+                if attempt == self.backoff.attempts:
+                    self._finish(store, delivery, "failed", error, message)
+                    return
+                store.finish_delivery(delivery.id, "pending", error=error)
+                with self._record_lock:
+                    self.retries += 1
+                if self.halt.event.wait(self.backoff.delay(attempt)):
+                    return
+            except RecipientRejectedError as error:
+                self._finish(store, delivery, "failed", error, message)
+                return
+            except OutcomeUnknownError as error:
+                self._finish(store, delivery, "unknown", error, message)
+                return
+            except AccountStoppedError as error:
+                store.finish_delivery(delivery.id, "pending", error=error)  # SES refused: nothing went out
+                self.halt.account(str(error))
+                return
+            except BaseException as error:
+                # Not an answer the transport understood: the request may have gone out.
+                store.finish_delivery(delivery.id, "unknown", error=error)
+                raise
+            else:
+                store.finish_delivery(delivery.id, "sent", message_id=result.message_id)
+                self._record(Outcome(delivery, "sent", message_bytes=len(message.raw)))
+                return
+
+    def _finish(self, store: Store, delivery: Delivery, state: str, error, message: OutgoingMessage) -> None:
+        store.finish_delivery(delivery.id, state, error=error)
+        self._record(Outcome(delivery, state, type(error).__name__, error.code, error.message, len(message.raw)))
+
+    def _record(self, outcome: Outcome) -> None:
+        if self.on_outcome is not None:
+            with self._record_lock:  # the callback (a progress bar) need not be thread-safe
+                self.on_outcome(outcome)
+
+
+def send_to_list(
+    plan,
+    summary,
+    *,
+    transport_factory: Callable[[], Transport] | None = None,
+    backoff: Backoff = Backoff(),
+    on_result: Callable | None = None,
+) -> None:
+    """The real send of `plan` (a `sending.SendPlan`) to the list, filling `summary` in.
+
+    Holds the database's send lock throughout: brings the ledger up to date, checks the daily
+    quota against what is pending now, then runs the workers."""
+    from .sending import FIRST_ADDRESSES_SHOWN, Failure
+    from .transports import make_transport
+
+    config = plan.config
+
+    def on_outcome(outcome: Outcome) -> None:
+        failure = None
+        if outcome.state == "sent":
+            summary.sent += 1
+            summary.largest_message_bytes = max(summary.largest_message_bytes, outcome.message_bytes)
+            if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
+                summary.first_addresses.append(outcome.delivery.address)
+        elif outcome.state == "skipped":
+            summary.skipped += 1
+        else:
+            failure = Failure(outcome.delivery.address, outcome.error_kind or "", outcome.error_code, outcome.error or "")
+            (summary.unknown if outcome.state == "unknown" else summary.failures).append(failure)
+        if on_result is not None:
+            on_result(outcome.delivery.address, failure)
+
+    run = BulkSend(
+        database=config.database,
+        issue_id=plan.issue_id,
+        compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
+        transport_factory=transport_factory or (lambda: make_transport(config, plan.transport_kind)),
+        limiter=RateLimiter(plan.quota.max_send_rate, config.rate_share),
+        workers=config.workers,
+        backoff=backoff,
+        limit=plan.limit,
+        on_outcome=on_outcome,
+    )
+    with Store.open(config.database) as store, store.send_lock():
+        preparation, summary.recipients = _prepare_ledger(store, plan, plan.quota, commit=True)
+        summary.found_interrupted = preparation.interrupted
+        run.run(store)
+        summary.ledger = store.delivery_counts(plan.issue_id)
+    summary.stopped = run.account_stop
+    summary.interrupted = run.interrupted
+    summary.retries = run.retries
+    summary.slow_downs = run.limiter.slow_downs
+
+
+def _prepare_ledger(store: Store, plan, quota: SendQuota, *, commit: bool) -> tuple[Preparation, int]:
+    """Bring the issue's ledger up to date (or see what that would do, commit=False) and check
+    that what is to be sent now fits the daily quota. Returns the preparation and that number."""
+    preparation = store.prepare_issue(
+        plan.issue_id, resend_unknown=plan.resend_unknown, retry_failed=plan.retry_failed, commit=commit
+    )
+    to_send = preparation.pending if plan.limit is None else min(plan.limit, preparation.pending)
+    check_daily_quota(quota, to_send, store.sent_in_last_24h())
+    return preparation, to_send
+
+
+def preview_list_send(plan):
+    """`plan` with the account's quota read, and the ledger as the send will find it (nothing is
+    written); QuotaError if the send would pass the daily quota."""
+    from .transports import make_transport
+
+    transport = make_transport(plan.config, plan.transport_kind)
+    try:
+        quota = transport.quota()
+    finally:
+        transport.close()
+    with Store.open(plan.config.database) as store:
+        preparation, to_send = _prepare_ledger(store, plan, quota, commit=False)
+    return dataclasses.replace(
+        plan, quota=quota, ledger=preparation.counts, found_interrupted=preparation.interrupted, recipient_count=to_send
+    )
