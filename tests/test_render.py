@@ -121,6 +121,7 @@ def test_output_has_no_mjml_tag_script_or_google_fonts(rendered):
         assert not re.search(r"<\/?mj-", document)
         assert "<script" not in document.lower()
         assert "fonts.googleapis" not in document and "<link" not in document.lower()
+    assert "data-premailer" not in rendered.html
 
 
 def test_unsubscribe_placeholder_is_a_link_in_the_email_and_text_but_not_on_the_web(rendered):
