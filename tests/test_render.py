@@ -215,6 +215,19 @@ def test_collapse_rules_stay_in_head_with_important_and_nothing_hides_english_in
             assert not HIDING.search(element.get("style", "")), (element.tag, element.get("class"))
 
 
+def test_wherever_a_rule_can_fold_english_the_same_condition_shows_its_toggle(rendered):
+    """A client that understands only part of the :checked rules (Outlook.com: :checked on type
+    selectors only) must never be left with English hidden and no toggle to open it."""
+    head_css = "".join(lxml.html.fromstring(rendered.html).xpath("//head/style/text()"))
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", head_css)
+    hiding = {sel.strip().removesuffix("~ .en").strip() for sels, body in rules if "display: none" in body
+              for sel in sels.split(",") if sel.strip().endswith("~ .en")}
+    showing = {sel.strip().removesuffix("~ .tg").strip() for sels, body in rules if "display: inline-block" in body
+               for sel in sels.split(",") if sel.strip().endswith("~ .tg")}
+    assert hiding == {".t:not(:checked)"}
+    assert hiding <= showing
+
+
 def test_toggles_are_hidden_inline_and_the_checkbox_is_hidden_from_outlook(issue, rendered):
     document = lxml.html.fromstring(rendered.html)
     folds = sum(1 for p in issue.papers for b in p.summary + p.abstract if b.ko and b.en)
