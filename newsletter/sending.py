@@ -106,6 +106,9 @@ class SendSummary:
     slow_downs: int = 0  # times the rate was lowered for them
     found_interrupted: int = 0  # rows an earlier, killed run had left `sending`: now `unknown`
     ledger: dict[str, int] | None = None  # the rows by state after the run
+    quota: dict | None = None  # the account's limits as read (SendQuota's fields)
+    rate: float | None = None  # messages per second the run kept to
+    workers: int = 1
     largest_message_bytes: int = 0
     html_part_bytes: int = 0  # the encoded HTML part, the figure Gmail's clipping goes by
     gmail_clip_bytes: int = GMAIL_CLIP_BYTES

@@ -2,6 +2,7 @@
 
 from . import issue_commands  # noqa: F401  (registers check)
 from . import send_commands  # noqa: F401  (registers send)
+from . import status_commands  # noqa: F401  (registers status)
 from . import subscriber_commands  # noqa: F401  (registers subscribers, unsubscribe, serve)
 from . import render_commands  # noqa: F401  (registers build, preview)
 from .base import main

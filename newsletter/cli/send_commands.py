@@ -26,6 +26,22 @@ def _describe_plan(plan: SendPlan) -> None:
     click.echo(f"transport: {'dry run (outbox, no network)' if plan.dry_run else plan.transport_kind}")
     if plan.development_key:
         click.echo(f"note: {DEVELOPMENT_KEY_NOTICE}", err=True)
+    if plan.list_send:
+        _describe_list_send(plan)
+
+
+def _describe_list_send(plan: SendPlan) -> None:
+    quota, counts = plan.quota, plan.ledger
+    daily = "unlimited" if quota.max_24h_send < 0 else f"{quota.max_24h_send}/24h, {quota.sent_last_24h} sent in the last 24h"
+    click.echo(f"quota:     {quota.max_send_rate:g}/s, {daily} (from {quota.source})")
+    click.echo(f"rate:      {plan.rate:.1f} messages/s ({plan.config.rate_share:g} of {quota.max_send_rate:g}/s), "
+               f"{plan.config.workers} workers")
+    click.echo("ledger:    " + ", ".join(f"{state} {number}" for state, number in counts.items() if number))
+    if plan.found_interrupted:
+        click.echo(f"note: an earlier run was cut off mid-send: {plan.found_interrupted} recipient(s) become "
+                   "`unknown` (they may have it); see `newsletter status`", err=True)
+    if counts["unknown"] and not plan.resend_unknown:
+        click.echo(f"note: {counts['unknown']} `unknown` recipient(s) are not sent again without --resend-unknown", err=True)
 
 
 def _describe_summary(summary: SendSummary) -> None:
@@ -43,11 +59,20 @@ def _describe_summary(summary: SendSummary) -> None:
         for sample in summary.sample_files:
             click.echo(f"sample: {sample}")
         click.echo(f"manifest (every recipient and message size): {summary.manifest}")
-    for failure in summary.failures:
-        code = f" {failure.code}" if failure.code else ""
-        click.echo(f"failed: {failure.address}: {failure.kind}{code}: {failure.message}", err=True)
+    for label, failures in (("failed", summary.failures), ("unknown", summary.unknown)):
+        for failure in failures:
+            code = f" {failure.code}" if failure.code else ""
+            click.echo(f"{label}: {failure.address}: {failure.kind}{code}: {failure.message}", err=True)
+    if summary.retries:
+        click.echo(f"retried: {summary.retries} call(s) after throttling or a server error "
+                   f"(rate lowered {summary.slow_downs} time(s))")
     if summary.stopped:
         click.echo(f"stopped: the account cannot send now: {summary.stopped}", err=True)
+    if summary.interrupted:
+        click.echo(f"stopped: {summary.interrupted}; calls in flight were finished and recorded", err=True)
+    if summary.ledger and summary.ledger["pending"]:
+        click.echo(f"pending: {summary.ledger['pending']} recipient(s) still to send; "
+                   "run the same `newsletter send` again to send them (no one gets it twice)", err=True)
 
 
 @main.command()
@@ -57,16 +82,25 @@ def _describe_summary(summary: SendSummary) -> None:
               help="Send a test copy to ADDRESS (repeatable) instead of the list; nothing is recorded.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before a real send.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Send again to recipients whose earlier send has an unknown outcome (they may get two).")
+@click.option("--retry-failed", is_flag=True, help="Send again to recipients whose earlier send failed.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help="Send to at most N recipients now (e.g. what the daily quota allows); the rest stay pending.")
 @pass_state
-def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool) -> None:
+def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
+         resend_unknown: bool, retry_failed: bool, limit: int | None) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
+    A send to the list is recorded per recipient in the database: running it again (after a
+    crash, Ctrl-C or a stop) sends only to those who do not have it yet, new subscribers included.
     Exits 0 only when every recipient was sent.
     """
-    plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses)
+    plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
+                        resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit)
     if not as_json:
         _describe_plan(plan)
-    if not plan.dry_run and not yes:
+    if not plan.dry_run and not yes and plan.recipient_count:
         click.confirm(f"Send to {plan.recipient_count} recipient(s) now?", abort=True, err=True)
 
     show_progress = sys.stdout.isatty() and not as_json

@@ -141,6 +141,10 @@ class Store:
     def delivery_counts(self, issue_id: str) -> dict[str, int]:
         return ledger.counts(self.connection, issue_id)
 
+    def count_unqueued(self, issue_id: str) -> int:
+        """Subscribed addresses the issue has not been queued for (the next send queues them)."""
+        return ledger.count_unqueued(self.connection, issue_id)
+
     def pending_deliveries(self, issue_id: str, *, after_id: int = 0, limit: int = 500) -> list[Delivery]:
         return ledger.pending_page(self.connection, issue_id, after_id, limit)
 

@@ -119,6 +119,15 @@ def counts(connection: sqlite3.Connection, issue_id: str) -> dict[str, int]:
     return result
 
 
+def count_unqueued(connection: sqlite3.Connection, issue_id: str) -> int:
+    """Subscribed addresses with no row for the issue yet (the next send queues them)."""
+    return connection.execute(
+        "SELECT count(*) FROM subscriber s WHERE s.status = 'subscribed' AND NOT EXISTS "
+        "(SELECT 1 FROM delivery d WHERE d.issue_id = ? AND d.address_key = s.address_key)",
+        (issue_id,),
+    ).fetchone()[0]
+
+
 def pending_page(connection: sqlite3.Connection, issue_id: str, after_id: int, limit: int) -> list[Delivery]:
     """The next `limit` pending rows after row `after_id`, in queueing order."""
     rows = connection.execute(

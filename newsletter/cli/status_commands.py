@@ -1,0 +1,36 @@
+"""`newsletter status`: where an issue's send stands, from the send ledger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..bulk_send import issue_status
+from ..parse import parse_issue
+from .base import issue_path_argument, main, pass_state
+
+
+@main.command()
+@issue_path_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_state
+def status(state, issue_path: Path, as_json: bool) -> None:
+    """Show how many recipients of ISSUE.md are sent, pending, failed or unknown, and list the
+    failed and unknown ones with their last errors."""
+    report = issue_status(state.config.database, parse_issue(issue_path).issue_id)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo(f"issue {report.issue_id}: {sum(report.counts.values())} recipient(s) in the ledger")
+    for state_name, number in report.counts.items():
+        click.echo(f"  {state_name:<8} {number}")
+    if report.unqueued:
+        click.echo(f"not queued yet: {report.unqueued} subscribed address(es); the next send includes them")
+    for row in report.problems:
+        code = f" {row.error_code}" if row.error_code else ""
+        click.echo(f"{row.state}: {row.address}: {row.error_kind}{code}: {row.error} (attempts: {row.attempts})")
+    if report.counts["unknown"]:
+        click.echo("unknown: the call went out but no answer came back; they may have it. "
+                   "`newsletter send --resend-unknown` sends them another copy.")
