@@ -1,9 +1,8 @@
 """Issue + Config -> RenderedIssue: the email's HTML, its plain-text part and the web page.
 
 The email goes Jinja2 (autoescaped) -> MJML -> mjml2html -> premailer. Only the rules in the
-templates' `inline.css` are inlined; every `<style>` in the compiled HTML (MJML's own, and
-`head.css` with the @media rules that fold the English originals and the dark palette) stays in
-`<head>` untouched, because inlining a `:checked` rule or dropping `!important` from it would hide
+templates' `inline.css` are inlined; every `<style>` in the compiled HTML (MJML's own, `head.css`
+with the @media rules that fold the English originals, `dark.css`) stays in `<head>` untouched, because inlining a `:checked` rule or dropping `!important` from it would hide
 the English for good in some clients.
 """
 
@@ -42,6 +41,7 @@ _IMAGE_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)[^>]*>", re.IGNORECASE)
 _STYLE_TAG = re.compile(r"<style\b", re.IGNORECASE)
 _IGNORE_MARKER = ' data-premailer="ignore"'
 _TAG = re.compile(r"<[^>]*>")
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _SPACE_RUN = re.compile(r"\s+")
 _DECLARATION_GAP = re.compile(r";\s+")
@@ -74,7 +74,7 @@ def base64_size(byte_count: int) -> int:
 def measure(rendered: RenderedIssue) -> RenderSizes:
     html_bytes = rendered.html.encode("utf-8")
     body = rendered.html.split("<body", 1)[-1]
-    visible = re.sub(r"\s+", " ", _TAG.sub(" ", re.sub(r"<!--.*?-->", "", body, flags=re.S)))
+    visible = _SPACE_RUN.sub(" ", _TAG.sub(" ", _HTML_COMMENT.sub("", body)))
     return RenderSizes(
         html_bytes=len(html_bytes),
         encoded_html_bytes=base64_size(len(html_bytes)),
@@ -132,6 +132,8 @@ def check_links(issue: Issue) -> None:
 
 
 def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> RenderedIssue:
+    """Render `issue` with the bundled templates or those in `templates_dir`. Raises TemplateError
+    for a template that cannot make a valid email, ParseError for a link with a bad scheme."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
     context = {
