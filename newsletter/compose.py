@@ -23,10 +23,9 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from .config import Config
 from .errors import MessageError, TemplateError
 from .model import UNSUBSCRIBE_URL_PLACEHOLDER, RenderedIssue
+from .render import GMAIL_CLIP_BYTES  # noqa: F401  (re-exported: the send summary compares to it)
 from .transports.base import OutgoingMessage
 
-# Gmail hides the rest of a message behind "[Message clipped]" past about 102 KB of HTML source.
-GMAIL_CLIP_BYTES = 102 * 1024
 MAX_LINE_BYTES = 998  # RFC 5322 section 2.1.1
 _FOLD_WIDTH = 78  # RFC 5322's recommended line length, what the email package folds to
 _BASE64_LINE_INPUT = 57  # bytes of input per 76-character base64 line
@@ -58,7 +57,7 @@ def check_address(field: str, address: str) -> str:
 
 def _check_url(field: str, url: str, scheme: str) -> str:
     check_header_value(field, url)
-    if not url.startswith(scheme) or any(c in url for c in " <>\"") or len(url) > 900:
+    if not url.isascii() or not url.startswith(scheme) or any(c in url for c in " <>\"") or len(url) > 900:
         raise MessageError(f"{field}: expected a {scheme} URL without spaces or <>: {url!r}")
     return url
 
@@ -94,8 +93,7 @@ class _Body:
 class MessageTemplate:
     """The issue's message, built once; `message_for` makes each recipient's copy.
 
-    Not shared between threads only because nothing needs it to be: it holds no mutable state, so
-    the sending engine's workers may share one.
+    Nothing in it changes after construction, so the sending engine's workers may share one.
     """
 
     def __init__(self, rendered: RenderedIssue, config: Config, *, date: dt.datetime | None = None):
