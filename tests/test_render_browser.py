@@ -4,10 +4,8 @@ no horizontal scroll on a phone, readable text, English originals open without s
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
-import shutil
 from pathlib import Path
 
 import pytest
