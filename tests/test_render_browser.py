@@ -19,13 +19,19 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
-if not Path(CHROMIUM).exists():
-    reason = f"{CHROMIUM} not found: install Debian's chromium and fonts-noto-cjk (as .ci/run does)"
+
+def _skip_or_fail(reason: str) -> None:
     if os.environ.get("NEWSLETTER_REQUIRE_CHROMIUM") == "1":
         pytest.fail(f"NEWSLETTER_REQUIRE_CHROMIUM=1 but {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
 
-sync_api = pytest.importorskip("playwright.sync_api")
+
+if not Path(CHROMIUM).exists():
+    _skip_or_fail(f"{CHROMIUM} not found: install Debian's chromium and fonts-noto-cjk (as .ci/run does)")
+try:
+    from playwright import sync_api
+except ImportError:
+    _skip_or_fail("the playwright package is missing: pip install -e '.[test]'")
 
 # Elements whose own text a reader reads; their computed font size is what the test checks.
 TEXT_SIZES = """() => {
