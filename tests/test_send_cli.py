@@ -114,6 +114,7 @@ def test_dry_run_opens_no_socket_and_its_samples_decode_to_the_rendered_issue(tm
     result = run(config_path, "send", "--dry-run", str(ISSUE))
     assert result.exit_code == 0, result.output
     assert "to:        4 (subscribed addresses)" in result.output
+    assert "preparing" not in result.output  # no progress bar when stdout is not a terminal
     assert re.search(r"HTML part as sent \d+\.\d KB, under Gmail's clipping point", result.output)
     assert "first recipients: alex.morgan@example.com, jihoon.park@example.com" in result.output
 
