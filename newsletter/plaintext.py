@@ -1,13 +1,13 @@
 """The plain-text part, built from the parsed issue (not scraped from the HTML).
 
-Both languages, every link written out as its URL, lines wrapped at 76 characters without ever
+Both languages, every link written out as its URL, lines wrapped at 76 display columns without ever
 breaking a URL (a URL longer than a line gets a line of its own).
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
+import unicodedata
 from collections.abc import Iterable
 
 from . import markup
@@ -20,17 +20,34 @@ THIN_RULE = "-" * WIDTH
 _LIST_ITEM = re.compile(r"\s*(?:• |\d+\. )")
 
 
+def display_width(text: str) -> int:
+    """Columns a monospace font gives the text: Hangul and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
 def wrap(paragraph: str, indent: str = "", hanging: str | None = None) -> str:
-    """One paragraph wrapped at WIDTH; lines already broken by the text (list items, hard breaks)
-    are kept and each wrapped on its own."""
-    wrapper = textwrap.TextWrapper(
-        width=WIDTH,
-        initial_indent=indent,
-        subsequent_indent=indent if hanging is None else hanging,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    return "\n".join(wrapper.fill(line) if line.strip() else "" for line in paragraph.split("\n"))
+    """One paragraph wrapped at WIDTH display columns; lines already broken by the text (list
+    items, hard breaks) are kept and each wrapped on its own. textwrap counts characters, which
+    lets a Korean line run to twice the width, so the greedy fill is done here by columns. Words
+    are never broken, so a URL longer than a line stands alone on its line."""
+    hanging = indent if hanging is None else hanging
+    return "\n".join(_fill(line.split(), indent, hanging) if line.strip() else "" for line in paragraph.split("\n"))
+
+
+def _fill(words: list[str], indent: str, hanging: str) -> str:
+    lines: list[str] = []
+    current, width = indent, display_width(indent)
+    for word in words:
+        word_width = display_width(word)
+        if current.strip() and width + 1 + word_width > WIDTH:
+            lines.append(current)
+            current, width = hanging + word, display_width(hanging) + word_width
+        elif current.strip():
+            current, width = f"{current} {word}", width + 1 + word_width
+        else:
+            current, width = current + word, width + word_width
+    lines.append(current)
+    return "\n".join(lines)
 
 
 def _wrap_block(block: str, indent: str = "") -> str:

@@ -26,7 +26,7 @@ from newsletter.config import load_config
 from newsletter.errors import ParseError, TemplateError
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
 from newsletter.parse import parse_issue
-from newsletter.plaintext import WIDTH
+from newsletter.plaintext import WIDTH, display_width
 from newsletter.preview import PreviewSite, create_preview_server
 from newsletter.render import GMAIL_CLIP_BYTES, bundled_templates_dir, measure, render_issue
 
@@ -290,8 +290,11 @@ def test_long_unbroken_words_may_wrap_anywhere(config):
 
 
 def test_text_part_lines_fit_76_columns_unless_a_url_needs_the_room(rendered, issue):
-    long_lines = [line for line in rendered.text.split("\n") if len(line) > WIDTH]
+    # Columns as a monospace font shows them: each Hangul syllable takes two.
+    long_lines = [line for line in rendered.text.split("\n") if display_width(line) > WIDTH]
     assert all(URL.search(line) for line in long_lines), long_lines
+    korean_lines = [line for line in rendered.text.split("\n") if "다." in line]
+    assert korean_lines and max(len(line) for line in korean_lines) < 50
     assert "Llemma: An Open Language Model For Mathematics" in rendered.text
     assert "[English]" in rendered.text
 
