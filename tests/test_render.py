@@ -293,8 +293,6 @@ def test_text_part_lines_fit_76_columns_unless_a_url_needs_the_room(rendered, is
     # Columns as a monospace font shows them: each Hangul syllable takes two.
     long_lines = [line for line in rendered.text.split("\n") if display_width(line) > WIDTH]
     assert all(URL.search(line) for line in long_lines), long_lines
-    korean_lines = [line for line in rendered.text.split("\n") if "다." in line]
-    assert korean_lines and max(len(line) for line in korean_lines) < 50
     assert "Llemma: An Open Language Model For Mathematics" in rendered.text
     assert "[English]" in rendered.text
 
