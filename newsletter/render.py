@@ -102,9 +102,10 @@ def write_outputs(rendered: RenderedIssue, output_dir: str | Path) -> list[Path]
 
 
 def web_url(issue: Issue, config: Config) -> str:
-    """Where the archive page of `issue` is published (the build writes it as <date>.web.html)."""
+    """Where the archive page of `issue` is published: the build's <date>.web.html uploaded as it
+    is to web_base_url, so no file needs renaming between build and publish."""
     base = config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/"
-    return urljoin(base, f"{issue.issue_id}.html")
+    return urljoin(base, f"{issue.issue_id}.web.html")
 
 
 def preheader(issue: Issue) -> str:

@@ -136,7 +136,7 @@ def test_footer_has_web_link_reason_and_postal_address(rendered, config):
     assert config.postal_address in text and config.postal_address in rendered.text
     assert "You are receiving this because you subscribed" in text
     hrefs = [a.get("href") for a in lxml.html.fromstring(rendered.html).iter("a")]
-    assert f"{config.web_base_url}2023-10-16.html" in hrefs
+    assert f"{config.web_base_url}2023-10-16.web.html" in hrefs
 
 
 def test_table_of_contents_links_to_every_paper_card(issue, rendered):
