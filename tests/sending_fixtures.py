@@ -1,0 +1,209 @@
+"""Helpers for the reliable-sending tests: a config with the rate and workers set, a list in the
+store, SES faults injected through botocore's event system on the real client, a slow TCP proxy
+that keeps calls in flight long enough to kill a send mid-call, and reading what moto got.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from click.testing import CliRunner
+
+from conftest import write_config
+from newsletter.cli import main
+from newsletter.config import load_config
+from newsletter.model import Subscriber
+from newsletter.store import Store, utc_now
+from newsletter.transports.ses import SesTransport
+
+ROOT = Path(__file__).resolve().parents[1]
+ISSUE = ROOT / "issues" / "2023-10-16.md"
+ISSUE_ID = "2023-10-16"
+SECRET = "a-test-secret-that-is-long-enough-0123456789"
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+def sending_config(
+    path: Path, *, max_send_rate: float = 500, workers: int = 4, max_24h_send: int = 50_000, **write_options
+) -> Path:
+    """conftest's config with the account rate (the GetAccount fallback), daily quota and workers."""
+    write_config(path, **write_options)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        "[transport.ses]\n", f"[transport.ses]\nmax_send_rate = {max_send_rate}\nmax_24h_send = {max_24h_send}\n"
+    )
+    text = text.replace("[transport.smtp]\n", f"[transport.smtp]\nmax_send_rate = {max_send_rate}\n")
+    text = text.replace("[sending]\n", f"[sending]\nworkers = {workers}\n")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def readers(count: int, start: int = 0) -> list[str]:
+    return [f"reader{number:03d}@example.org" for number in range(start, start + count)]
+
+
+def subscribe(config_path: Path, addresses: list[str]) -> None:
+    now = utc_now()
+    with Store.open(load_config(config_path).database) as store:
+        store.insert(Subscriber(address, None, "subscribed", "test", now, now) for address in addresses)
+
+
+def cli(config_path: Path, *args: str):
+    return CliRunner().invoke(main, ["--config", str(config_path), *args])
+
+
+def status_json(config_path: Path) -> dict:
+    result = cli(config_path, "status", "--json", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def ledger_states(config_path: Path) -> dict[str, str]:
+    """address -> state, read with plain sqlite3 (also while another process is sending)."""
+    connection = sqlite3.connect(load_config(config_path).database, timeout=10)
+    try:
+        return dict(connection.execute("SELECT address, state FROM delivery WHERE issue_id = ?", (ISSUE_ID,)))
+    finally:
+        connection.close()
+
+
+def delivered(moto_ses) -> Counter:
+    """How many messages moto accepted per recipient."""
+    # moto lists a Raw message's recipients from both the envelope and the To: header
+    return Counter(address for item in moto_ses.raw_messages() for address in set(item["destinations"]))
+
+
+# --- SES faults, injected on the real client ----------------------------------------------------
+
+
+class _Body:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, **_):
+        yield self.data
+
+
+def ses_error(request, status: int, code: str, text: str) -> AWSResponse:
+    body = json.dumps({"message": text}).encode()
+    return AWSResponse(request.url, status, {"x-amzn-ErrorType": code, "Content-Type": "application/json"}, _Body(body))
+
+
+class SesFaults:
+    """Decides, for each SendEmail call of every worker, whether SES answers with an error.
+
+    `rule(call_number, recipient)` returns (status, code, text) to answer with, or None to let
+    the call through to moto. Calls are counted across all workers."""
+
+    def __init__(self, rule: Callable[[int, str], tuple[int, str, str] | None]):
+        self.rule = rule
+        self.calls = 0
+        self.injected = Counter()
+        self._lock = threading.Lock()
+
+    def before_send(self, request, **_):
+        recipient = json.loads(request.body)["Destination"]["ToAddresses"][0]
+        with self._lock:
+            self.calls += 1
+            answer = self.rule(self.calls, recipient)
+            if answer is not None:
+                self.injected[answer[1]] += 1
+        return ses_error(request, *answer) if answer is not None else None
+
+    def transport_factory(self, config) -> Callable[[], SesTransport]:
+        def make() -> SesTransport:
+            transport = SesTransport(config.ses)
+            transport.client.meta.events.register("before-send.sesv2.SendEmail", self.before_send)
+            return transport
+
+        return make
+
+
+# --- a TCP proxy that holds every answer back -------------------------------------------------
+
+
+class SlowProxy:
+    """Forwards 127.0.0.1:port to `upstream`, holding each chunk of the answers back `delay`
+    seconds: requests reach the server at once, their answers come late, so a send killed at any
+    moment has calls in flight whose messages were in fact delivered."""
+
+    def __init__(self, upstream_url: str, *, delay: float):
+        parts = urlsplit(upstream_url)
+        self.upstream = (parts.hostname, parts.port)
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket, delay: float) -> None:
+        try:
+            while data := source.recv(65536):
+                time.sleep(delay)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+# --- the CLI in a child process -----------------------------------------------------------------
+
+
+def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None) -> subprocess.Popen:
+    """`newsletter send --yes ISSUE` as a child process (environment inherited: dummy AWS
+    credentials, the moto endpoint, the signing key), so it can be killed or interrupted."""
+    import os
+
+    env = dict(os.environ)
+    if endpoint_url:
+        env["AWS_ENDPOINT_URL_SESV2"] = endpoint_url
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "--config", str(config_path), "send", "--yes", *extra, str(ISSUE)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

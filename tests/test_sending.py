@@ -1,0 +1,415 @@
+"""The reliable list send against moto's SES server on 127.0.0.1 over real HTTP (and aiosmtpd):
+a send killed or interrupted mid-way and resumed, throttling and 5xx answers injected into the
+real client, rejections, an account stop, the daily quota, sending twice, the SMTP contract.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+
+from newsletter.config import load_config
+from newsletter.ratelimit import Backoff
+from newsletter.sending import prepare_send, send_issue
+from newsletter.store import Store
+from newsletter.transports.smtp import SmtpTransport
+from sending_fixtures import (
+    ISSUE,
+    ISSUE_ID,
+    SesFaults,
+    SlowProxy,
+    cli,
+    delivered,
+    ledger_states,
+    readers,
+    secret,  # noqa: F401  (fixture)
+    sending_config,
+    start_send,
+    status_json,
+    subscribe,
+    wait_until,
+)
+
+FAST_RETRIES = Backoff(attempts=6, base=0.01, cap=0.05)
+
+
+def send_in_process(config_path, *, transport_factory=None, backoff=FAST_RETRIES, **options):
+    """prepare_send + send_issue as the CLI does, with the test's transports and backoff."""
+    config = load_config(config_path)
+    plan = prepare_send(ISSUE, config, dry_run=False, **options)
+    factory = transport_factory(config) if transport_factory else None
+    return send_issue(plan, transport_factory=factory, backoff=backoff)
+
+
+# --- crash and interruption ---------------------------------------------------------------------
+
+
+def test_a_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_path, moto_ses, secret):
+    """SIGKILL while calls are in flight: those rows become `unknown` (at most one per worker) and
+    are not sent again; everyone else gets exactly one copy across the two runs."""
+    workers = 4
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=8, workers=workers)
+    addresses = readers(40)
+    subscribe(config_path, addresses)
+    # Answers come back 0.4 s late, so at 7.2 calls/s a kill nearly always finds calls in flight.
+    proxy = SlowProxy(moto_ses.endpoint_url, delay=0.4)
+    child = start_send(config_path, endpoint_url=proxy.url)
+    try:
+        def mid_way() -> bool:
+            states = list(ledger_states(config_path).values())
+            return states.count("sent") >= 8 and "sending" in states
+
+        wait_until(mid_way, what="a send mid-way with calls in flight")
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        child.kill()
+        proxy.close()
+    cut_off = [address for address, state in ledger_states(config_path).items() if state == "sending"]
+    assert 1 <= len(cut_off) <= workers
+
+    sending_config(tmp_path / "newsletter.toml", max_send_rate=500, workers=workers)
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert "an earlier run was cut off mid-send" in result.output
+    assert result.exit_code == 0, result.output  # nothing failed in this run; unknown rows are old news
+
+    states = ledger_states(config_path)
+    unknown = sorted(address for address, state in states.items() if state == "unknown")
+    assert unknown == sorted(cut_off)
+    assert all(states[address] == "sent" for address in addresses if address not in unknown)
+    copies = delivered(moto_ses)
+    assert max(copies.values()) == 1  # no duplicate
+    assert set(addresses) - set(copies) <= set(unknown)  # no one missing but the unknown
+    # The proxy passed every request on before the kill: the cut-off messages were delivered.
+    assert set(copies) == set(addresses)
+    report = status_json(config_path)
+    assert report["counts"]["unknown"] == len(unknown)
+    assert {row["address"] for row in report["problems"]} == set(unknown)
+
+
+def test_sigint_stops_cleanly_leaving_no_row_sending_and_a_later_run_finishes(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=8, workers=4)
+    addresses = readers(40)
+    subscribe(config_path, addresses)
+    proxy = SlowProxy(moto_ses.endpoint_url, delay=0.3)
+    child = start_send(config_path, endpoint_url=proxy.url)
+    try:
+        def mid_way() -> bool:
+            states = list(ledger_states(config_path).values())
+            return states.count("sent") >= 5 and "sending" in states
+
+        wait_until(mid_way, what="a send mid-way with calls in flight")
+        child.send_signal(signal.SIGINT)
+        output, _ = child.communicate(timeout=20)
+    finally:
+        child.kill()
+        proxy.close()
+    assert child.returncode != 0
+    assert "interrupted by SIGINT" in output and "still to send" in output
+
+    states = ledger_states(config_path)
+    assert "sending" not in states.values()  # calls in flight were finished and recorded
+    sent = {address for address, state in states.items() if state == "sent"}
+    assert set(states.values()) == {"sent", "pending"}
+    assert set(delivered(moto_ses)) == sent
+
+    sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
+# --- faults from SES ----------------------------------------------------------------------------
+
+
+def test_throttling_and_5xx_slow_the_send_but_lose_and_duplicate_nothing(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=200, workers=4)
+    addresses = readers(30)
+    subscribe(config_path, addresses)
+
+    calls_per_recipient = Counter()
+
+    def throttled_then_failing_then_through(_call: int, recipient: str):
+        """Recipient n: its first n % 3 calls throttled, then one 503 if n % 4 == 0, then through
+        (fewer failures in a row than the attempts, so a lost message would be the engine's)."""
+        number = addresses.index(recipient)
+        calls_per_recipient[recipient] += 1
+        call = calls_per_recipient[recipient]
+        if call <= number % 3:
+            return 429, "TooManyRequestsException", "Maximum sending rate exceeded."
+        if call == number % 3 + 1 and number % 4 == 0:
+            return 503, "ServiceUnavailable", "Service Unavailable"
+        return None
+
+    faults = SesFaults(throttled_then_failing_then_through)
+    summary = send_in_process(config_path, transport_factory=faults.transport_factory)
+
+    assert faults.injected == {"TooManyRequestsException": 30, "ServiceUnavailable": 8}
+    assert summary.complete and summary.sent == len(addresses)
+    assert summary.retries == sum(faults.injected.values())
+    assert summary.slow_downs >= 1
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+    with Store.open(load_config(config_path).database) as store:
+        rows = list(store.deliveries(ISSUE_ID, ["sent"]))
+    assert len(rows) == len(addresses) and sum(row.attempts for row in rows) == faults.calls
+
+
+def test_a_call_throttled_past_the_last_attempt_is_failed_with_its_error_not_dropped(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml")
+    addresses = readers(5)
+    subscribe(config_path, addresses)
+    faults = SesFaults(
+        lambda _call, recipient: (429, "TooManyRequestsException", "Maximum sending rate exceeded.")
+        if recipient == addresses[2] else None
+    )
+    summary = send_in_process(config_path, transport_factory=faults.transport_factory)
+    assert not summary.complete
+    assert [(f.address, f.kind, f.code) for f in summary.failures] == [
+        (addresses[2], "RetryableSendError", "TooManyRequestsException")
+    ]
+    assert faults.injected["TooManyRequestsException"] == FAST_RETRIES.attempts
+    report = status_json(config_path)
+    assert report["counts"]["failed"] == 1 and report["counts"]["sent"] == 4
+    assert report["problems"][0]["attempts"] == FAST_RETRIES.attempts
+    assert report["problems"][0]["error"] == "Maximum sending rate exceeded."
+
+
+def test_rejections_are_recorded_listed_by_status_and_the_send_goes_on(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml")
+    addresses = readers(8)
+    subscribe(config_path, addresses)
+    rejected = {addresses[1], addresses[6]}
+    faults = SesFaults(
+        lambda _call, recipient: (400, "MessageRejected", "Email address is not verified.") if recipient in rejected else None
+    )
+    summary = send_in_process(config_path, transport_factory=faults.transport_factory)
+    assert {f.address for f in summary.failures} == rejected and summary.sent == 6
+    assert set(delivered(moto_ses)) == set(addresses) - rejected
+
+    result = cli(load_config(config_path).path, "status", str(ISSUE))
+    assert result.exit_code == 0
+    for address in rejected:
+        assert f"failed: {address}: RecipientRejectedError MessageRejected: Email address is not verified." in result.output
+    assert "sent     6" in result.output
+
+    # A rejection is not retried by a later run unless asked.
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    assert len(moto_ses.raw_messages()) == 6
+    result = cli(config_path, "send", "--yes", "--retry-failed", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
+def test_an_account_stop_leaves_the_rest_pending_and_a_later_run_finishes_them(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", workers=2)
+    addresses = readers(20)
+    subscribe(config_path, addresses)
+    faults = SesFaults(
+        lambda call, _recipient: (400, "SendingPausedException", "Sending is paused for this account.") if call > 6 else None
+    )
+    summary = send_in_process(config_path, transport_factory=faults.transport_factory)
+    assert summary.stopped == "SendingPausedException: Sending is paused for this account."
+    assert not summary.complete and summary.failures == [] and summary.unknown == []
+    states = ledger_states(config_path)
+    assert sorted(states.values()).count("sent") == 6
+    assert set(states.values()) == {"sent", "pending"}  # the refused calls went back to pending too
+
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert "sent: 14 of 14" in result.output
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
+def test_the_cli_exits_non_zero_with_a_clear_message_when_the_account_stops(tmp_path, smtp_server, secret, monkeypatch):
+    """An SMTP server that offers no AUTH to a configured username: the account cannot send."""
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    smtp = f'host = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\nusername = "editor"\npassword_env = "TEST_SMTP_PASSWORD"'
+    config_path = sending_config(tmp_path / "newsletter.toml", transport="smtp", smtp=smtp)
+    subscribe(config_path, readers(3))
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 1
+    assert "stopped: the account cannot send now: SMTPNotSupported:" in result.output
+    assert "pending: 3 recipient(s) still to send" in result.output
+    assert set(ledger_states(config_path).values()) == {"pending"} and smtp_server.messages == []
+
+
+def test_a_lost_answer_is_unknown_and_not_sent_again_unless_asked(tmp_path, moto_ses, secret):
+    """The request reaches SES (moto keeps the message) but the answer never comes back."""
+    import urllib.request
+
+    config_path = sending_config(tmp_path / "newsletter.toml")
+    addresses = readers(4)
+    subscribe(config_path, addresses)
+    lost = addresses[3]
+
+    def deliver_then_lose_the_answer(request, **_):
+        if lost.encode() not in request.body:
+            return None
+        forwarded = urllib.request.Request(request.url, data=request.body, headers=dict(request.headers), method="POST")
+        urllib.request.urlopen(forwarded).close()
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    def factory(config):
+        def make():
+            from newsletter.transports.ses import SesTransport
+
+            transport = SesTransport(config.ses)
+            transport.client.meta.events.register("before-send.sesv2.SendEmail", deliver_then_lose_the_answer)
+            return transport
+
+        return make
+
+    summary = send_in_process(config_path, transport_factory=factory)
+    assert [(f.address, f.kind) for f in summary.unknown] == [(lost, "OutcomeUnknownError")]
+    assert not summary.complete
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    assert delivered(moto_ses)[lost] == 1  # not sent again
+    report = status_json(config_path)
+    assert [(row["address"], row["state"], row["error_code"]) for row in report["problems"]] == [
+        (lost, "unknown", "ReadTimeoutError")
+    ]
+    assert cli(config_path, "send", "--yes", "--resend-unknown", str(ISSUE)).exit_code == 0
+    assert delivered(moto_ses)[lost] == 2  # the editor asked for it
+    assert status_json(config_path)["counts"]["unknown"] == 0
+
+
+# --- the list changes between runs --------------------------------------------------------------
+
+
+def test_sending_twice_mails_no_one_twice_and_a_new_subscriber_gets_it(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml")
+    first = readers(6)
+    subscribe(config_path, first)
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    assert delivered(moto_ses) == {address: 1 for address in first}
+
+    newcomer = readers(1, start=100)
+    subscribe(config_path, newcomer)
+    assert status_json(config_path)["not_yet_queued"] == 1
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert "to:        1 (subscribed addresses)" in result.output and "sent: 1 of 1" in result.output
+    assert delivered(moto_ses) == {address: 1 for address in first + newcomer}
+
+    result = cli(config_path, "send", "--yes", "--json", str(ISSUE))
+    assert result.exit_code == 0 and json.loads(result.output)["sent"] == 0
+    assert len(moto_ses.raw_messages()) == 7
+
+
+def test_an_address_that_left_after_being_queued_is_skipped(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", workers=1)
+    addresses = readers(4)
+    subscribe(config_path, addresses)
+    assert cli(config_path, "send", "--yes", "--limit", "1", str(ISSUE)).exit_code == 1  # the rest wait
+    assert list(ledger_states(config_path).values()).count("pending") == 3
+    with Store.open(load_config(config_path).database) as store:
+        store.set_status(addresses[2], "unsubscribed", "one-click")
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert set(delivered(moto_ses)) == set(addresses) - {addresses[2]}
+    assert ledger_states(config_path)[addresses[2]] == "skipped"
+
+
+def test_dry_run_and_test_copies_record_nothing_in_the_ledger(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml")
+    subscribe(config_path, readers(3))
+    assert cli(config_path, "send", "--dry-run", str(ISSUE)).exit_code == 0
+    assert (tmp_path / "outbox" / "manifest.csv").is_file()
+    assert cli(config_path, "send", "--yes", "--to", "editor@example.org", str(ISSUE)).exit_code == 0
+    assert ledger_states(config_path) == {}
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    assert set(delivered(moto_ses)) == {"editor@example.org", *readers(3)}
+
+
+# --- rate and quota -----------------------------------------------------------------------------
+
+
+def test_a_send_past_the_daily_quota_is_refused_saying_how_many_it_could_send(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_24h_send=5)
+    subscribe(config_path, readers(8))
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 1
+    assert "needs 8 messages but the daily quota allows 5 more now" in result.output and "--limit 5" in result.output
+    assert moto_ses.raw_messages() == [] and ledger_states(config_path) == {}
+
+    result = cli(config_path, "send", "--yes", "--limit", "5", str(ISSUE))
+    assert "sent: 5 of 5" in result.output
+    # SES's GetAccount is missing on moto: the ledger's own count of the last 24 hours stands in.
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert "allows 0 more now" in result.output and result.exit_code == 1
+    assert len(moto_ses.raw_messages()) == 5
+
+
+def test_a_real_send_prints_the_quota_it_read_and_the_rate_it_keeps(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=20, workers=3)
+    subscribe(config_path, readers(2))
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert "quota:     20/s, 50000/24h, 0 sent in the last 24h (from config and the ledger)" in result.output
+    assert "rate:      18.0 messages/s (0.9 of 20/s), 3 workers" in result.output
+    summary = json.loads(cli(config_path, "send", "--yes", "--json", str(ISSUE)).output)
+    assert summary["quota"]["max_send_rate"] == 20 and summary["rate"] == pytest.approx(18.0)
+
+
+# --- the same contract over SMTP ----------------------------------------------------------------
+
+
+def smtp_config(tmp_path, server, **options):
+    smtp = f'host = "127.0.0.1"\nport = {server.port}\nsecurity = "none"'
+    return sending_config(tmp_path / "newsletter.toml", transport="smtp", smtp=smtp, **options)
+
+
+def test_smtp_4xx_is_retried_then_failed_and_5xx_fails_that_recipient_only(tmp_path, smtp_server, secret):
+    config_path = smtp_config(tmp_path, smtp_server)
+    addresses = readers(6)
+    subscribe(config_path, addresses)
+    smtp_server.rcpt_replies[addresses[1]] = "450 4.2.1 mailbox busy"
+    smtp_server.rcpt_replies[addresses[4]] = "550 5.1.1 no such user"
+    summary = send_in_process(config_path)
+    assert {(f.address, f.kind, f.code) for f in summary.failures} == {
+        (addresses[1], "RetryableSendError", "450"),
+        (addresses[4], "RecipientRejectedError", "550"),
+    }
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(set(addresses) - {addresses[1], addresses[4]})
+    problems = {row["address"]: row for row in status_json(config_path)["problems"]}
+    assert problems[addresses[1]]["attempts"] == FAST_RETRIES.attempts and problems[addresses[4]]["attempts"] == 1
+
+
+def test_smtp_login_refused_stops_the_run_with_everyone_pending(tmp_path, smtp_tls_server, secret, monkeypatch):
+    import ssl
+
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+    smtp = (f'host = "127.0.0.1"\nport = {smtp_tls_server.port}\nsecurity = "starttls"\n'
+            f'username = "editor"\npassword_env = "TEST_SMTP_PASSWORD"')
+    config_path = sending_config(tmp_path / "newsletter.toml", transport="smtp", smtp=smtp)
+    subscribe(config_path, readers(5))
+    context = ssl.create_default_context()
+    smtp_tls_server.ca.configure_trust(context)
+
+    def trusting_factory(config):
+        return lambda: SmtpTransport(config.smtp, config.from_address, ssl_context=context)
+
+    summary = send_in_process(config_path, transport_factory=trusting_factory)
+    assert summary.stopped and "535" in summary.stopped
+    assert set(ledger_states(config_path).values()) == {"pending"}
+    assert smtp_tls_server.messages == []
+
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    summary = send_in_process(config_path, transport_factory=trusting_factory)
+    assert summary.complete and summary.sent == 5
+    assert sorted(m.rcpt_tos[0] for m in smtp_tls_server.messages) == readers(5)
+
+
+def test_a_second_send_of_the_same_database_is_refused_while_one_runs(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml")
+    subscribe(config_path, readers(2))
+    with Store.open(load_config(config_path).database) as store, store.send_lock():
+        result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 1 and "another send is running" in result.output
+    assert moto_ses.raw_messages() == []
