@@ -46,25 +46,21 @@ PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
 
 
-def daily_allowance(quota: SendQuota, sent_by_us_last_24h: int) -> int | None:
-    """How many more messages the account may send in the next 24 hours; None: no limit.
-
-    When the provider cannot tell (config fallbacks, SMTP), our own ledger's count of the last 24
-    hours stands in for SentLast24Hours."""
+def daily_allowance(quota: SendQuota) -> int | None:
+    """How many more messages the account may send in the next 24 hours; None: no limit."""
     if quota.max_24h_send < 0:
         return None
-    sent = quota.sent_last_24h if quota.source != "config" else max(quota.sent_last_24h, sent_by_us_last_24h)
-    return max(0, quota.max_24h_send - sent)
+    return max(0, quota.max_24h_send - quota.sent_last_24h)
 
 
-def check_daily_quota(quota: SendQuota, to_send: int, sent_by_us_last_24h: int) -> None:
-    allowance = daily_allowance(quota, sent_by_us_last_24h)
+def check_daily_quota(quota: SendQuota, to_send: int) -> None:
+    allowance = daily_allowance(quota)
     if allowance is not None and to_send > allowance:
         raise QuotaError(
             f"this send needs {to_send} messages but the daily quota allows {allowance} more now "
-            f"(Max24HourSend {quota.max_24h_send}, sent in the last 24 hours "
-            f"{quota.max_24h_send - allowance}, from {quota.source}); send {allowance} now with "
-            f"--limit {allowance} and the rest later, or wait for the quota",
+            f"(Max24HourSend {quota.max_24h_send}, sent in the last 24 hours {quota.sent_last_24h}, "
+            f"from {quota.source}); send {allowance} now with --limit {allowance} and the rest "
+            "later, or wait for the quota",
             allowance=allowance,
         )
 
@@ -339,7 +335,7 @@ def _prepare_ledger(store: Store, plan, quota: SendQuota, *, commit: bool) -> tu
         plan.issue_id, resend_unknown=plan.resend_unknown, retry_failed=plan.retry_failed, commit=commit
     )
     to_send = preparation.pending if plan.limit is None else min(plan.limit, preparation.pending)
-    check_daily_quota(quota, to_send, store.sent_in_last_24h())
+    check_daily_quota(quota, to_send)
     return preparation, to_send
 
 
@@ -354,6 +350,8 @@ def preview_list_send(plan):
     finally:
         transport.close()
     with Store.open(plan.config.database) as store:
+        if quota.source == "config":  # the provider cannot tell: count what our ledger sent
+            quota = dataclasses.replace(quota, sent_last_24h=store.sent_in_last_24h(), source="config and the ledger")
         preparation, to_send = _prepare_ledger(store, plan, quota, commit=False)
     return dataclasses.replace(
         plan, quota=quota, ledger=preparation.counts, found_interrupted=preparation.interrupted, recipient_count=to_send
