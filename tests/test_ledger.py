@@ -1,0 +1,185 @@
+"""The send ledger in the SQLite store: migration, queueing, the row lifecycle, crash leftovers,
+one connection per thread under contention, and the per-database send lock across processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from newsletter.errors import SendError
+from newsletter.model import Subscriber
+from newsletter.store import Store, db, utc_now
+from newsletter.transports.base import RecipientRejectedError
+
+ISSUE_ID = "2023-10-16"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "newsletter.db") as opened:
+        yield opened
+
+
+def subscribe(store: Store, *addresses: str, status: str = "subscribed") -> None:
+    now = utc_now()
+    store.insert(Subscriber(address, None, status, "test", now, now) for address in addresses)
+
+
+def states(store: Store) -> dict[str, str]:
+    rows = store.deliveries(ISSUE_ID, ("pending", "sending", "sent", "failed", "unknown", "skipped"))
+    return {row.address: row.state for row in rows}
+
+
+def test_a_database_at_schema_1_gains_the_ledger_and_keeps_its_subscribers(tmp_path):
+    path = tmp_path / "old.db"
+    connection = sqlite3.connect(path)
+    for statement in db.MIGRATIONS[0].statements:
+        connection.execute(statement)
+    connection.execute(
+        "INSERT INTO subscriber (address, address_key, status, joined_at, changed_at) "
+        "VALUES ('old@example.org', 'old@example.org', 'subscribed', '2023-01-01T00:00:00+00:00', '2023-01-01T00:00:00+00:00')"
+    )
+    connection.execute("PRAGMA user_version = 1")
+    connection.commit()
+    connection.close()
+    with Store.open(path) as store:
+        assert store.schema_version == len(db.MIGRATIONS) >= 2
+        assert store.prepare_issue(ISSUE_ID).counts["pending"] == 1
+        assert states(store) == {"old@example.org": "pending"}
+
+
+def test_each_subscribed_address_is_queued_once_and_newcomers_on_the_next_run(store):
+    subscribe(store, "a@example.org", "b@example.org")
+    subscribe(store, "gone@example.org", status="unsubscribed")
+    first = store.prepare_issue(ISSUE_ID)
+    assert (first.queued, first.pending) == (2, 2)
+    assert store.prepare_issue(ISSUE_ID).queued == 0
+    subscribe(store, "new@example.org")
+    assert store.count_unqueued(ISSUE_ID) == 1
+    assert store.prepare_issue(ISSUE_ID).queued == 1
+    assert states(store) == dict.fromkeys(["a@example.org", "b@example.org", "new@example.org"], "pending")
+
+
+def test_a_preview_changes_nothing(store):
+    subscribe(store, "a@example.org")
+    preview = store.prepare_issue(ISSUE_ID, commit=False)
+    assert (preview.queued, preview.pending) == (1, 1)
+    assert states(store) == {}
+
+
+def test_a_row_goes_pending_sending_sent_with_its_attempts_and_message_id(store):
+    subscribe(store, "a@example.org", "b@example.org")
+    store.prepare_issue(ISSUE_ID)
+    first, second = store.pending_deliveries(ISSUE_ID)
+    assert store.claim_delivery(first.id) == "sending"
+    assert store.claim_delivery(first.id) == "sending"  # not pending any more: a second claim takes nothing
+    store.finish_delivery(first.id, "pending", error=RecipientRejectedError("busy", code="450"))
+    assert store.claim_delivery(first.id) == "sending"
+    store.finish_delivery(first.id, "sent", message_id="ses-1")
+    store.finish_delivery(first.id, "failed")  # only a `sending` row can be finished
+    assert store.claim_delivery(second.id) == "sending"
+    store.finish_delivery(second.id, "failed", error=RecipientRejectedError("no such user", code="550"))
+    sent, failed = store.deliveries(ISSUE_ID, ("sent", "failed"))
+    assert (sent.state, sent.attempts, sent.message_id) == ("sent", 2, "ses-1")
+    assert (failed.error_kind, failed.error_code, failed.error, failed.attempts) == (
+        "RecipientRejectedError", "550", "no such user", 1
+    )
+    assert sent.started_at <= sent.finished_at
+    assert store.pending_deliveries(ISSUE_ID) == []
+
+
+def test_rows_left_sending_by_a_crash_become_unknown_and_return_only_when_asked(store):
+    subscribe(store, "a@example.org", "b@example.org")
+    store.prepare_issue(ISSUE_ID)
+    cut_off = store.pending_deliveries(ISSUE_ID)[0]
+    store.claim_delivery(cut_off.id)  # ... and the process dies here
+    preparation = store.prepare_issue(ISSUE_ID)
+    assert (preparation.interrupted, preparation.pending) == (1, 1)
+    assert states(store)[cut_off.address] == "unknown"
+    assert store.prepare_issue(ISSUE_ID).counts["unknown"] == 1  # a plain rerun leaves it alone
+    assert store.prepare_issue(ISSUE_ID, resend_unknown=True).pending == 2
+
+
+def test_an_address_that_left_the_list_is_skipped_and_back_if_it_returns(store):
+    subscribe(store, "a@example.org", "b@example.org")
+    store.prepare_issue(ISSUE_ID)
+    row_a, row_b = store.pending_deliveries(ISSUE_ID)
+    store.set_status("a@example.org", "unsubscribed", "one-click")
+    assert store.claim_delivery(row_a.id) == "skipped"  # left while the run was going
+    store.set_status("b@example.org", "bounced", "hard bounce")
+    assert store.prepare_issue(ISSUE_ID).counts["skipped"] == 2
+    store.set_status("b@example.org", "subscribed", "resubscribed")
+    assert states(store) == {"a@example.org": "skipped", "b@example.org": "skipped"}
+    assert store.prepare_issue(ISSUE_ID).pending == 1
+    assert store.claim_delivery(row_b.id) == "sending"
+
+
+def test_failed_rows_are_sent_again_only_when_asked(store):
+    subscribe(store, "a@example.org")
+    store.prepare_issue(ISSUE_ID)
+    (row,) = store.pending_deliveries(ISSUE_ID)
+    store.claim_delivery(row.id)
+    store.finish_delivery(row.id, "failed", error=RecipientRejectedError("rejected", code="MessageRejected"))
+    assert store.prepare_issue(ISSUE_ID).pending == 0
+    assert store.prepare_issue(ISSUE_ID, retry_failed=True).pending == 1
+
+
+def test_sent_in_the_last_24_hours_counts_sent_rows_of_every_issue(store):
+    subscribe(store, "a@example.org", "b@example.org")
+    for issue_id in ("2023-10-09", ISSUE_ID):
+        store.prepare_issue(issue_id)
+        for number, row in enumerate(store.pending_deliveries(issue_id)):
+            store.claim_delivery(row.id)
+            store.finish_delivery(row.id, "sent" if number == 0 else "failed")
+    assert store.sent_in_last_24h() == 2
+
+
+def test_workers_with_a_connection_each_record_every_row_under_contention(tmp_path):
+    path = tmp_path / "newsletter.db"
+    with Store.open(path) as store:
+        subscribe(store, *(f"reader{n}@example.org" for n in range(400)))
+        store.prepare_issue(ISSUE_ID)
+        rows = store.pending_deliveries(ISSUE_ID, limit=1000)
+    errors: list[BaseException] = []
+
+    def worker(share):
+        try:
+            with Store.open(path) as own:
+                for row in share:
+                    assert own.claim_delivery(row.id) == "sending"
+                    own.finish_delivery(row.id, "sent", message_id=f"id-{row.id}")
+        except BaseException as error:  # noqa: BLE001  (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(rows[n::8],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with Store.open(path) as store:
+        assert store.delivery_counts(ISSUE_ID)["sent"] == 400
+        assert store.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_one_send_at_a_time_per_database_across_processes(tmp_path):
+    path = tmp_path / "newsletter.db"
+    other_process = [
+        sys.executable, "-c",
+        "import sys\nfrom newsletter.store import Store\nfrom newsletter.errors import SendError\n"
+        f"store = Store.open({str(path)!r})\n"
+        "try:\n    store.send_lock().__enter__()\nexcept SendError as error:\n    sys.exit(str(error))\n",
+    ]
+    with Store.open(path) as store:
+        with store.send_lock():
+            refused = subprocess.run(other_process, capture_output=True, text=True)
+            with pytest.raises(SendError, match="another send is running"):
+                with Store.open(path) as second, second.send_lock():
+                    pass
+        allowed = subprocess.run(other_process, capture_output=True, text=True)
+    assert refused.returncode == 1 and "another send is running" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
