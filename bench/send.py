@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import os
 import socket
@@ -72,17 +71,6 @@ def start_moto() -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
 
 
-def busiest_second(times: list[dt.datetime]) -> int:
-    """The most events in any window [t, t + 1 s) starting at an event."""
-    ordered = sorted(times)
-    end, best = 0, 0
-    for start, first in enumerate(ordered):
-        while end < len(ordered) and ordered[end] - first < dt.timedelta(seconds=1):
-            end += 1
-        best = max(best, end - start)
-    return best
-
-
 def delivered(url: str) -> Counter:
     with urllib.request.urlopen(f"{url}/moto-api/data.json") as answer:
         messages = json.load(answer)["ses"]["RawMessage"]
@@ -93,6 +81,7 @@ def run(recipients: int, account_rate: float, share: float, workers: int) -> Non
     import boto3
 
     from newsletter.config import SesSettings, load_config
+    from newsletter.ratelimit import busiest_window
     from newsletter.model import Subscriber
     from newsletter.sending import prepare_send, send_issue
     from newsletter.store import Store, utc_now
@@ -132,7 +121,7 @@ def run(recipients: int, account_rate: float, share: float, workers: int) -> Non
     set_rate = account_rate * share
     span = (max(starts) - min(starts)).total_seconds() + 1 / set_rate
     achieved = len(starts) / span
-    window = busiest_second(starts)
+    window = busiest_window(starts)
     once = sorted(copies) == addresses and set(copies.values()) == {1}
     print(f"MaxSendRate {account_rate:g}/s, share {share:g}: limiter set to {set_rate:g}/s, {workers} workers, "
           f"{recipients} recipients")
@@ -144,7 +133,7 @@ def run(recipients: int, account_rate: float, share: float, workers: int) -> Non
     print(f"  busiest one-second window: {window} calls; MaxSendRate {account_rate:g}: "
           f"{verdict[window <= account_rate]}; set rate {set_rate:g}: {verdict[window <= set_rate]}  "
           "[target: no window above the rate]")
-    print(f"  (counted by when moto's answers were recorded instead: busiest window {busiest_second(answers)})")
+    print(f"  (counted by when moto's answers were recorded instead: busiest window {busiest_window(answers)})")
     print(f"  wall time of the whole send (render, quota, ledger, sending): {wall:.1f} s")
 
 

@@ -117,3 +117,16 @@ class Backoff:
         capped; the jitter keeps workers that were throttled together from returning together."""
         ceiling = min(self.cap, self.base * 2 ** (retry - 1))
         return (rng or random).uniform(0, ceiling)
+
+
+def busiest_window(times: list[dt.datetime], seconds: float = WINDOW_SECONDS) -> int:
+    """The most events in any window [t, t + seconds) that starts at an event: the check that a
+    send kept to the account's per-second rate, made from the ledger's start times."""
+    ordered = sorted(times)
+    width = dt.timedelta(seconds=seconds)
+    end, best = 0, 0
+    for start, first in enumerate(ordered):
+        while end < len(ordered) and ordered[end] - first < width:
+            end += 1
+        best = max(best, end - start)
+    return best

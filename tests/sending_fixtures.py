@@ -207,3 +207,21 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 30, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def run_threads(function: Callable, argument_tuples: list[tuple]) -> list[BaseException]:
+    """Run `function(*arguments)` in one thread per tuple, all at once; the errors they raised."""
+    errors: list[BaseException] = []
+
+    def guarded(*arguments):
+        try:
+            function(*arguments)
+        except BaseException as error:  # noqa: BLE001  (returned to the test)
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=arguments) for arguments in argument_tuples]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -14,6 +13,7 @@ from newsletter.errors import SendError
 from newsletter.model import Subscriber
 from newsletter.store import Store, db, utc_now
 from newsletter.transports.base import RecipientRejectedError
+from sending_fixtures import run_threads
 
 ISSUE_ID = "2023-10-16"
 
@@ -144,23 +144,14 @@ def test_workers_with_a_connection_each_record_every_row_under_contention(tmp_pa
         subscribe(store, *(f"reader{n}@example.org" for n in range(400)))
         store.prepare_issue(ISSUE_ID)
         rows = store.pending_deliveries(ISSUE_ID, limit=1000)
-    errors: list[BaseException] = []
 
     def worker(share):
-        try:
-            with Store.open(path) as own:
-                for row in share:
-                    assert own.claim_delivery(row.id) == "sending"
-                    own.finish_delivery(row.id, "sent", message_id=f"id-{row.id}")
-        except BaseException as error:  # noqa: BLE001  (reported below)
-            errors.append(error)
+        with Store.open(path) as own:
+            for row in share:
+                assert own.claim_delivery(row.id) == "sending"
+                own.finish_delivery(row.id, "sent", message_id=f"id-{row.id}")
 
-    threads = [threading.Thread(target=worker, args=(rows[n::8],)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_threads(worker, [(rows[n::8],) for n in range(8)]) == []
     with Store.open(path) as store:
         assert store.delivery_counts(ISSUE_ID)["sent"] == 400
         assert store.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

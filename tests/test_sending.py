@@ -48,31 +48,47 @@ def send_in_process(config_path, *, transport_factory=None, backoff=FAST_RETRIES
 # --- crash and interruption ---------------------------------------------------------------------
 
 
-def test_a_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_path, moto_ses, secret):
-    """SIGKILL while calls are in flight: those rows become `unknown` (at most one per worker) and
-    are not sent again; everyone else gets exactly one copy across the two runs."""
-    workers = 4
-    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=8, workers=workers)
+WORKERS = 4
+
+
+def slow_list(tmp_path) -> tuple:
+    """40 subscribers and a config at MaxSendRate 8/s (7.2 calls/s), 4 workers: a send of seconds."""
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=8, workers=WORKERS)
     addresses = readers(40)
     subscribe(config_path, addresses)
-    # Answers come back 0.4 s late, so at 7.2 calls/s a kill nearly always finds calls in flight.
+    return config_path, addresses
+
+
+def signal_mid_send(config_path, moto_ses, number: int) -> tuple[int, str]:
+    """Run `newsletter send` in a child process through a proxy that holds moto's answers back
+    0.4 s (so calls are in flight nearly all the time), send it signal `number` once 5 rows are
+    sent and one is mid-call, and return its exit code and output."""
     proxy = SlowProxy(moto_ses.endpoint_url, delay=0.4)
     child = start_send(config_path, endpoint_url=proxy.url)
-    try:
-        def mid_way() -> bool:
-            states = list(ledger_states(config_path).values())
-            return states.count("sent") >= 8 and "sending" in states
 
+    def mid_way() -> bool:
+        states = list(ledger_states(config_path).values())
+        return states.count("sent") >= 5 and "sending" in states
+
+    try:
         wait_until(mid_way, what="a send mid-way with calls in flight")
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.send_signal(number)
+        output, _ = child.communicate(timeout=20)
     finally:
         child.kill()
         proxy.close()
-    cut_off = [address for address, state in ledger_states(config_path).items() if state == "sending"]
-    assert 1 <= len(cut_off) <= workers
+    return child.returncode, output
 
-    sending_config(tmp_path / "newsletter.toml", max_send_rate=500, workers=workers)
+
+def test_a_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_path, moto_ses, secret):
+    """SIGKILL while calls are in flight: those rows become `unknown` (at most one per worker) and
+    are not sent again; everyone else gets exactly one copy across the two runs."""
+    config_path, addresses = slow_list(tmp_path)
+    signal_mid_send(config_path, moto_ses, signal.SIGKILL)
+    cut_off = [address for address, state in ledger_states(config_path).items() if state == "sending"]
+    assert 1 <= len(cut_off) <= WORKERS
+
+    sending_config(tmp_path / "newsletter.toml", max_send_rate=500, workers=WORKERS)
     result = cli(config_path, "send", "--yes", str(ISSUE))
     assert "an earlier run was cut off mid-send" in result.output
     assert result.exit_code == 0, result.output  # nothing failed in this run; unknown rows are old news
@@ -92,23 +108,9 @@ def test_a_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_
 
 
 def test_sigint_stops_cleanly_leaving_no_row_sending_and_a_later_run_finishes(tmp_path, moto_ses, secret):
-    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=8, workers=4)
-    addresses = readers(40)
-    subscribe(config_path, addresses)
-    proxy = SlowProxy(moto_ses.endpoint_url, delay=0.3)
-    child = start_send(config_path, endpoint_url=proxy.url)
-    try:
-        def mid_way() -> bool:
-            states = list(ledger_states(config_path).values())
-            return states.count("sent") >= 5 and "sending" in states
-
-        wait_until(mid_way, what="a send mid-way with calls in flight")
-        child.send_signal(signal.SIGINT)
-        output, _ = child.communicate(timeout=20)
-    finally:
-        child.kill()
-        proxy.close()
-    assert child.returncode != 0
+    config_path, addresses = slow_list(tmp_path)
+    exit_code, output = signal_mid_send(config_path, moto_ses, signal.SIGINT)
+    assert exit_code != 0
     assert "interrupted by SIGINT" in output and "still to send" in output
 
     states = ledger_states(config_path)
