@@ -24,6 +24,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 import dataclasses
 from dataclasses import dataclass
 
@@ -41,6 +42,9 @@ from .transports.base import (
     SendQuota,
     Transport,
 )
+
+if TYPE_CHECKING:  # sending imports this module; these names are for annotations only
+    from .sending import SendPlan, SendSummary
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
@@ -165,6 +169,9 @@ class BulkSend:
                 thread.start()
             try:
                 self._feed(store)
+            except BaseException as error:
+                self.halt.interrupt(f"stopped by an error: {type(error).__name__}: {error}")
+                raise
             finally:
                 self._feeding_done.set()
                 for thread in threads:
@@ -272,14 +279,14 @@ class BulkSend:
 
 
 def send_to_list(
-    plan,
-    summary,
+    plan: SendPlan,
+    summary: SendSummary,
     *,
     transport_factory: Callable[[], Transport] | None = None,
     backoff: Backoff = Backoff(),
     on_result: Callable | None = None,
 ) -> None:
-    """The real send of `plan` (a `sending.SendPlan`) to the list, filling `summary` in.
+    """The real send of `plan` to the list, filling `summary` in.
 
     Holds the database's send lock throughout: brings the ledger up to date, checks the daily
     quota against what is pending now, then runs the workers."""
@@ -328,7 +335,7 @@ def send_to_list(
     summary.slow_downs = run.limiter.slow_downs
 
 
-def _prepare_ledger(store: Store, plan, quota: SendQuota, *, commit: bool) -> tuple[Preparation, int]:
+def _prepare_ledger(store: Store, plan: SendPlan, quota: SendQuota, *, commit: bool) -> tuple[Preparation, int]:
     """Bring the issue's ledger up to date (or see what that would do, commit=False) and check
     that what is to be sent now fits the daily quota. Returns the preparation and that number."""
     preparation = store.prepare_issue(
@@ -339,7 +346,7 @@ def _prepare_ledger(store: Store, plan, quota: SendQuota, *, commit: bool) -> tu
     return preparation, to_send
 
 
-def preview_list_send(plan):
+def preview_list_send(plan: SendPlan) -> SendPlan:
     """`plan` with the account's quota read, and the ledger as the send will find it (nothing is
     written); QuotaError if the send would pass the daily quota."""
     from .transports import make_transport

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .bulk_send import preview_list_send, send_to_list
 from .compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
 from .config import Config
 from .errors import MessageError, SendError
 from .model import Subscriber
 from .parse import parse_issue
+from .ratelimit import Backoff
 from .render import render_issue
 from .store import Store
 from .transports import make_transport
@@ -163,8 +165,6 @@ def prepare_send(
         limit=limit,
     )
     if plan.list_send:
-        from .bulk_send import preview_list_send
-
         plan = preview_list_send(plan)
     return plan
 
@@ -199,7 +199,7 @@ def send_issue(
     *,
     transport: Transport | None = None,
     transport_factory: Callable[[], Transport] | None = None,
-    backoff=None,
+    backoff: Backoff | None = None,
     on_result: Callable[[str, Failure | None], None] | None = None,
 ) -> SendSummary:
     """Send the plan's issue. Per-recipient failures are collected and the send goes on; an
@@ -207,8 +207,8 @@ def send_issue(
     recipient (the CLI's progress bar), from the worker threads in a list send.
 
     A list send runs `bulk_send` with one transport per worker from `transport_factory` (default:
-    `make_transport`) and `backoff` (a `ratelimit.Backoff`) between retries; a dry run or test
-    copies go through `transport` in a plain loop."""
+    `make_transport`) and `backoff` between retries; a dry run or test copies go through
+    `transport` in a plain loop."""
     summary = SendSummary(
         issue_id=plan.issue_id,
         transport=plan.transport_kind,
@@ -217,9 +217,6 @@ def send_issue(
         html_part_bytes=plan.template.encoded_html_size(),
     )
     if plan.list_send:
-        from .bulk_send import send_to_list
-        from .ratelimit import Backoff
-
         send_to_list(plan, summary, transport_factory=transport_factory, backoff=backoff or Backoff(), on_result=on_result)
         return summary
     transport = transport or make_transport(plan.config, plan.transport_kind)
