@@ -24,6 +24,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 import dataclasses
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ def _stop_on_signals(halt: _Halt) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
     def on_signal(number, _frame):
         halt.interrupt(f"interrupted by {signal.Signals(number).name}")
 
@@ -126,7 +128,7 @@ class BulkSend:
     def __init__(
         self,
         *,
-        database,
+        database: Path,
         issue_id: str,
         compose: Callable[[Delivery], OutgoingMessage],
         transport_factory: Callable[[], Transport],
@@ -310,20 +312,20 @@ def send_to_list(
         if on_result is not None:
             on_result(outcome.delivery.address, failure)
 
-    run = BulkSend(
-        database=config.database,
-        issue_id=plan.issue_id,
-        compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
-        transport_factory=transport_factory or (lambda: make_transport(config, plan.transport_kind)),
-        limiter=RateLimiter(plan.quota.max_send_rate, config.rate_share),
-        workers=config.workers,
-        backoff=backoff,
-        limit=plan.limit,
-        on_outcome=on_outcome,
-    )
     with Store.open(config.database) as store, store.send_lock():
         preparation, summary.recipients = _prepare_ledger(store, plan, plan.quota, commit=True)
         summary.found_interrupted = preparation.interrupted
+        run = BulkSend(
+            database=config.database,
+            issue_id=plan.issue_id,
+            compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
+            transport_factory=transport_factory or (lambda: make_transport(config, plan.transport_kind)),
+            limiter=RateLimiter(plan.quota.max_send_rate, config.rate_share),
+            workers=max(1, min(config.workers, summary.recipients)),  # no idle clients for a short list
+            backoff=backoff,
+            limit=plan.limit,
+            on_outcome=on_outcome,
+        )
         run.run(store)
         summary.ledger = store.delivery_counts(plan.issue_id)
     summary.quota = dataclasses.asdict(plan.quota)

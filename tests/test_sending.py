@@ -100,8 +100,6 @@ def test_a_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_
     copies = delivered(moto_ses)
     assert max(copies.values()) == 1  # no duplicate
     assert set(addresses) - set(copies) <= set(unknown)  # no one missing but the unknown
-    # The proxy passed every request on before the kill: the cut-off messages were delivered.
-    assert set(copies) == set(addresses)
     report = status_json(config_path)
     assert report["counts"]["unknown"] == len(unknown)
     assert {row["address"] for row in report["problems"]} == set(unknown)
