@@ -348,12 +348,12 @@ def _prepare_ledger(store: Store, plan: SendPlan, quota: SendQuota, *, commit: b
     return preparation, to_send
 
 
-def preview_list_send(plan: SendPlan) -> SendPlan:
+def preview_list_send(plan: SendPlan, transport_factory: Callable[[], Transport] | None = None) -> SendPlan:
     """`plan` with the account's quota read, and the ledger as the send will find it (nothing is
     written); QuotaError if the send would pass the daily quota."""
     from .transports import make_transport
 
-    transport = make_transport(plan.config, plan.transport_kind)
+    transport = transport_factory() if transport_factory else make_transport(plan.config, plan.transport_kind)
     try:
         quota = transport.quota()
     finally:

@@ -141,11 +141,13 @@ def prepare_send(
     resend_unknown: bool = False,
     retry_failed: bool = False,
     limit: int | None = None,
+    transport_factory: Callable[[], Transport] | None = None,
 ) -> SendPlan:
     """Parse and render the issue once, build its message template, load the signing key and
     count the recipients. A real send refuses the development signing key; a real send to the
-    list also reads the account's quota and what the ledger holds for the issue (changing nothing
-    yet), and refuses one that would pass the daily quota."""
+    list also reads the account's quota (through a transport from `transport_factory`, default
+    `make_transport`) and what the ledger holds for the issue (changing nothing yet), and refuses
+    one that would pass the daily quota."""
     for address in test_addresses:
         check_address("--to", address)
     rendered = render_issue(parse_issue(issue_path), config, templates_dir=templates_dir)
@@ -165,7 +167,7 @@ def prepare_send(
         limit=limit,
     )
     if plan.list_send:
-        plan = preview_list_send(plan)
+        plan = preview_list_send(plan, transport_factory)
     return plan
 
 

@@ -100,9 +100,29 @@ class _Body:
         yield self.data
 
 
+def ses_answer(request, status: int, body: bytes, headers: dict[str, str] | None = None) -> AWSResponse:
+    """An answer that a botocore `before-send` hook returns in place of the network's."""
+    return AWSResponse(request.url, status, {"Content-Type": "application/json", **(headers or {})}, _Body(body))
+
+
 def ses_error(request, status: int, code: str, text: str) -> AWSResponse:
-    body = json.dumps({"message": text}).encode()
-    return AWSResponse(request.url, status, {"x-amzn-ErrorType": code, "Content-Type": "application/json"}, _Body(body))
+    return ses_answer(request, status, json.dumps({"message": text}).encode(), {"x-amzn-ErrorType": code})
+
+
+def ses_with_hooks(hooks: dict[str, Callable]) -> Callable:
+    """config -> a factory of real SES transports (one per worker) with botocore event `hooks`
+    registered on each client, e.g. {"before-send.sesv2.SendEmail": handler}."""
+
+    def for_config(config) -> Callable[[], SesTransport]:
+        def make() -> SesTransport:
+            transport = SesTransport(config.ses)
+            for event, handler in hooks.items():
+                transport.client.meta.events.register(event, handler)
+            return transport
+
+        return make
+
+    return for_config
 
 
 class SesFaults:
@@ -127,12 +147,7 @@ class SesFaults:
         return ses_error(request, *answer) if answer is not None else None
 
     def transport_factory(self, config) -> Callable[[], SesTransport]:
-        def make() -> SesTransport:
-            transport = SesTransport(config.ses)
-            transport.client.meta.events.register("before-send.sesv2.SendEmail", self.before_send)
-            return transport
-
-        return make
+        return ses_with_hooks({"before-send.sesv2.SendEmail": self.before_send})(config)
 
 
 # --- a TCP proxy that holds every answer back -------------------------------------------------

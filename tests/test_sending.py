@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from newsletter.config import load_config
+from newsletter.errors import QuotaError
 from newsletter.ratelimit import Backoff
 from newsletter.sending import prepare_send, send_issue
 from newsletter.store import Store
@@ -29,6 +30,8 @@ from sending_fixtures import (
     secret,  # noqa: F401  (fixture)
     sending_config,
     start_send,
+    ses_answer,
+    ses_with_hooks,
     status_json,
     subscribe,
     wait_until,
@@ -40,8 +43,8 @@ FAST_RETRIES = Backoff(attempts=6, base=0.01, cap=0.05)
 def send_in_process(config_path, *, transport_factory=None, backoff=FAST_RETRIES, **options):
     """prepare_send + send_issue as the CLI does, with the test's transports and backoff."""
     config = load_config(config_path)
-    plan = prepare_send(ISSUE, config, dry_run=False, **options)
     factory = transport_factory(config) if transport_factory else None
+    plan = prepare_send(ISSUE, config, dry_run=False, transport_factory=factory, **options)
     return send_issue(plan, transport_factory=factory, backoff=backoff)
 
 
@@ -105,11 +108,12 @@ def test_a_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_
     assert {row["address"] for row in report["problems"]} == set(unknown)
 
 
-def test_sigint_stops_cleanly_leaving_no_row_sending_and_a_later_run_finishes(tmp_path, moto_ses, secret):
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_stops_cleanly_leaving_no_row_sending_and_a_later_run_finishes(tmp_path, moto_ses, secret, number):
     config_path, addresses = slow_list(tmp_path)
-    exit_code, output = signal_mid_send(config_path, moto_ses, signal.SIGINT)
+    exit_code, output = signal_mid_send(config_path, moto_ses, number)
     assert exit_code != 0
-    assert "interrupted by SIGINT" in output and "still to send" in output
+    assert f"interrupted by {number.name}" in output and "still to send" in output
 
     states = ledger_states(config_path)
     assert "sending" not in states.values()  # calls in flight were finished and recorded
@@ -253,16 +257,7 @@ def test_a_lost_answer_is_unknown_and_not_sent_again_unless_asked(tmp_path, moto
         urllib.request.urlopen(forwarded).close()
         raise ReadTimeoutError(endpoint_url=request.url)
 
-    def factory(config):
-        def make():
-            from newsletter.transports.ses import SesTransport
-
-            transport = SesTransport(config.ses)
-            transport.client.meta.events.register("before-send.sesv2.SendEmail", deliver_then_lose_the_answer)
-            return transport
-
-        return make
-
+    factory = ses_with_hooks({"before-send.sesv2.SendEmail": deliver_then_lose_the_answer})
     summary = send_in_process(config_path, transport_factory=factory)
     assert [(f.address, f.kind) for f in summary.unknown] == [(lost, "OutcomeUnknownError")]
     assert not summary.complete
@@ -344,6 +339,24 @@ def test_a_send_past_the_daily_quota_is_refused_saying_how_many_it_could_send(tm
     result = cli(config_path, "send", "--yes", str(ISSUE))
     assert "allows 0 more now" in result.output and result.exit_code == 1
     assert len(moto_ses.raw_messages()) == 5
+
+
+def test_the_quota_and_rate_come_from_ses_get_account_when_it_answers(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
+    addresses = readers(4)
+    subscribe(config_path, addresses)
+
+    def with_account(sent_last_24h: int):
+        quota = {"Max24HourSend": 200, "MaxSendRate": 20, "SentLast24Hours": sent_last_24h}
+        body = json.dumps({"SendQuota": quota}).encode()
+        return ses_with_hooks({"before-send.sesv2.GetAccount": lambda request, **_: ses_answer(request, 200, body)})
+
+    with pytest.raises(QuotaError, match="allows 3 more now .*from ses GetAccount") as caught:
+        send_in_process(config_path, transport_factory=with_account(197))
+    assert caught.value.allowance == 3 and moto_ses.raw_messages() == []
+    summary = send_in_process(config_path, transport_factory=with_account(0))
+    assert summary.complete and summary.rate == pytest.approx(18.0)  # 0.9 of GetAccount's 20/s, not the config's 500
+    assert summary.quota["source"] == "ses GetAccount"
 
 
 def test_a_real_send_prints_the_quota_it_read_and_the_rate_it_keeps(tmp_path, moto_ses, secret):
