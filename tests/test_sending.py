@@ -307,8 +307,27 @@ def test_an_address_that_left_after_being_queued_is_skipped(tmp_path, moto_ses, 
         store.set_status(addresses[2], "unsubscribed", "one-click")
     result = cli(config_path, "send", "--yes", str(ISSUE))
     assert result.exit_code == 0, result.output
+    assert "ledger:    pending 2, sent 1, skipped 1" in result.output and "sent: 2 of 2" in result.output
     assert set(delivered(moto_ses)) == set(addresses) - {addresses[2]}
     assert ledger_states(config_path)[addresses[2]] == "skipped"
+
+
+def test_an_address_that_leaves_during_the_run_is_not_mailed(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", workers=1)  # one worker: rows in order
+    addresses = readers(4)
+    subscribe(config_path, addresses)
+
+    def unsubscribe_the_last_during_the_first_call(call: int, _recipient: str):
+        if call == 1:
+            with Store.open(load_config(config_path).database) as store:
+                store.set_status(addresses[3], "unsubscribed", "one-click")
+        return None
+
+    faults = SesFaults(unsubscribe_the_last_during_the_first_call)  # injects nothing, only watches
+    summary = send_in_process(config_path, transport_factory=faults.transport_factory)
+    assert (summary.sent, summary.skipped, summary.complete) == (3, 1, True)
+    assert set(delivered(moto_ses)) == set(addresses[:3])
+    assert ledger_states(config_path)[addresses[3]] == "skipped"
 
 
 def test_dry_run_and_test_copies_record_nothing_in_the_ledger(tmp_path, moto_ses, secret):

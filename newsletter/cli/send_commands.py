@@ -63,6 +63,8 @@ def _describe_summary(summary: SendSummary) -> None:
         for failure in failures:
             code = f" {failure.code}" if failure.code else ""
             click.echo(f"{label}: {failure.address}: {failure.kind}{code}: {failure.message}", err=True)
+    if summary.skipped:
+        click.echo(f"skipped: {summary.skipped} recipient(s) who left the list after the send was queued")
     if summary.retries:
         click.echo(f"retried: {summary.retries} call(s) after throttling or a server error "
                    f"(rate lowered {summary.slow_downs} time(s))")
