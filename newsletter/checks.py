@@ -20,22 +20,23 @@ def issue_warnings(issue: Issue) -> list[Warning]:
     seen_urls: dict[str, str] = {}
     for paper in issue.papers:
         name = paper.title_en or paper.title
-        def warn(message: str) -> None:
-            warnings.append(Warning(paper.line, f"{name}: {message}"))
+        problems: list[str] = []
         if not paper.links:
-            warn("no paper link ('### 논문 링크')")
+            problems.append("no paper link ('### 논문 링크')")
         if not paper.summary:
-            warn("no summary ('### 논문 소개')")
+            problems.append("no summary ('### 논문 소개')")
         if not (paper.title_ko and paper.title_en):
             missing = "Korean" if not paper.title_ko else "English"
-            warn(f"no {missing} title ('## 한국어 제목 / English Title')")
+            problems.append(f"no {missing} title ('## 한국어 제목 / English Title')")
         for section, passages in (("summary", paper.summary), ("abstract", paper.abstract)):
             if any(_one_sided(passage) for passage in passages):
-                warn(f"a {section} passage has no {'English original' if _lacks_english(passages) else 'Korean text'}")
+                lacking = "English original" if _lacks_english(passages) else "Korean text"
+                problems.append(f"a {section} passage has no {lacking}")
         for link in paper.links + paper.read_more:
             if link.url in seen_urls and seen_urls[link.url] != name:
-                warn(f"link {link.url} also appears under {seen_urls[link.url]}")
+                problems.append(f"link {link.url} also appears under {seen_urls[link.url]}")
             seen_urls.setdefault(link.url, name)
+        warnings += [Warning(paper.line, f"{name}: {problem}") for problem in problems]
     return warnings
 
 

@@ -259,3 +259,23 @@ def test_sample_links_are_the_csv_links_without_tracking_parameters(sample):
         tweet_url = row["TweetURL"].removesuffix("?s=20")
         assert [link.url for link in paper.links] == [paper_url], paper.title
         assert [link.url for link in paper.read_more] == [tweet_url], paper.title
+
+
+def test_check_warns_about_what_an_editor_should_look_at():
+    from newsletter.checks import issue_warnings
+
+    issue = parse(
+        "## 제목 / Title\n\n### Summary\n\n한국어만.\n\n"
+        "## Other\n\n### Summary\n\n* 한국어\n\n  > English\n\n### Paper\n\nhttps://a.example/1\n\n"
+        "## 셋째 / Third\n\n### Read more\n\nhttps://a.example/1\n"
+    )
+    messages = [(w.line, w.message) for w in issue_warnings(issue)]
+    assert messages == [
+        (0, "the issue has no introduction ('## 소개')"),
+        (5, "Title: no paper link ('### 논문 링크')"),
+        (5, "Title: a summary passage has no English original"),
+        (11, "Other: no Korean title ('## 한국어 제목 / English Title')"),
+        (23, "Third: no paper link ('### 논문 링크')"),
+        (23, "Third: no summary ('### 논문 소개')"),
+        (23, "Third: link https://a.example/1 also appears under Other"),
+    ]
