@@ -12,6 +12,7 @@ loop that records nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class SendPlan:
     config: Config
     issue_id: str
     subject: str
+    paper_count: int
     template: MessageTemplate
     links: UnsubscribeLinks
     transport_kind: str  # ses | smtp | outbox
@@ -150,12 +152,14 @@ def prepare_send(
     one that would pass the daily quota."""
     for address in test_addresses:
         check_address("--to", address)
-    rendered = render_issue(parse_issue(issue_path), config, templates_dir=templates_dir)
+    issue = parse_issue(issue_path)
+    rendered = render_issue(issue, config, templates_dir=templates_dir)
     key = load_signing_key(config, allow_development=dry_run)
     plan = SendPlan(
         config=config,
         issue_id=rendered.issue_id,
         subject=rendered.subject,
+        paper_count=len(issue.papers),
         template=MessageTemplate(rendered, config),
         links=UnsubscribeLinks(config, key),
         transport_kind="outbox" if dry_run else config.transport,
@@ -223,12 +227,14 @@ def send_issue(
         return summary
     transport = transport or make_transport(plan.config, plan.transport_kind)
     try:
-        for recipient in plan.recipients():
-            failure = _send_one(plan, transport, recipient, summary)
-            if summary.stopped:
-                break
-            if on_result is not None:
-                on_result(recipient.address, failure)
+        # closing(): a stop ends the store's stream (and its connection) now, not at garbage collection.
+        with contextlib.closing(plan.recipients()) as recipients:
+            for recipient in recipients:
+                failure = _send_one(plan, transport, recipient, summary)
+                if summary.stopped:
+                    break
+                if on_result is not None:
+                    on_result(recipient.address, failure)
     finally:
         transport.close()
     if isinstance(transport, OutboxTransport):

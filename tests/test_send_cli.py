@@ -114,6 +114,7 @@ def test_dry_run_opens_no_socket_and_its_samples_decode_to_the_rendered_issue(tm
     result = run(config_path, "send", "--dry-run", str(ISSUE))
     assert result.exit_code == 0, result.output
     assert "to:        4 (subscribed addresses)" in result.output
+    assert "(10 papers)" in result.output.splitlines()[0]
     assert "preparing" not in result.output  # no progress bar when stdout is not a terminal
     assert re.search(r"HTML part as sent \d+\.\d KB, under Gmail's clipping point", result.output)
     assert "first recipients: alex.morgan@example.com, jihoon.park@example.com" in result.output
@@ -204,3 +205,12 @@ def test_the_network_guard_catches_a_send_that_does_use_the_network(tmp_path, mo
     result = run(config_path, "send", "--yes", "--to", "editor@example.org", str(ISSUE))
     assert result.exit_code == 1
     assert "sent: 0 of 1" in result.output and "network use attempted" in result.output
+
+
+def test_a_dry_run_with_an_empty_list_says_how_to_fill_it_and_still_sizes_the_email(tmp_path, no_network):
+    config_path = write_config(tmp_path / "newsletter.toml")
+    result = run(config_path, "send", "--dry-run", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert "to:        0 (subscribed addresses)" in result.output
+    assert "newsletter subscribers import FILE.csv" in result.output
+    assert re.search(r"HTML part as sent \d+\.\d KB, under Gmail's clipping point", result.output)

@@ -20,10 +20,13 @@ def _kb(size: int) -> str:
 
 def _describe_plan(plan: SendPlan) -> None:
     who = "test copy to " + ", ".join(plan.test_addresses) if plan.test_addresses else "subscribed addresses"
-    click.echo(f"issue:     {plan.issue_id}  {plan.subject}")
+    click.echo(f"issue:     {plan.issue_id}  {plan.subject} ({plan.paper_count} papers)")
     click.echo(f"from:      {plan.sender}")
     click.echo(f"to:        {plan.recipient_count} ({who})")
     click.echo(f"transport: {'dry run (outbox, no network)' if plan.dry_run else plan.transport_kind}")
+    if not plan.recipient_count and not plan.test_addresses:
+        click.echo(f"note: no subscribed address in {plan.config.database}; add some with "
+                   "`newsletter subscribers import FILE.csv`", err=True)
     if plan.development_key:
         click.echo(f"note: {DEVELOPMENT_KEY_NOTICE}", err=True)
     if plan.list_send:
@@ -47,12 +50,12 @@ def _describe_list_send(plan: SendPlan) -> None:
 def _describe_summary(summary: SendSummary) -> None:
     verb = "prepared" if summary.dry_run else "sent"
     click.echo(f"{verb}: {summary.sent} of {summary.recipients}; failed: {len(summary.failures)}")
-    if summary.sent:
-        clip = "over" if summary.html_part_bytes > summary.gmail_clip_bytes else "under"
-        click.echo(
-            f"message size: up to {_kb(summary.largest_message_bytes)}; HTML part as sent "
-            f"{_kb(summary.html_part_bytes)}, {clip} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
-        )
+    clip = "over" if summary.html_part_bytes > summary.gmail_clip_bytes else "under"
+    largest = f"up to {_kb(summary.largest_message_bytes)}; " if summary.largest_message_bytes else ""
+    click.echo(
+        f"message size: {largest}HTML part as sent {_kb(summary.html_part_bytes)}, "
+        f"{clip} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
+    )
     if summary.first_addresses:
         click.echo("first recipients: " + ", ".join(summary.first_addresses))
     if summary.dry_run:
