@@ -289,8 +289,12 @@ def test_sending_twice_mails_no_one_twice_and_a_new_subscriber_gets_it(tmp_path,
     assert status_json(config_path)["not_yet_queued"] == 1
     result = cli(config_path, "send", "--yes", str(ISSUE))
     assert result.exit_code == 0, result.output
-    assert "to:        1 (subscribed addresses)" in result.output and "sent: 1 of 1" in result.output
+    assert "to:        1 (subscribed addresses that do not have this issue yet)" in result.output
+    assert "sent: 1 of 1" in result.output
     assert delivered(moto_ses) == {address: 1 for address in first + newcomer}
+
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert "note: nothing left to send: 7 recipient(s) already have this issue" in result.output
 
     result = cli(config_path, "send", "--yes", "--json", str(ISSUE))
     assert result.exit_code == 0 and json.loads(result.output)["sent"] == 0

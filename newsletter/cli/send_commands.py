@@ -19,14 +19,22 @@ def _kb(size: int) -> str:
 
 
 def _describe_plan(plan: SendPlan) -> None:
-    who = "test copy to " + ", ".join(plan.test_addresses) if plan.test_addresses else "subscribed addresses"
+    if plan.test_addresses:
+        who = "test copy to " + ", ".join(plan.test_addresses)
+    elif plan.list_send:
+        who = "subscribed addresses that do not have this issue yet"
+    else:
+        who = "subscribed addresses"
     click.echo(f"issue:     {plan.issue_id}  {plan.subject} ({plan.paper_count} papers)")
     click.echo(f"from:      {plan.sender}")
     click.echo(f"to:        {plan.recipient_count} ({who})")
     click.echo(f"transport: {'dry run (outbox, no network)' if plan.dry_run else plan.transport_kind}")
     if not plan.recipient_count and not plan.test_addresses:
-        click.echo(f"note: no subscribed address in {plan.config.database}; add some with "
-                   "`newsletter subscribers import FILE.csv`", err=True)
+        if plan.ledger and plan.ledger["sent"]:
+            click.echo(f"note: nothing left to send: {plan.ledger['sent']} recipient(s) already have this issue", err=True)
+        else:
+            click.echo(f"note: no subscribed address in {plan.config.database}; add some with "
+                       "`newsletter subscribers import FILE.csv`", err=True)
     if plan.development_key:
         click.echo(f"note: {DEVELOPMENT_KEY_NOTICE}", err=True)
     if plan.list_send:
