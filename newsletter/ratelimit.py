@@ -3,8 +3,9 @@
 SES counts recipients per second against the account's MaxSendRate and answers 429 "Maximum
 sending rate exceeded" past it. The limiter runs at a share of that rate (default 0.9) and lets a
 burst of only the headroom left (MaxSendRate minus its own rate, at least one message), and it also
-counts grants in a sliding one-second window capped at MaxSendRate, so no one-second window
-passes the account's rate whatever the threads' timing. While throttling or 5xx answers last it
+counts grants in a sliding one-second window capped at its own rate, so no one-second window passes
+the rate it was set to (nor, so, the account's) whatever the threads' timing; the burst only lets a
+late worker catch up within that cap. While throttling or 5xx answers last it
 halves its rate (at most once a second) and climbs back gradually after they stop (AIMD).
 """
 
@@ -42,7 +43,7 @@ class RateLimiter:
         self.account_rate = account_rate
         self.target_rate = account_rate * share
         self.burst = max(1, math.floor(account_rate - self.target_rate))
-        self.window_cap = max(1, math.floor(account_rate))
+        self.window_cap = max(1, math.floor(self.target_rate))
         self._decrease = decrease
         self._lowest_rate = self.target_rate * lowest_share
         self._recovery = self.target_rate * recovery_per_second
