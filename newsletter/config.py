@@ -169,8 +169,20 @@ class _Reader:
                 if key not in self.KNOWN[section]:
                     raise self.fail(f"{section}.{key}", "unknown key")
 
+    REQUIRED = (
+        "newsletter.name", "newsletter.list_id", "newsletter.web_base_url", "newsletter.postal_address",
+        "sender.from", "subscribers.database", "unsubscribe.url", "unsubscribe.mailto",
+    )
+
+    def check_required(self) -> None:
+        """Name every missing key at once, in the file's order, not one per attempt."""
+        missing = [key for key in self.REQUIRED if self.get(key, object, None) is None]
+        if len(missing) > 1:
+            raise ConfigError(f"required keys are missing: {', '.join(missing)}", path=self.path)
+
     def config(self) -> Config:
         self.check_unknown()
+        self.check_required()
         transport = self.text("transport.kind", "ses")
         if transport not in ("ses", "smtp"):
             raise self.fail("transport.kind", f"must be 'ses' or 'smtp', got {transport!r}")

@@ -71,3 +71,14 @@ def test_a_file_that_is_not_toml_names_the_file(tmp_path: Path) -> None:
     path.write_text("[newsletter\nname = 1", encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(str(path)) + ": not valid TOML"):
         load_config(path)
+
+
+def test_every_missing_key_is_named_at_once(tmp_path):
+    path = tmp_path / "newsletter.toml"
+    path.write_text('[newsletter]\nname = "x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: required keys are missing: newsletter.list_id, newsletter.web_base_url, "
+        "newsletter.postal_address, sender.from, subscribers.database, unsubscribe.url, unsubscribe.mailto"
+    )
