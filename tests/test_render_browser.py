@@ -143,3 +143,37 @@ def test_a_3000_character_word_and_url_do_not_widen_the_layout(browser, config, 
             page = open_page(browser, path, width)
             assert horizontal_overflow(page) <= 0, (name, width)
             page.close()
+
+
+# Line breaks that fall between two Hangul syllables of one word, in the Korean blocks.
+MID_WORD_BREAKS = """() => {
+  const hangul = /[\\uac00-\\ud7a3]/;
+  let breaks = 0, lines = 0;
+  for (const block of document.querySelectorAll('.ko, h2.title-ko')) {
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    let previousTop = null, previousChar = '';
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i); range.setEnd(node, i + 1);
+        const rect = range.getClientRects()[0];
+        const char = node.data[i];
+        if (!rect) { previousChar = char; continue; }
+        if (previousTop !== null && rect.top > previousTop + 2) {
+          lines++;
+          if (hangul.test(char) && hangul.test(previousChar)) breaks++;
+        }
+        previousTop = rect.top; previousChar = char;
+      }
+    }
+  }
+  return [breaks, lines];
+}"""
+
+
+def test_korean_lines_break_between_words_not_inside_them(browser, sample):
+    page = open_page(browser, sample / "email.html", 375)
+    breaks, lines = page.evaluate(MID_WORD_BREAKS)
+    page.close()
+    assert lines > 100  # the sample's Korean wraps onto many lines at phone width
+    assert breaks == 0
