@@ -214,3 +214,15 @@ def test_a_dry_run_with_an_empty_list_says_how_to_fill_it_and_still_sizes_the_em
     assert "to:        0 (subscribed addresses)" in result.output
     assert "newsletter subscribers import FILE.csv" in result.output
     assert re.search(r"HTML part as sent \d+\.\d KB, under Gmail's clipping point", result.output)
+
+
+def test_a_dry_run_warns_when_gmail_would_clip_the_issue(tmp_path, no_network):
+    from test_render import write_issue_with_papers
+
+    config_path = write_config(tmp_path / "newsletter.toml")
+    add_list(config_path)
+    big = write_issue_with_papers(tmp_path / "big.md", 30)
+    result = run(config_path, "send", "--dry-run", str(big))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"HTML part as sent \d+\.\d KB, over Gmail's clipping point", result.output)
+    assert 'warning: Gmail will show this issue as "[Message clipped]"' in result.output

@@ -64,6 +64,9 @@ def _describe_summary(summary: SendSummary) -> None:
         f"message size: {largest}HTML part as sent {_kb(summary.html_part_bytes)}, "
         f"{clip} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
     )
+    if clip == "over":
+        click.echo("warning: Gmail will show this issue as \"[Message clipped]\" and hide the rest, the "
+                   "unsubscribe link included; shorten the issue or split it", err=True)
     if summary.first_addresses:
         click.echo("first recipients: " + ", ".join(summary.first_addresses))
     if summary.dry_run:
