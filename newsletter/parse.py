@@ -20,8 +20,8 @@ from .errors import ParseError
 from .markup import link_problem, new_markdown
 from .model import Bilingual, Issue, Link, Paper, Text
 
-FRONT_MATTER_KEYS = {
-    "title": True,  # required?
+FRONT_MATTER_KEYS = {  # key -> required
+    "title": True,
     "date": True,
     "subject": False,
     "preheader": False,

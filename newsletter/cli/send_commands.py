@@ -58,13 +58,13 @@ def _describe_list_send(plan: SendPlan) -> None:
 def _describe_summary(summary: SendSummary) -> None:
     verb = "prepared" if summary.dry_run else "sent"
     click.echo(f"{verb}: {summary.sent} of {summary.recipients}; failed: {len(summary.failures)}")
-    clip = "over" if summary.html_part_bytes > summary.gmail_clip_bytes else "under"
+    clipped = summary.html_part_bytes > summary.gmail_clip_bytes
     largest = f"up to {_kb(summary.largest_message_bytes)}; " if summary.largest_message_bytes else ""
     click.echo(
         f"message size: {largest}HTML part as sent {_kb(summary.html_part_bytes)}, "
-        f"{clip} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
+        f"{'over' if clipped else 'under'} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
     )
-    if clip == "over":
+    if clipped:
         click.echo("warning: Gmail will show this issue as \"[Message clipped]\" and hide the rest, the "
                    "unsubscribe link included; shorten the issue or split it", err=True)
     if summary.first_addresses:
