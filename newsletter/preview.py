@@ -15,7 +15,7 @@ import watchfiles
 from waitress.server import create_server
 
 from .config import Config
-from .errors import NewsletterError
+from .errors import NewsletterError, ParseError
 from .model import RenderedIssue
 from .parse import parse_issue
 from .render import bundled_templates_dir, measure, render_issue
@@ -45,7 +45,8 @@ class PreviewSite:
         try:
             rendered, error = render_issue(parse_issue(self.issue_path), self.config, self.templates_dir), None
         except NewsletterError as failure:
-            rendered, error = None, str(failure)
+            errors = failure.errors if isinstance(failure, ParseError) else (failure,)
+            rendered, error = None, "\n".join(str(each) for each in errors)
         with self._lock:
             self.rendered, self.error = rendered, error
             self.renders += 1
@@ -75,7 +76,7 @@ class PreviewSite:
 
     def _index(self, rendered: RenderedIssue | None, error: str | None) -> str:
         if rendered is None:
-            status = f'<p style="color:#b91c1c">error: {html.escape(error or "")}</p>'
+            status = f'<pre style="color:#b91c1c;white-space:pre-wrap">error: {html.escape(error or "")}</pre>'
         else:
             sizes = measure(rendered)
             status = (
