@@ -55,6 +55,10 @@ class StoreError(NewsletterError):
     """The subscriber database or an import into it could not be used as asked."""
 
 
+class ServeError(NewsletterError):
+    """A local server (`serve`, `preview`) could not start: its port is taken, the host is wrong."""
+
+
 class SendError(NewsletterError):
     """A message could not be handed to the transport; `code` keeps the provider's error code."""
 

@@ -19,6 +19,7 @@ from .errors import NewsletterError, ParseError
 from .model import RenderedIssue
 from .parse import parse_issue
 from .render import bundled_templates_dir, measure, render_issue
+from .web import listen
 
 
 @dataclass(frozen=True)
@@ -100,4 +101,4 @@ class PreviewSite:
 
 def create_preview_server(site: PreviewSite, host: str = "127.0.0.1", port: int = 0):
     """A waitress server for `site` (port 0: any free port; read `.effective_port`)."""
-    return create_server(site, host=host, port=port, threads=2)
+    return listen(lambda: create_server(site, host=host, port=port, threads=2), host, port)

@@ -12,6 +12,7 @@ it builds no absolute URLs (the confirm form posts to the page's own URL).
 from __future__ import annotations
 
 import email.parser
+import errno
 import email.policy
 import html
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 import waitress
 import waitress.server
 
+from .errors import ServeError
 from .store import Store
 from .unsubscribe import TokenSigner
 
@@ -144,7 +146,21 @@ class UnsubscribeApp:
 
 def create_server(app: UnsubscribeApp, host: str, port: int) -> waitress.server.BaseWSGIServer:
     """A waitress server bound to host:port (port 0: a free one, see `.effective_port`)."""
-    return waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True)
+    return listen(
+        lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True),
+        host, port,
+    )
+
+
+def listen(create: Callable[[], Any], host: str, port: int) -> Any:
+    """`create()` a server, or ServeError in one line if it cannot listen on host:port."""
+    try:
+        return create()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ServeError(f"cannot listen on {host}:{port}: the port is in use; stop what uses it "
+                             "or pick another port (--port)") from None
+        raise ServeError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
 
 
 def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0):
