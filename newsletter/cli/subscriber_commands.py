@@ -9,6 +9,7 @@ import click
 
 from .. import subscribers as subscriber_list
 from ..errors import StoreError
+from ..events.report import list_history
 from ..model import SUBSCRIBER_STATUSES
 from ..store import Store
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
@@ -116,12 +117,17 @@ def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
 @subscribers.command()
 @pass_state
 def stats(state) -> None:
-    """Count the subscribers by status."""
+    """Count the subscribers by status; for those who left, since when (first and latest change)."""
     with Store.open(state.config.database) as store:
         counts = store.count_by_status()
+    history = list_history(state.config.database)
     for status, count in counts.items():
-        click.echo(f"{status:<13}{count:>8}")
+        _, first, latest = history.statuses.get(status, (0, None, None))
+        since = f"  since {first[:10]} (latest {latest[:10]})" if status != "subscribed" and count else ""
+        click.echo(f"{status:<13}{count:>8}{since}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
+    if history.last_sync:
+        click.echo(f"last sync:   {history.last_sync} (bounces, complaints and unsubscribes applied up to then)")
 
 
 @main.command()
