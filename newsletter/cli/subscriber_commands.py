@@ -165,6 +165,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 @pass_state
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
+    from ..events import EventQueue
     from ..web import UnsubscribeApp, create_server
 
     config = state.config
@@ -173,8 +174,10 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
         click.echo(DEVELOPMENT_KEY_NOTICE, err=True)
     Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
     host, port = host or config.serve_host, config.serve_port if port is None else port
-    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name)
+    queue = EventQueue.from_config(config) if config.events else None
+    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue)
     server = create_server(app, host, port)
-    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}); "
+    queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
+    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
     server.run()
