@@ -64,6 +64,9 @@ class Config:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
+    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
+    # index (web_base_url) at its #subscribe form.
+    subscribe_url: str = ""
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -93,7 +96,7 @@ class _Reader:
     """Reads keys out of the parsed TOML, each failure naming `section.key` and the file."""
 
     KNOWN = {
-        "newsletter": {"name", "list_id", "web_base_url", "postal_address"},
+        "newsletter": {"name", "list_id", "web_base_url", "postal_address", "subscribe_url"},
         "sender": {"from", "reply_to"},
         "subscribers": {"database"},
         "unsubscribe": {"url", "mailto", "key_file"},
@@ -196,13 +199,18 @@ class _Reader:
         if not unsubscribe_url.endswith("/"):
             # Each recipient's token is appended as the last path segment.
             raise self.fail("unsubscribe.url", f"must end with '/', got {unsubscribe_url!r}")
+        web_base_url = self.url("newsletter.web_base_url")
+        subscribe_url = (self.url("newsletter.subscribe_url")
+                         if self.get("newsletter.subscribe_url", object, None) is not None
+                         else web_base_url + "#subscribe")
         return Config(
             path=self.path,
             name=self.text("newsletter.name"),
             from_address=self.address("sender.from"),
             reply_to=self.address("sender.reply_to", None),
             list_id=self.text("newsletter.list_id"),
-            web_base_url=self.url("newsletter.web_base_url"),
+            web_base_url=web_base_url,
+            subscribe_url=subscribe_url,
             postal_address=self.text("newsletter.postal_address"),
             database=self.local_path("subscribers.database"),
             unsubscribe_url=unsubscribe_url,

@@ -26,6 +26,7 @@ FRONT_MATTER_KEYS = {  # key -> required
     "subject": False,
     "preheader": False,
     "source_url": False,
+    "email_notice": False,
 }
 
 INTRO_HEADINGS = {"소개", "introduction", "intro"}
@@ -215,8 +216,22 @@ class _IssueBuilder:
             problem = link_problem(str(header["source_url"]))
             if problem:
                 raise self.fail(key_lines["source_url"], f"'source_url:' {problem}")
+        if values.get("email_notice") is not None:
+            header["email_notice"] = self.read_email_notice(values["email_notice"], key_lines.get("email_notice", top))
         header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
+
+    def read_email_notice(self, value: object, line: int) -> Text:
+        """The notice as the email edition words it (Markdown, several lines with `|`)."""
+        if isinstance(value, (dict, list)) or not str(value).strip():
+            raise self.fail(line, "'email_notice:' must be text (Markdown; use '|' for several lines)")
+        text = str(value).strip()
+        for node in SyntaxTreeNode(_markdown.parse(text)).walk():
+            if node.type == "link":
+                problem = link_problem(str(node.attrs.get("href", "")))
+                if problem:
+                    raise self.fail(line, f"in 'email_notice:': {problem}")
+        return Text(text)
 
     def read_date(self, value: object, line: int) -> dt.date:
         if isinstance(value, dt.datetime):
