@@ -25,7 +25,7 @@ from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.errors import ParseError, TemplateError
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
-from newsletter.parse import parse_issue
+from newsletter.parse import parse_issue, parse_issue_text
 from newsletter.plaintext import WIDTH, display_width
 from newsletter.preview import PreviewSite, create_preview_server
 from newsletter.render import GMAIL_CLIP_BYTES, bundled_templates_dir, measure, render_issue
@@ -257,6 +257,160 @@ def test_images_need_alt_text(tmp_path, config, issue):
          '</mj-section>\n<mj-section padding="0 0 40px">')
     with pytest.raises(TemplateError, match="no alt text"):
         render_issue(issue, config, templates)
+
+
+# --- what a reader sees first: subject, preheader, header, notice ------------------------------
+
+SHORTCODE = re.compile(r":[a-z0-9_+-]+:")
+
+
+def test_no_emoji_shortcode_is_left_in_the_email_the_web_page_or_the_text_part(rendered):
+    for document in (visible_text(rendered.html), visible_text(rendered.web_html), rendered.text):
+        assert [code for code in SHORTCODE.findall(document) if labels.emojize(code) != code] == []
+        assert "😄" in document and "🙇" in document  # the sample's :smile: and :bowing_man:
+
+
+def test_a_shortcode_in_a_title_or_inline_code_and_a_time_of_day(config):
+    result = render_issue(issue_with(paper(
+        title_ko="로켓 :rocket:", summary=(Bilingual(Text("10:30:00 `:tada:` :tada: :no_such_emoji:"), None),),
+    )), config)
+    for document in (visible_text(result.html), result.text):
+        assert "로켓 🚀" in document and "10:30:00" in document and ":no_such_emoji:" in document
+    assert "<code>:tada:</code> 🎉" in result.html  # code is shown as written
+
+
+def test_subject_drops_the_forums_week_prefix_and_keeps_the_week_at_the_end(rendered, issue):
+    assert issue.title.startswith("[2023/10/16 ~ 10/22] ")
+    assert rendered.subject == "이번 주의 주요 ML 논문 (Top ML Papers of the Week) · 2023/10/16 ~ 10/22"
+    assert render_issue(dataclasses.replace(issue, subject="Llemma 외 9편"), load_config(REPO / "newsletter.toml")
+                        ).subject == "Llemma 외 9편"
+
+
+def test_the_header_says_the_title_once_and_the_week_once(rendered, config):
+    document = lxml.html.fromstring(rendered.html)
+    body = visible_text(rendered.html)
+    assert body.count("이번 주의 주요 ML 논문") == 2  # the heading and the footer's sender line
+    assert "[2023/10/16" not in body and body.count("2023/10/16 ~ 10/22") == 1
+    assert document.xpath("//h1")[0].text_content() == "이번 주의 주요 ML 논문"
+    title = lxml.html.fromstring(rendered.web_html).xpath("//title")[0].text_content()
+    assert title == "이번 주의 주요 ML 논문 · Top ML Papers of the Week · 2023/10/16 ~ 10/22"
+
+
+def test_a_title_that_is_not_the_name_gets_the_name_above_it(config):
+    result = render_issue(dataclasses.replace(issue_with(paper()), title="특집: NeurIPS 2023"), config)
+    document = lxml.html.fromstring(result.html)
+    assert document.find_class("brand")[0].text_content() == config.name
+    assert document.xpath("//h1")[0].text_content() == "특집: NeurIPS 2023"
+    assert result.subject == "특집: NeurIPS 2023"
+
+
+def test_preheader_is_padded_so_the_preview_does_not_run_on_into_the_body(rendered, issue):
+    hidden = lxml.html.fromstring(rendered.html).body.xpath(".//div")[0]
+    assert "display:none" in hidden.get("style")
+    text = hidden.text_content()
+    assert text.startswith(issue.preheader)
+    padding = text[len(issue.preheader):]
+    assert set(padding) == {"\u200c", "\u00a0"} and len(issue.preheader) + len(padding) >= 148
+
+
+def test_the_email_edition_words_the_notice_from_email_notice(config):
+    source = SAMPLE.read_text(encoding="utf-8")
+    issue = parse_issue_text(source)
+    assert "덧글" in markup.to_plain(issue.notice) and "답장" in markup.to_plain(issue.email_notice)
+    result = render_issue(issue, config)
+    for document in (visible_text(result.html), visible_text(result.web_html), result.text):
+        assert "답장으로 알려주시기를" in document and "덧글" not in document
+    without = parse_issue_text(re.sub(r"(?ms)^email_notice:.*?(?=^---)", "", source))
+    assert without.email_notice is None and "덧글" in visible_text(render_issue(without, config).html)
+
+
+def test_email_notice_links_are_held_to_the_issues_rule():
+    source = SAMPLE.read_text(encoding="utf-8").replace(
+        "email_notice: |\n", "email_notice: |\n  [x](javascript:alert(1))\n", 1)
+    with pytest.raises(ParseError, match="email_notice.*javascript"):
+        parse_issue_text(source)
+
+
+def test_the_notice_is_a_small_quiet_note(rendered):
+    note = lxml.html.fromstring(rendered.html).find_class("note")[0]
+    style = note.get("style").replace(" ", "")
+    assert "font-size:14px" in style and "color:#57606a" in style
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+
+def test_no_link_shows_a_bare_url_longer_than_30_characters(rendered, config):
+    long_url = "https://example.com/a/very/long/path/that/goes/on/and/on"
+    odd = paper(summary=(Bilingual(Text(f"<{long_url}> and <https://a.io/x>"), None),),
+                links=(Link(long_url), Link("https://arxiv.org/pdf/2310.10631")),
+                read_more=(Link("https://x.com/omarsar0/status/1"), Link(long_url, label=None)))
+    documents = (rendered.html, rendered.web_html, *(lambda r: (r.html, r.web_html))(render_issue(issue_with(odd), config)))
+    for document in documents:
+        for anchor in lxml.html.fromstring(document).iter("a"):
+            text = normalise(anchor.text_content())
+            assert not (URL.fullmatch(text) and len(text) > 30), text
+    assert "https://a.io/x" in visible_text(render_issue(issue_with(odd), config).html)  # short: shown
+
+
+@pytest.mark.parametrize("url, paper_link, label", [
+    ("https://arxiv.org/abs/2310.10631", True, "논문 · Paper (arXiv)"),
+    ("https://arxiv.org/pdf/2310.10631", True, "PDF (arXiv)"),
+    ("https://www.nature.com/articles/s42256-023-00729-y", True, "논문 · Paper (Nature)"),
+    ("https://x.com/zhangir_azerbay/status/1714098025956864031", False, "X 스레드 · Thread by @zhangir_azerbay"),
+    ("https://twitter.com/omarsar0/status/1", False, "X 스레드 · Thread by @omarsar0"),
+    ("https://github.com/xlang-ai/OpenAgents", False, "코드 · Code (GitHub)"),
+    ("https://huggingface.co/papers/2310.10631", False, "논문 · Paper (Hugging Face)"),
+    ("https://blog.example.org/post", False, "더 읽기 · Read more (blog.example.org)"),
+])
+def test_links_are_labelled_from_their_urls(url, paper_link, label):
+    assert labels.link_label(Link(url), paper=paper_link) == label
+    assert labels.link_label(Link(url, label="에디터의 말"), paper=paper_link) == "에디터의 말"
+
+
+def test_sample_buttons_and_read_more_say_what_they_open(rendered):
+    document = lxml.html.fromstring(rendered.html)
+    buttons = [normalise(a.text_content()) for a in document.find_class("btn")]
+    assert buttons.count("논문 · Paper (arXiv)") == 9 and "논문 · Paper (Nature)" in buttons
+    more = [normalise(a.text_content()) for a in document.find_class("btn2")]
+    assert "X 스레드 · Thread by @zhangir_azerbay" in more
+
+
+# --- footer and the web page's way back in ---------------------------------------------------------
+
+
+def test_footer_sentences_need_no_korean_particle_and_no_name_in_the_english(rendered, config):
+    for document in (visible_text(rendered.html), normalise(rendered.text)):
+        assert "을(를)" not in document and "(을)" not in document
+        assert "You are receiving this because you subscribed to this newsletter." in document
+    footer = lxml.html.fromstring(rendered.html).find_class("foot")[0]
+    assert "color:#57606a" in footer.getparent().get("style").replace(" ", "")  # on mj-text's own div
+    assert all("white-space:nowrap" in a.get("style") for a in footer.iter("a"))
+
+
+def test_email_and_web_page_link_to_subscribe_and_to_the_archive_index(rendered, config):
+    assert config.subscribe_url == config.web_base_url + "#subscribe"
+    for document in (rendered.html, rendered.web_html):
+        links = {normalise(a.text_content()): a.get("href") for a in lxml.html.fromstring(document).iter("a")}
+        assert links["구독하기 · Subscribe"] == config.subscribe_url
+        assert links["지난 호 · Archive"] == config.web_base_url
+    assert config.subscribe_url in rendered.text.split() and config.web_base_url in rendered.text.split()
+
+
+def test_subscribe_url_can_be_set(tmp_path, issue):
+    toml = (REPO / "newsletter.toml").read_text(encoding="utf-8").replace(
+        'web_base_url = "https://newsletter.example.com/issues/"',
+        'web_base_url = "https://newsletter.example.com/issues/"\nsubscribe_url = "https://example.org/join"')
+    (tmp_path / "newsletter.toml").write_text(toml, encoding="utf-8")
+    result = render_issue(issue, load_config(tmp_path / "newsletter.toml"))
+    assert 'href="https://example.org/join"' in result.web_html and 'href="https://example.org/join"' in result.html
+
+
+def test_text_part_opens_with_the_issue_not_the_preheader(rendered, issue):
+    first_lines = rendered.text.split("\n")[:3]
+    assert first_lines == ["이번 주의 주요 ML 논문", "Top ML Papers of the Week", "2023/10/16 ~ 10/22"]
+    assert issue.preheader not in rendered.text
+    assert "- 논문 · Paper (arXiv):\n  https://arxiv.org/abs/2310.10631" in rendered.text
 
 
 # --- hostile content ---------------------------------------------------------------------------
