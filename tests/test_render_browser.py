@@ -278,3 +278,20 @@ def test_every_text_has_at_least_4_5_to_1_contrast(browser, sample, scheme, docu
     low = [(name, colour, back, round(contrast(colour, back), 2)) for name, colour, back in texts
            if contrast(colour, back) < 4.5]
     assert low == []
+
+
+def test_contents_box_is_evenly_padded_and_the_notice_keeps_the_width_of_the_text(browser, sample):
+    page = open_page(browser, sample / "email.html", 375)
+    gaps = page.evaluate("""() => {
+        const box = document.querySelector('.toc').getBoundingClientRect();
+        const label = document.querySelector('.toc h3').getBoundingClientRect();
+        const items = [...document.querySelectorAll('.toc li')];
+        const last = items[items.length - 1].getBoundingClientRect();
+        const body = document.querySelector('.intro p').getBoundingClientRect();
+        const note = document.querySelector('.note li').getBoundingClientRect();
+        return [label.top - box.top, box.bottom - last.bottom, note.width, body.width];
+    }""")
+    page.close()
+    above, below, note_width, text_width = gaps
+    assert 12 <= above <= 24 and abs(above - below) <= 2, gaps
+    assert note_width >= text_width - 24, gaps  # bullets indented a little, not 40 px
