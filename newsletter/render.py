@@ -221,7 +221,9 @@ def compact_css(css: str) -> str:
                    for n, part in enumerate(parts)).strip()
 
 
+@lru_cache(maxsize=4096)
 def _markdown_html(text: Text) -> Markup:
+    """Cached: the email and the web page render the same passages."""
     return Markup(markup.to_html(text))
 
 
