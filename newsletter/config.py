@@ -91,6 +91,9 @@ class Config:
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
     events: EventSettings | None = None  # None: no [events] table, no feedback loop
+    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
+    # index (web_base_url) at its #subscribe form.
+    subscribe_url: str = ""
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -140,6 +143,7 @@ KEYS: dict[str, Key] = {
     "newsletter.list_id": Key("text"),
     "newsletter.web_base_url": Key("url"),
     "newsletter.postal_address": Key("text"),
+    "newsletter.subscribe_url": Key("url", None),
     "sender.from": Key("address"),
     "sender.reply_to": Key("address", None),
     "subscribers.database": Key("path"),
@@ -322,13 +326,15 @@ class _Reader:
         ses = SesSettings(**self.table("transport.ses"))
         if events and not ses.configuration_set:
             ses = dataclasses.replace(ses, configuration_set=events.configuration_set)
+        web_base_url = read("newsletter.web_base_url")
         return Config(
             path=self.path,
             name=read("newsletter.name"),
             from_address=read("sender.from"),
             reply_to=read("sender.reply_to"),
             list_id=read("newsletter.list_id"),
-            web_base_url=read("newsletter.web_base_url"),
+            web_base_url=web_base_url,
+            subscribe_url=read("newsletter.subscribe_url") or web_base_url + "#subscribe",
             postal_address=read("newsletter.postal_address"),
             database=read("subscribers.database"),
             unsubscribe_url=unsubscribe_url,
