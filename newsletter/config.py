@@ -7,7 +7,9 @@ named in the file.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -43,6 +45,46 @@ class SmtpSettings:
     max_24h_send: int = 10_000
 
 
+DEFAULT_DRAFT_TITLE = "[{date:%Y/%m/%d} ~ {end:%m/%d}] 이번 주의 주요 ML 논문 (Top ML Papers of the Week)"
+DEFAULT_DRAFT_PREHEADER = "{titles} 등 이번 주의 ML 논문 {count}편 · Top ML Papers of the Week"
+DEFAULT_DRAFT_NOTICE = (
+    "이 글은 언어 모델로 자동 번역·요약한 설명으로, 잘못된 내용이 있을 수 있으니 원문을 참고해주세요!",
+    "읽으시면서 어색하거나 잘못된 내용을 발견하시면 덧글로 알려주시기를 부탁드립니다!",
+)
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    """`newsletter new`: where drafts go and how their front matter and notice start out."""
+
+    folder: Path = Path("issues")
+    title: str = DEFAULT_DRAFT_TITLE  # str.format fields: date, end (date + 6 days)
+    preheader: str = DEFAULT_DRAFT_PREHEADER  # fields: titles (the first ones), count, date, end
+    notice: tuple[str, ...] = DEFAULT_DRAFT_NOTICE  # one notice bullet each
+
+
+@dataclass(frozen=True)
+class TranslateSettings:
+    """`newsletter translate`: the command each English text is piped through (no shell)."""
+
+    command: str | None = None  # e.g. "llm -s '다음 글을 한국어로 번역해 주세요.'"
+    title_command: str | None = None  # for titles; default: command
+    timeout: float = 120.0  # seconds per call
+    retries: int = 2  # further tries after a failed or timed-out call
+    retry_wait: float = 2.0  # seconds before the first retry, doubled each time
+
+
+@dataclass(frozen=True)
+class ArxivSettings:
+    """Title and abstract for arXiv ids (`newsletter new --from ids.txt`), from the Atom API."""
+
+    api_url: str = "https://export.arxiv.org/api/query"
+    interval: float = 3.0  # seconds between calls: arXiv asks for at least 3
+    timeout: float = 30.0  # seconds per call
+    retries: int = 2  # further tries after a 5xx answer or a timeout
+    batch_size: int = 10  # ids per call
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
@@ -64,6 +106,9 @@ class Config:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
+    draft: DraftSettings = field(default_factory=DraftSettings)
+    translate: TranslateSettings = field(default_factory=TranslateSettings)
+    arxiv: ArxivSettings = field(default_factory=ArxivSettings)
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -100,6 +145,9 @@ class _Reader:
         "transport": {"kind", "ses", "smtp"},
         "sending": {"rate_share", "workers", "outbox"},
         "serve": {"host", "port"},
+        "draft": {"folder", "title", "preheader", "notice"},
+        "translate": {"command", "title_command", "timeout", "retries", "retry_wait"},
+        "arxiv": {"api_url", "interval", "timeout", "retries", "batch_size"},
     }
 
     def __init__(self, raw: dict[str, Any], path: Path):
@@ -134,8 +182,8 @@ class _Reader:
                 raise self.fail(dotted, "must be one line")
         return value
 
-    def url(self, dotted: str, schemes: tuple[str, ...] = ("https://", "http://")) -> str:
-        value = self.text(dotted)
+    def url(self, dotted: str, default: Any = ..., schemes: tuple[str, ...] = ("https://", "http://")) -> str:
+        value = self.text(dotted, default)
         if not value.startswith(schemes):
             raise self.fail(dotted, f"must start with {' or '.join(schemes)}, got {value!r}")
         return value
@@ -232,4 +280,49 @@ class _Reader:
             outbox=self.local_path("sending.outbox", "build/outbox"),
             serve_host=self.text("serve.host", "127.0.0.1"),
             serve_port=self.number("serve.port", int, 8025, 1, 65535),
+            draft=self.draft(),
+            translate=TranslateSettings(
+                command=self.command("translate.command"),
+                title_command=self.command("translate.title_command"),
+                timeout=self.number("translate.timeout", float, 120.0, 0.1, 3600),
+                retries=self.number("translate.retries", int, 2, 0, 10),
+                retry_wait=self.number("translate.retry_wait", float, 2.0, 0, 600),
+            ),
+            arxiv=ArxivSettings(
+                api_url=self.url("arxiv.api_url", "https://export.arxiv.org/api/query"),
+                interval=self.number("arxiv.interval", float, 3.0, 0, 600),
+                timeout=self.number("arxiv.timeout", float, 30.0, 0.1, 600),
+                retries=self.number("arxiv.retries", int, 2, 0, 10),
+                batch_size=self.number("arxiv.batch_size", int, 10, 1, 100),
+            ),
         )
+
+    # --- drafts (`newsletter new`, `translate`) ---
+
+    def draft(self) -> DraftSettings:
+        title = self.text("draft.title", DEFAULT_DRAFT_TITLE)
+        preheader = self.text("draft.preheader", DEFAULT_DRAFT_PREHEADER)
+        sample = dt.date(2023, 10, 16)
+        for key, pattern in (("draft.title", title), ("draft.preheader", preheader)):
+            try:
+                pattern.format(date=sample, end=sample, titles="A, B", count=2)
+            except (KeyError, IndexError, ValueError, AttributeError) as error:
+                raise self.fail(key, f"not a usable pattern ({error!r}); fields: {{date}}, {{end}}, {{titles}}, {{count}}") from None
+        notice = self.get("draft.notice", list, list(DEFAULT_DRAFT_NOTICE))
+        if not all(isinstance(line, str) and line.strip() and "\n" not in line for line in notice):
+            raise self.fail("draft.notice", "expected a list of one-line strings")
+        return DraftSettings(
+            folder=self.local_path("draft.folder", "issues"),
+            title=title,
+            preheader=preheader,
+            notice=tuple(notice),
+        )
+
+    def command(self, dotted: str) -> str | None:
+        value = self.text(dotted, None)
+        if value is not None:
+            try:
+                shlex.split(value)
+            except ValueError as error:
+                raise self.fail(dotted, f"not a command line ({error})") from None
+        return value
