@@ -37,18 +37,21 @@ class ArxivResult:
 
 
 class _Pacer:
-    """Keeps calls at least `interval` seconds apart, start to start."""
+    """Keeps at least `interval` seconds between the end of one call and the start of the next
+    (stricter than start to start, so the server too sees them that far apart)."""
 
     def __init__(self, interval: float):
         self.interval = interval
-        self.last: float | None = None
+        self.last_end: float | None = None
 
     def wait(self, at_least: float = 0.0) -> None:
-        if self.last is not None:
-            delay = max(self.interval, at_least) - (time.monotonic() - self.last)
+        if self.last_end is not None:
+            delay = max(self.interval, at_least) - (time.monotonic() - self.last_end)
             if delay > 0:
                 time.sleep(delay)
-        self.last = time.monotonic()
+
+    def done(self) -> None:
+        self.last_end = time.monotonic()
 
 
 class _CallFailed(Exception):
@@ -94,6 +97,8 @@ def _call_with_retries(batch: list[str], settings: ArxivSettings, pacer: _Pacer,
                 tries = f" (after {attempt + 1} tries)" if attempt else ""
                 raise _CallFailed(f"{error}{tries}", retry=False) from None
             wait_first = error.retry_after
+        finally:
+            pacer.done()
     raise AssertionError("unreachable")
 
 

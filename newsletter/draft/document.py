@@ -63,7 +63,7 @@ def _passage_section(heading: str, english: str) -> list[str]:
     """A forum-style passage: the Korean marker as a list item holding the English blockquote.
     With no English there is nothing to translate: the Korean is to be written."""
     if not english:
-        return [f"### {heading}", "", f"* {TO_WRITE}", ""]
+        return [f"### {heading}", "", TO_WRITE, ""]
     quoted = [f"  > {_unstructured(line)}" if line else "  >" for line in english.split("\n")]
     return [f"### {heading}", "", f"* {TO_TRANSLATE}", "", *quoted, ""]
 

@@ -15,6 +15,7 @@ so a draft previews and builds at every stage and the editor sees in the email w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import DraftError
@@ -42,7 +43,8 @@ class DraftPart:
 
 
 def _squeezed(text: str) -> str:
-    return " ".join(text.split())
+    """Whitespace squeezed, and a lone list marker before the text dropped ('* (작성 예정 …)')."""
+    return re.sub(r"^(?:[*+-]|\d{1,9}[.)]) (?=\()", "", " ".join(text.split()))
 
 
 def state_of(korean: str | None) -> str | None:
