@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -28,11 +27,12 @@ from pathlib import Path
 
 from .atomicfile import leftover_temps, write_atomically
 from .config import TranslateSettings
-from .draft.markers import MACHINE, STATE_TO_REVIEW, STATE_TO_TRANSLATE, TO_TRANSLATE, DraftPart, draft_parts
+from .draft.markers import (
+    MACHINE, STATE_TO_REVIEW, STATE_TO_TRANSLATE, TO_TRANSLATE, DraftPart, draft_parts, replace_on_line,
+)
 from .errors import DraftError, ParseError
 from .parse import parse_issue_bytes
 
-LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 WRITE_TRIES = 20  # re-reads when the file keeps changing between our read and our rename
 
 
@@ -53,6 +53,7 @@ class PartOutcome:
     error: str | None = None  # why it stays marked
     attempts: int = 0
     merged: bool = False  # the file had changed on disk: written into the editor's newer version
+    dropped: bool = False  # the editor wrote this part meanwhile: their text kept, the result dropped
 
 
 @dataclass
@@ -67,7 +68,11 @@ class TranslateSummary:
 
     @property
     def failed(self) -> list[PartOutcome]:
-        return [outcome for outcome in self.outcomes if not outcome.filled]
+        return [outcome for outcome in self.outcomes if not outcome.filled and not outcome.dropped]
+
+    @property
+    def dropped(self) -> list[PartOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.dropped]
 
     @property
     def merged(self) -> bool:
@@ -120,6 +125,10 @@ def translate_issue(
 
 def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> tuple[PartOutcome, bytes]:
     argv = command_for(job, settings)
+    current = path.read_bytes()
+    if _find(draft_parts(_parse_current(current, str(path))), job) is None:  # the editor wrote it meanwhile
+        return PartOutcome(job, False, "written in the file meanwhile; not sent to the command", 0,
+                           merged=True, dropped=True), current
     attempts, error = 0, None
     korean = None
     for attempt in range(settings.retries + 1):
@@ -137,6 +146,8 @@ def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> 
         current = path.read_bytes()
         try:
             updated = fill(current, job, korean, str(path))
+        except _Dropped as problem:
+            return PartOutcome(job, False, str(problem), attempts, merged=True, dropped=True), current
         except _NotWritten as problem:
             return PartOutcome(job, False, str(problem), attempts, merged=current != last_seen), current
         if write_atomically(path, updated, expect=current):
@@ -145,33 +156,33 @@ def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> 
 
 
 class _NotWritten(Exception):
-    pass
+    """The result cannot go into the file as it is: the part stays marked."""
+
+
+class _Dropped(_NotWritten):
+    """The part is no longer marked: the editor filled it meanwhile."""
 
 
 def fill(data: bytes, job: Job, korean: str, where: str = "<issue>") -> bytes:
     """`data` with the job's marker replaced by the machine-marked Korean text, or _NotWritten."""
-    try:
-        issue = parse_issue_bytes(data, where)
-    except ParseError as error:
-        raise DraftError(f"{error}; the file no longer parses, so nothing more is written: fix it and run "
-                         "translate again (parts already filled are kept)") from None
+    issue = _parse_current(data, where)
     before = draft_parts(issue)
     target = _find(before, job)
     if target is None:
-        raise _NotWritten("the part is no longer marked to be translated (edited meanwhile); result dropped")
-    bom = data.startswith(b"\xef\xbb\xbf")
-    text = data.decode("utf-8-sig")
-    pieces = LINE_BREAK.split(text)  # line, break, line, break, ..., line
-    index = (target.line - 1) * 2
-    line = pieces[index]
-    column = line.find(TO_TRANSLATE)
-    if column < 0:
+        raise _Dropped("written in the file meanwhile; the machine's text was dropped, yours kept")
+    result = replace_on_line(data, target.line, TO_TRANSLATE, f"{MACHINE} {korean}")
+    if result is None:
         raise _NotWritten(f"line {target.line}: the marker is not written as {TO_TRANSLATE!r}; fill this part by hand")
-    pieces[index] = line[:column] + f"{MACHINE} {korean}" + line[column + len(TO_TRANSLATE):]
-    updated = ("\ufeff" if bom else "") + "".join(pieces)
-    result = updated.encode("utf-8")
     _check_only_this_part_changed(issue, before, target, result, where)
     return result
+
+
+def _parse_current(data: bytes, where: str):
+    try:
+        return parse_issue_bytes(data, where)
+    except ParseError as error:
+        raise DraftError(f"{error}; the file no longer parses, so nothing more is written: fix it and run "
+                         "translate again (parts already filled are kept)") from None
 
 
 def _find(parts: list[DraftPart], job: Job) -> DraftPart | None:

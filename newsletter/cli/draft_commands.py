@@ -1,4 +1,4 @@
-"""`newsletter new` (a draft from the week's paper list) and `newsletter translate`."""
+"""`newsletter new` (a draft from the week's paper list), `translate` and `review`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 
 from ..draft import draft_text, new_issue, papers_for, read_paper_list
 from ..draft.markers import draft_parts
+from ..draft.review import mark_reviewed
 from ..errors import ListError
 from ..parse import parse_issue
 from ..translate import PartOutcome, command_for, plan, translate_issue
@@ -96,6 +97,8 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
         click.echo(f"skip: {note}", err=True)
     for outcome in summary.failed:
         _describe_failure(issue_path, outcome)
+    for outcome in summary.dropped:
+        click.echo(f"note: {issue_path}:{outcome.job.line}: {outcome.job.where}: {outcome.error}", err=True)
     if summary.merged:
         click.echo(f"note: {issue_path} was changed on disk during the run; your changes are kept", err=True)
     click.echo(f"translated {len(summary.filled)} of {len(summary.outcomes)} part(s) in {issue_path}; "
@@ -105,6 +108,25 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
                    f"`newsletter check {issue_path}` lists them")
     if summary.failed:
         sys.exit(1)
+
+
+@main.command()
+@issue_path_argument
+@click.option("--paper", "papers", type=click.IntRange(min=1), multiple=True, metavar="N",
+              help="Paper number N as `check` lists it (repeatable).")
+@click.option("--all", "every_paper", is_flag=True, help="Every paper.")
+def review(issue_path: Path, papers: tuple[int, ...], every_paper: bool) -> None:
+    """Mark machine translations as reviewed: drop their '(기계 번역 · machine translation)' marker.
+
+    Read them first (`newsletter preview`); deleting the marker by hand does the same.
+    """
+    if not papers and not every_paper:
+        raise click.UsageError("say which: --paper N (repeatable) or --all")
+    done = mark_reviewed(issue_path, set(papers) or None)
+    for item in done:
+        click.echo(f"reviewed: {item}")
+    left = len(draft_parts(parse_issue(issue_path)))
+    click.echo(f"{len(done)} part(s) marked reviewed; {left} Korean part(s) still to finish")
 
 
 def _describe_failure(issue_path: Path, outcome: PartOutcome) -> None:

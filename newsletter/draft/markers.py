@@ -98,3 +98,18 @@ def refuse_draft(issue: Issue) -> None:
         f"{issue.path} is a draft: {len(parts)} Korean part(s) not finished (first: line {first.line}, "
         f"{first.where}, {first.state}); `newsletter check` lists them. Finish them, or pass --allow-draft"
     )
+
+
+LINE_BREAK = re.compile(r"(\r\n|\r|\n)")  # the line ends the parser counts lines by
+
+
+def replace_on_line(data: bytes, line: int, old: str, new: str) -> bytes | None:
+    """`data` with the first `old` on 1-based `line` replaced by `new`, every other byte kept (a
+    BOM, CRLF or CR line ends, trailing spaces); None when that line does not hold `old`."""
+    bom = data.startswith(b"\xef\xbb\xbf")
+    pieces = LINE_BREAK.split(data.decode("utf-8-sig"))  # line, break, line, break, ..., line
+    index = (line - 1) * 2
+    if not 0 <= index < len(pieces) or old not in pieces[index]:
+        return None
+    pieces[index] = pieces[index].replace(old, new, 1)
+    return (("\ufeff" if bom else "") + "".join(pieces)).encode("utf-8")
