@@ -114,7 +114,7 @@ def translate_issue(
             leftover.unlink(missing_ok=True)  # a killed run's half-written copy; the file itself is whole
         jobs, skipped = plan(path)
         summary = TranslateSummary(str(path), skipped=skipped)
-        last_seen = path.read_bytes()
+        last_seen = _read(path)
         for job in jobs:
             outcome, last_seen = _do(job, path, settings, last_seen)
             summary.outcomes.append(outcome)
@@ -125,7 +125,7 @@ def translate_issue(
 
 def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> tuple[PartOutcome, bytes]:
     argv = command_for(job, settings)
-    current = path.read_bytes()
+    current = _read(path)
     if _find(draft_parts(_parse_current(current, str(path))), job) is None:  # the editor wrote it meanwhile
         return PartOutcome(job, False, "written in the file meanwhile; not sent to the command", 0,
                            merged=True, dropped=True), current
@@ -143,7 +143,7 @@ def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> 
     if korean is None:
         return PartOutcome(job, False, error, attempts), last_seen
     for _ in range(WRITE_TRIES):
-        current = path.read_bytes()
+        current = _read(path)
         try:
             updated = fill(current, job, korean, str(path))
         except _Dropped as problem:
@@ -175,6 +175,14 @@ def fill(data: bytes, job: Job, korean: str, where: str = "<issue>") -> bytes:
         raise _NotWritten(f"line {target.line}: the marker is not written as {TO_TRANSLATE!r}; fill this part by hand")
     _check_only_this_part_changed(issue, before, target, result, where)
     return result
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DraftError(f"{path} cannot be read any more ({error.strerror or error}); parts already "
+                         "filled were written to it") from None
 
 
 def _parse_current(data: bytes, where: str):
