@@ -126,9 +126,10 @@ def translate_issue(
 def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> tuple[PartOutcome, bytes]:
     argv = command_for(job, settings)
     current = _read(path)
-    if _find(draft_parts(_parse_current(current, str(path))), job) is None:  # the editor wrote it meanwhile
+    if current != last_seen and _find(draft_parts(_parse_current(current, str(path))), job) is None:
+        # The editor wrote this part meanwhile: no call for it.
         return PartOutcome(job, False, "written in the file meanwhile; not sent to the command", 0,
-                           merged=True, dropped=True), current
+                           merged=current != last_seen, dropped=True), current
     attempts, error = 0, None
     korean = None
     for attempt in range(settings.retries + 1):
@@ -145,7 +146,7 @@ def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> 
     for _ in range(WRITE_TRIES):
         current = _read(path)
         try:
-            updated = fill(current, job, korean, str(path))
+            updated = _fill(current, job, korean, str(path))
         except _Dropped as problem:
             return PartOutcome(job, False, str(problem), attempts, merged=True, dropped=True), current
         except _NotWritten as problem:
@@ -163,7 +164,7 @@ class _Dropped(_NotWritten):
     """The part is no longer marked: the editor filled it meanwhile."""
 
 
-def fill(data: bytes, job: Job, korean: str, where: str = "<issue>") -> bytes:
+def _fill(data: bytes, job: Job, korean: str, where: str = "<issue>") -> bytes:
     """`data` with the job's marker replaced by the machine-marked Korean text, or _NotWritten."""
     issue = _parse_current(data, where)
     before = draft_parts(issue)

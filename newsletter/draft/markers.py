@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import DraftError
-from ..model import Bilingual, Issue, Text
+from ..model import Bilingual, Issue
 
 TO_TRANSLATE = "(번역 예정 · to be translated)"
 TO_WRITE = "(작성 예정 · to be written)"
@@ -82,10 +82,6 @@ def draft_parts(issue: Issue) -> list[DraftPart]:
         add_passages(paper.summary, f"{name}: summary")
         add_passages(paper.abstract, f"{name}: abstract")
     return parts
-
-
-def is_marked(text: Text | None) -> bool:
-    return text is not None and state_of(text.markdown) is not None
 
 
 def refuse_draft(issue: Issue) -> None:
