@@ -11,7 +11,7 @@ import click
 
 from ..draft.markers import refuse_draft
 from ..parse import parse_issue
-from ..sending import SendPlan, SendSummary, prepare_send, send_issue
+from ..send import SendPlan, SendSummary, prepare_send, send_issue
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
 
