@@ -49,11 +49,14 @@ def draft_text(date: dt.date, papers: list[ListedPaper], settings: DraftSettings
     try:
         parse_issue_text(text, "<draft>")
     except ParseError as error:
-        starts = [line for line in origins if line <= error.line]
-        if not starts:
-            raise DraftError(f"the draft's front matter or notice does not parse: {error.message}; "
-                             "check [draft] in the config") from None
-        raise ListError(list_path, [(origins[max(starts)], error.message)]) from None
+        problems = []
+        for each in error.errors:
+            starts = [line for line in origins if line <= each.line]
+            if not starts:
+                raise DraftError(f"the draft's front matter or notice does not parse: {each.message}; "
+                                 "check [draft] in the config") from None
+            problems.append((origins[max(starts)], each.message))
+        raise ListError(list_path, problems) from None
     return text
 
 

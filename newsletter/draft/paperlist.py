@@ -114,8 +114,12 @@ def _header_fields(line: str) -> list[str | None] | None:
     return fields if "title" in fields else None
 
 
+LINE_SEPARATORS = re.compile("\r\n|[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what the parser counts as line ends
+
+
 def _clean(value: str) -> str:
     """Control characters out (tabs become spaces), line ends as \\n, each line's ends trimmed."""
+    value = LINE_SEPARATORS.sub("\n", value)
     value = "".join(" " if char == "\t" else char for char in value if char in "\n\t" or unicodedata.category(char) != "Cc")
     lines = [line.strip() for line in value.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
