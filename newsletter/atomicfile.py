@@ -21,7 +21,7 @@ def write_atomically(path: str | Path, data: bytes, *, replace: bool = True, exp
     """Write `data` to `path` in one step. replace=False: FileExistsError if `path` exists.
     expect: only if `path` still holds exactly these bytes (checked just before the rename);
     returns False, writing nothing, when it does not."""
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # through a symlink: replace its target, keep the link
     temp = temp_name(path)
     try:
         mode = os.stat(path).st_mode & 0o7777

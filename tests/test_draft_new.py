@@ -207,3 +207,37 @@ def test_send_to_the_list_refuses_a_draft_but_a_dry_run_and_allow_draft_go_on(tm
 def test_a_finished_issue_is_no_draft():
     sample = parse_issue(Path(__file__).resolve().parent.parent / "issues" / "2023-10-16.md")
     assert draft_parts(sample) == [] and draft_warnings(sample) == []
+
+
+def test_a_marker_counts_only_as_the_whole_korean_text_or_its_start():
+    from newsletter.draft.markers import MACHINE, STATE_TO_REVIEW, STATE_TO_TRANSLATE, STATE_TO_WRITE, state_of
+
+    assert state_of(f"  {TO_TRANSLATE}\n") == STATE_TO_TRANSLATE
+    assert state_of(f"* {TO_WRITE}") == STATE_TO_WRITE
+    assert state_of(f"{MACHINE} 번역된 글.") == STATE_TO_REVIEW
+    assert state_of(f"앞 문장 {TO_TRANSLATE}") is None
+    assert state_of(f"검토한 글. {MACHINE}") is None
+    assert state_of(None) is None
+
+
+def test_review_drops_the_markers_of_the_papers_asked_for_only(config: Path, tmp_path: Path):
+    cli(config, "new", "2023-10-16", "--from", SAMPLE_LIST)
+    path = config.parent / "issues" / "2023-10-16.md"
+    assert cli(config, "review", path).exit_code == 2  # --paper N or --all: never by accident
+    result = cli(config, "review", "--paper", "11", path)
+    assert result.exit_code == 1 and "has 10 papers; there is no paper 11" in result.stderr
+    # Nothing machine-written yet: review changes nothing.
+    before = path.read_bytes()
+    assert cli(config, "review", "--all", path).stdout.startswith("0 part(s) marked reviewed; 30")
+    assert path.read_bytes() == before
+
+
+def test_the_draft_is_written_through_a_symlink_not_over_it(config: Path, tmp_path: Path):
+    from newsletter.atomicfile import write_atomically
+
+    target = tmp_path / "real.md"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    write_atomically(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
