@@ -241,3 +241,15 @@ def test_the_draft_is_written_through_a_symlink_not_over_it(config: Path, tmp_pa
     link.symlink_to(target)
     write_atomically(link, b"new")
     assert link.is_symlink() and target.read_bytes() == b"new"
+
+
+def test_new_without_a_list_writes_a_skeleton_that_parses_and_builds(config: Path, tmp_path: Path):
+    result = cli(config, "new", "2023-10-23")
+    assert result.exit_code == 0, result.output
+    path = config.parent / "issues" / "2023-10-23.md"
+    issue = parse_issue(path)
+    assert issue.title.startswith("[2023/10/23 ~ 10/29]") and issue.preheader is None
+    assert [part.where for part in draft_parts(issue)] == ["introduction", f"{TO_WRITE}: title",
+                                                          f"{TO_WRITE}: summary", f"{TO_WRITE}: abstract"]
+    assert cli(config, "build", "-o", tmp_path / "build", path).exit_code == 0
+    assert cli(config, "new", "2023-10-23").exit_code == 1  # and it is not replaced by accident

@@ -44,18 +44,15 @@ def _list_errors_one_per_line():
 @pass_state
 def new(state, date: dt.date, list_path: Path | None, force: bool) -> None:
     """Write issues/DATE.md: a draft with every English part from LIST and the Korean parts marked
-    to be written. Then: `newsletter translate`, review, `newsletter check`.
+    to be written (without LIST: a skeleton with one paper). Then: `newsletter translate`, review,
+    `newsletter check`.
 
     Example: newsletter new 2023-10-16 --from links.csv
     """
     config = state.config
     with _list_errors_one_per_line():
-        papers = []
-        if list_path is not None:
-            papers = papers_for(read_paper_list(list_path), list_path, config.arxiv)
-        if not papers:
-            raise click.UsageError("nothing to draft from; pass --from LIST (a CSV of papers or arXiv ids)")
-        text = draft_text(date, papers, config.draft, list_path)
+        papers = papers_for(read_paper_list(list_path), list_path, config.arxiv) if list_path else []
+        text = draft_text(date, papers, config.draft, list_path or "<list>")
     path = new_issue(config.draft.folder / f"{date.isoformat()}.md", text, force=force)
     parts = draft_parts(parse_issue(path))
     click.echo(f"wrote {path}: {len(papers)} papers, {len(parts)} Korean part(s) to write")

@@ -27,17 +27,14 @@ def week_end(date: dt.date) -> dt.date:
 
 def draft_markdown(date: dt.date, papers: list[ListedPaper], settings: DraftSettings) -> tuple[str, dict[int, int]]:
     """The draft's text, and for each paper's first line in it the list line it came from (to
-    name the list's line when the draft does not parse)."""
+    name the list's line when the draft does not parse). No papers: a skeleton with one paper."""
     end = week_end(date)
     titles = ", ".join(paper.title for paper in papers[:TITLES_IN_PREHEADER])
-    out = [
-        "---",
-        f"title: {_yaml_string(settings.title.format(date=date, end=end))}",
-        f"date: {date.isoformat()}",
-        f"preheader: {_yaml_string(settings.preheader.format(date=date, end=end, titles=titles, count=len(papers)))}",
-        "---",
-        "",
-    ]
+    out = ["---", f"title: {_yaml_string(settings.title.format(date=date, end=end))}", f"date: {date.isoformat()}"]
+    if papers:
+        preheader = settings.preheader.format(date=date, end=end, titles=titles, count=len(papers))
+        out.append(f"preheader: {_yaml_string(preheader)}")
+    out += ["---", ""]
     if settings.notice:
         out += [f"> * {' '.join(line.split())}" for line in settings.notice] + [""]
     out += ["## 소개", "", TO_WRITE, ""]
@@ -52,6 +49,8 @@ def draft_markdown(date: dt.date, papers: list[ListedPaper], settings: DraftSett
             out += ["### 논문 링크", "", f"* {paper.paper_url}", ""]
         if paper.read_more_url:
             out += ["### 더 읽어보기", "", f"* {paper.read_more_url}", ""]
+    if not papers:  # no list: one paper to copy, so the skeleton parses and previews
+        out += [f"## {TO_WRITE}", "", *_passage_section("논문 소개", ""), *_passage_section("논문 초록", "")]
     return "\n".join(out), origins
 
 
