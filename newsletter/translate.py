@@ -97,8 +97,13 @@ def plan(path: str | Path) -> tuple[list[Job], list[str]]:
     return jobs, skipped
 
 
+def command_line(job: Job, settings: TranslateSettings) -> str | None:
+    """The configured command for this part, as written in the config (None: none set)."""
+    return (settings.title_command if job.kind == "title" else None) or settings.command
+
+
 def command_for(job: Job, settings: TranslateSettings) -> list[str]:
-    command = (settings.title_command if job.kind == "title" else None) or settings.command
+    command = command_line(job, settings)
     if not command:
         raise DraftError('no translate command; set [translate] command = "..." in newsletter.toml '
                          "(a program that reads English on stdin and writes Korean to stdout)")

@@ -14,7 +14,7 @@ from ..draft.markers import draft_parts
 from ..draft.review import mark_reviewed
 from ..errors import ListError
 from ..parse import parse_issue
-from ..translate import PartOutcome, command_for, plan, translate_issue
+from ..translate import PartOutcome, command_for, command_line, plan, translate_issue
 from .base import issue_path_argument, main, pass_state
 
 
@@ -73,8 +73,8 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
     if dry_run:
         jobs, skipped = plan(issue_path)
         for job in jobs:
-            command = settings.title_command if job.kind == "title" and settings.title_command else settings.command
-            click.echo(f"{issue_path}:{job.line}: {job.where} ({len(job.english)} characters) -> {command or '(no command set)'}")
+            command = command_line(job, settings) or "(no command set)"
+            click.echo(f"{issue_path}:{job.line}: {job.where} ({len(job.english)} characters) -> {command}")
             click.echo("".join(f"    {line}\n" for line in job.english.splitlines()), nl=False)
         for note in skipped:
             click.echo(f"skip: {note}", err=True)
