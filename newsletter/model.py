@@ -30,6 +30,7 @@ class Bilingual:
 
     ko: Text | None = None
     en: Text | None = None
+    line: int = field(default=0, compare=False)  # where the passage starts in the issue file
 
 
 @dataclass(frozen=True)

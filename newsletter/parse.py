@@ -496,6 +496,7 @@ class _IssueBuilder:
                     Bilingual(
                         ko=Text(self.source_of(korean)) if korean else None,
                         en=Text(self.source_of([english], strip_quote=True)) if english is not None else None,
+                        line=self.line_of(korean[0] if korean else english),  # type: ignore[arg-type]
                     )
                 )
             korean.clear()
