@@ -35,8 +35,9 @@ SITE_NAMES = {
 _X_HOSTS = {"x.com", "twitter.com", "mobile.twitter.com", "mobile.x.com"}
 _X_POST = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/status(?:es)?/\d+")
 _X_PROFILE = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/?$")
-# The forum's week in front of the title: "[2023/10/16 ~ 10/22] 이번 주의 ..."
-_TITLE_PREFIX = re.compile(r"^\s*\[(?P<prefix>[^\]]{1,40})\]\s*(?P<rest>.+)$")
+# The forum's week in front of the title: "[2023/10/16 ~ 10/22] 이번 주의 ..." (a bracket with a
+# number in it: "[특집] …" is part of the title, not a date).
+_TITLE_PREFIX = re.compile(r"^\s*\[(?P<prefix>[^\]\d]{0,20}\d[^\]]{0,30})\]\s*(?P<rest>.+)$")
 _TRAILING_ENGLISH = re.compile(r"^(?P<main>.*\S)\s*\((?P<sub>[^()]+)\)$")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORD = re.compile(r"\w+")
@@ -99,7 +100,7 @@ def shown_url(url: str) -> str:
 def split_title(title: str) -> tuple[str | None, str]:
     """The forum's bracketed prefix (its week, e.g. "2023/10/16 ~ 10/22") and the rest."""
     match = _TITLE_PREFIX.match(title)
-    if match:
+    if match and match["rest"].strip():
         return match["prefix"].strip(), match["rest"].strip()
     return None, title.strip()
 

@@ -90,7 +90,10 @@ class Issue:
 
     @property
     def email_subject(self) -> str:
-        return self.subject or self.title
+        """The Subject line: the front matter's, else derived from the title (labels.subject)."""
+        from .labels import subject  # labels reads these dataclasses: imported here, not at the top
+
+        return subject(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for `newsletter check --json`)."""

@@ -309,7 +309,9 @@ class _IssueBuilder:
             if problem:
                 self.fail(key_lines["source_url"], f"'source_url:' {problem}")
         if values.get("email_notice") is not None:
-            header["email_notice"] = self.read_email_notice(values["email_notice"], key_lines.get("email_notice", top))
+            notice = self.read_email_notice(values["email_notice"], key_lines.get("email_notice", top))
+            if notice is not None:
+                header["email_notice"] = notice
         if values.get("date") not in (None, ""):
             header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
@@ -325,6 +327,7 @@ class _IssueBuilder:
                 problem = link_problem(str(node.attrs.get("href", "")))
                 if problem:
                     self.fail(line, f"in 'email_notice:': {problem}")
+                    return None
         return Text(text)
 
     def read_date(self, value: object, line: int) -> dt.date | None:

@@ -296,6 +296,17 @@ def test_the_header_says_the_title_once_and_the_week_once(rendered, config):
     assert title == "이번 주의 주요 ML 논문 · Top ML Papers of the Week · 2023/10/16 ~ 10/22"
 
 
+@pytest.mark.parametrize("title, week, rest", [
+    ("[2023/10/16 ~ 10/22] 이번 주의 주요 ML 논문", "2023/10/16 ~ 10/22", "이번 주의 주요 ML 논문"),
+    ("[10월 셋째 주] 논문", "10월 셋째 주", "논문"),
+    ("[특집] NeurIPS 2023", None, "[특집] NeurIPS 2023"),
+    ("[2023/10/16] ", None, "[2023/10/16]"),
+    ("논문 [2023/10/16]", None, "논문 [2023/10/16]"),
+])
+def test_only_a_leading_bracket_with_a_number_is_the_forums_week(title, week, rest):
+    assert labels.split_title(title) == (week, rest)
+
+
 def test_a_title_that_is_not_the_name_gets_the_name_above_it(config):
     result = render_issue(dataclasses.replace(issue_with(paper()), title="특집: NeurIPS 2023"), config)
     document = lxml.html.fromstring(result.html)

@@ -295,3 +295,18 @@ def test_contents_box_is_evenly_padded_and_the_notice_keeps_the_width_of_the_tex
     above, below, note_width, text_width = gaps
     assert 12 <= above <= 24 and abs(above - below) <= 2, gaps
     assert note_width >= text_width - 24, gaps  # bullets indented a little, not 40 px
+
+
+def test_each_intro_passage_folds_its_own_english(browser, config, tmp_path):
+    intro = (Bilingual(Text("첫 문단."), Text("First paragraph.")), Bilingual(Text("둘째 문단."), Text("Second one.")))
+    paper = Paper(slug="p", title_ko="제목", title_en="Title", summary=(Bilingual(Text("요약."), None),))
+    issue = Issue(title="Test", date=dt.date(2023, 10, 16), papers=(paper,), intro=intro)
+    path = tmp_path / "email.html"
+    path.write_text(render_issue(issue, config).html, encoding="utf-8")
+    page = open_page(browser, path, 375)
+    first, second = page.locator(".intro .en").nth(0), page.locator(".intro .en").nth(1)
+    assert first.is_hidden() and second.is_hidden()
+    assert page.locator(".paper label.tg").count() == 0  # nothing to fold in the paper: no toggle
+    page.locator(".intro label.tg").nth(1).click()
+    assert second.is_visible() and first.is_hidden()
+    page.close()
