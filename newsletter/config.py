@@ -7,6 +7,7 @@ named in the file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import os
@@ -87,6 +88,30 @@ class ArxivSettings:
 
 
 @dataclass(frozen=True)
+class EventSettings:
+    """The feedback loop (`[events]`): SES events and unsubscribes reach the list through SNS and
+    SQS (`newsletter setup aws` creates them, `newsletter sync` drains the queue)."""
+
+    region: str = "us-east-1"
+    profile: str | None = None
+    topic: str = "newsletter-events"
+    queue: str = "newsletter-events"
+    dead_letter_queue: str = "newsletter-events-dlq"
+    configuration_set: str = "newsletter"
+    # A message received this many times without being applied moves to the dead-letter queue.
+    max_receive_count: int = 5
+    # Seconds a received message stays hidden from other readers before it can be received again.
+    visibility_timeout: int = 60
+    # SQS long polling per receive (0: short polling, which may miss messages on real SQS).
+    wait_seconds: int = 1
+    # This many transient bounces of one address within the window make it `bounced`.
+    transient_bounce_limit: int = 3
+    transient_bounce_window_days: int = 30
+    tracking: bool = False  # also publish Open and Click events (SES rewrites links, adds a pixel)
+    inbound_address: str | None = None  # SES receives unsubscribe mail here (a receipt rule)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
     name: str
@@ -107,6 +132,10 @@ class Config:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
+    events: EventSettings | None = None  # None: no [events] table, no feedback loop
+    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
+    # index (web_base_url) at its #subscribe form.
+    subscribe_url: str = ""
     draft: DraftSettings = field(default_factory=DraftSettings)
     translate: TranslateSettings = field(default_factory=TranslateSettings)
     arxiv: ArxivSettings = field(default_factory=ArxivSettings)
@@ -143,8 +172,9 @@ class Key:
     """How one setting is read: its kind, its default (REQUIRED: no default) and its bounds.
 
     kind: text (one non-empty line), url (http/https), address (one email address), path
-    (relative to the file's folder), int, float, choice (one of `choices`), pattern (a str.format
-    pattern for `new`), lines (a list of one-line strings), command (a command line, shlex-split)."""
+    (relative to the file's folder), int, float, bool, choice (one of `choices`), pattern (a
+    str.format pattern for `new`), lines (a list of one-line strings), command (a command line,
+    shlex-split)."""
 
     kind: str
     default: Any = REQUIRED
@@ -160,6 +190,7 @@ KEYS: dict[str, Key] = {
     "newsletter.list_id": Key("text"),
     "newsletter.web_base_url": Key("url"),
     "newsletter.postal_address": Key("text"),
+    "newsletter.subscribe_url": Key("url", None),
     "sender.from": Key("address"),
     "sender.reply_to": Key("address", None),
     "subscribers.database": Key("path"),
@@ -186,6 +217,19 @@ KEYS: dict[str, Key] = {
     "sending.outbox": Key("path", "build/outbox"),
     "serve.host": Key("text", "127.0.0.1"),
     "serve.port": Key("int", 8025, 1, 65535),
+    "events.region": Key("text", None),
+    "events.profile": Key("text", None),
+    "events.topic": Key("text", "newsletter-events"),
+    "events.queue": Key("text", "newsletter-events"),
+    "events.dead_letter_queue": Key("text", "newsletter-events-dlq"),
+    "events.configuration_set": Key("text", None),
+    "events.max_receive_count": Key("int", 5, 1, 1000),
+    "events.visibility_timeout": Key("int", 60, 0, 43_200),
+    "events.wait_seconds": Key("int", 1, 0, 20),
+    "events.transient_bounce_limit": Key("int", 3, 1, 1000),
+    "events.transient_bounce_window_days": Key("int", 30, 1, 3650),
+    "events.tracking": Key("bool", False),
+    "events.inbound_address": Key("address", None),
     "draft.folder": Key("path", "issues"),
     "draft.title": Key("pattern", DEFAULT_DRAFT_TITLE),
     "draft.preheader": Key("pattern", DEFAULT_DRAFT_PREHEADER),
@@ -309,6 +353,11 @@ class _Reader:
 
     read_int = read_float = read_number
 
+    def read_bool(self, dotted: str, key: Key, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(dotted, f"expected true or false, got {value!r}")
+        return value
+
     # --- drafts (`newsletter new`, `translate`) ---
 
     def read_pattern(self, dotted: str, key: Key, value: Any) -> str:
@@ -359,30 +408,55 @@ class _Reader:
         if not unsubscribe_url.endswith("/"):
             # Each recipient's token is appended as the last path segment.
             raise self.fail("unsubscribe.url", f"must end with '/', got {unsubscribe_url!r}")
+        events = self.events()
+        ses = SesSettings(**self.table("transport.ses"))
+        if events and not ses.configuration_set:
+            ses = dataclasses.replace(ses, configuration_set=events.configuration_set)
+        web_base_url = read("newsletter.web_base_url")
         return Config(
             path=self.path,
             name=read("newsletter.name"),
             from_address=read("sender.from"),
             reply_to=read("sender.reply_to"),
             list_id=read("newsletter.list_id"),
-            web_base_url=read("newsletter.web_base_url"),
+            web_base_url=web_base_url,
+            subscribe_url=read("newsletter.subscribe_url") or web_base_url + "#subscribe",
             postal_address=read("newsletter.postal_address"),
             database=read("subscribers.database"),
             unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=mailto.removeprefix("mailto:"),
             unsubscribe_key_file=read("unsubscribe.key_file"),
             transport=read("transport.kind"),
-            ses=SesSettings(**self.table("transport.ses")),
+            ses=ses,
             smtp=SmtpSettings(**self.table("transport.smtp")),
             rate_share=read("sending.rate_share"),
             workers=read("sending.workers"),
             outbox=read("sending.outbox"),
             serve_host=read("serve.host"),
             serve_port=read("serve.port"),
+            events=events,
             draft=DraftSettings(**self.table("draft")),
             translate=TranslateSettings(**self.table("translate")),
             arxiv=ArxivSettings(**self.table("arxiv")),
         )
+
+    def events(self) -> EventSettings | None:
+        if "events" not in self.raw:
+            return None
+        settings = self.table("events")
+        sending_set = self.read("transport.ses.configuration_set")
+        configuration_set = settings["configuration_set"] or sending_set or "newsletter"
+        if sending_set and sending_set != configuration_set:
+            raise self.fail("events.configuration_set", f"{configuration_set!r} differs from "
+                            f"transport.ses.configuration_set {sending_set!r}; the send must use the set "
+                            "that publishes its events")
+        settings.update(
+            configuration_set=configuration_set,
+            # The queue lives where SES sends from unless the file says otherwise.
+            region=settings["region"] or self.read("transport.ses.region"),
+            profile=settings["profile"] or self.read("transport.ses.profile"),
+        )
+        return EventSettings(**settings)
 
     def table(self, table: str) -> dict[str, Any]:
         """Every key of one table, by its name in the table (the settings dataclass's fields)."""

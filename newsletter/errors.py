@@ -80,6 +80,14 @@ class QuotaError(SendError):
         super().__init__(message)
 
 
+class AwsError(NewsletterError):
+    """An AWS call of the feedback loop (SNS, SQS, SES setup) failed: what failed and what to do,
+    in one line; `code` keeps AWS's error code (AccessDenied, QueueDoesNotExist, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        self.code = code
+        self.message = message
+        super().__init__(message)
 class DraftError(NewsletterError):
     """A draft that cannot be made or filled as asked (a paper list, arXiv, the translate command),
     or a draft where a finished issue is needed (a send to the list)."""
