@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..sending import SendPlan, SendSummary, prepare_send, send_issue
+from ..send import SendPlan, SendSummary, prepare_send, send_issue
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
 
