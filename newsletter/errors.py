@@ -78,3 +78,25 @@ class QuotaError(SendError):
     def __init__(self, message: str, *, allowance: int):
         self.allowance = allowance
         super().__init__(message)
+
+
+class AwsError(NewsletterError):
+    """An AWS call of the feedback loop (SNS, SQS, SES setup) failed: what failed and what to do,
+    in one line; `code` keeps AWS's error code (AccessDenied, QueueDoesNotExist, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+class DraftError(NewsletterError):
+    """A draft that cannot be made or filled as asked (a paper list, arXiv, the translate command),
+    or a draft where a finished issue is needed (a send to the list)."""
+
+
+class ListError(DraftError):
+    """Entries of a paper list that cannot become papers: one `path:line: message` line each."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[int, str]]):
+        self.path = str(path)
+        self.problems = [(line, " ".join(message.split())) for line, message in problems]
+        super().__init__("\n".join(f"{self.path}:{line}: {message}" for line, message in self.problems))
