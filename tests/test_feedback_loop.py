@@ -279,3 +279,102 @@ def test_an_unsubscribe_posted_to_serve_reaches_the_queue_and_then_the_list(tmp_
         server.wait()
         server.stdout.close()
         server.stderr.close()
+
+
+def test_a_send_to_ses_s_mailbox_simulator_feeds_back_through_moto_s_emulation(tmp_path, moto_events, secret):
+    """moto publishes canned feedback for mail to bounce@/complaint@/success@simulator.amazonses.com
+    when the sending identity has a notification topic; it names moto's fixed example addresses
+    (recipient1@ and recipient2@example.com), not the simulator address mailed."""
+    config_path = events_config(tmp_path)
+    topic = cli_json(config_path, "setup", "aws")["topic_arn"]
+    ses = moto_events.client("ses")
+    for kind in ("Bounce", "Complaint", "Delivery"):
+        ses.set_identity_notification_topic(Identity="newsletter.example.com", NotificationType=kind, SnsTopic=topic)
+    simulator = ["bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com",
+                 "success@simulator.amazonses.com"]
+    subscribe(config_path, [*simulator, "recipient1@example.com"])
+    sent = cli(config_path, "send", "--yes", str(ISSUE))
+    assert sent.exit_code == 0, sent.output + sent.stderr
+
+    summary = cli_json(config_path, "sync")
+    assert summary["applied"] == {"bounce": 1, "complaint": 1, "delivery": 1}
+    assert summary["unmatched"] == 3  # moto's canned messageId is not one SES returned for our sends
+    found = statuses(config_path)
+    # The canned bounce and complaint are dated 2012, before recipient1@ joined the list: an event
+    # older than a subscriber's joining does not change them. recipient2@ was not on the list: a
+    # hard bounce records it, so no later import can subscribe it.
+    assert found["recipient1@example.com"] == "subscribed"
+    assert found["recipient2@example.com"] == "bounced"
+    assert {found[address] for address in simulator} == {"subscribed"}
+
+
+def test_lambda_handler_answers_a_documented_function_url_event_and_queues_the_unsubscribe(
+        tmp_path, moto_events, secret, monkeypatch):
+    import copy
+
+    from events_fixtures import example
+    from newsletter import web
+
+    config_path = events_config(tmp_path)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(config_path))
+    token = TokenSigner(load_config(config_path).list_id, SigningKey(SECRET.encode(), "test")).token("r@example.com")
+    event = copy.deepcopy(example("lambda-function-url-request.json"))
+    event.update(rawPath=f"/unsubscribe/{token}", rawQueryString="", body="List-Unsubscribe=One-Click")
+    event["headers"] = {"content-type": "application/x-www-form-urlencoded", "host": "abc.lambda-url.us-east-1.on.aws"}
+
+    answer = web.lambda_handler(event, None)
+    assert answer["statusCode"] == 200 and answer["isBase64Encoded"] is False
+    assert answer["headers"]["Content-Type"] == "text/html; charset=utf-8"
+    assert "구독이 취소되었습니다" in answer["body"]
+    bodies = [json.loads(m["Body"]) for m in moto_events.client("sqs").receive_message(
+        QueueUrl=queue_url(moto_events), MaxNumberOfMessages=10)["Messages"]]
+    assert [(b["type"], b["address"]) for b in bodies] == [("unsubscribe", "r@example.com")]
+
+    get = {**event, "requestContext": {**event["requestContext"], "http": {**event["requestContext"]["http"],
+                                                                           "method": "GET"}}, "body": None}
+    assert web.lambda_handler(get, None)["statusCode"] == 200  # the confirm page; nothing queued
+    forged = {**event, "rawPath": "/unsubscribe/" + token[:-2] + "xx"}
+    assert web.lambda_handler(forged, None)["statusCode"] == 400
+    encoded = {**event, "body": "TGlzdC1VbnN1YnNjcmliZT1PbmUtQ2xpY2s=", "isBase64Encoded": True}
+    assert web.lambda_handler(encoded, None)["statusCode"] == 200
+    assert queue_depth(moto_events) == 2
+
+
+def test_our_own_subscribe_confirmed_event_subscribes_through_sync(tmp_path, moto_events):
+    from newsletter.events import SubscribeConfirmed, put_event
+
+    config_path = events_config(tmp_path)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    config = load_config(config_path)
+    put_event(config, SubscribeConfirmed("New.Reader@Example.com", "새 독자"))
+    put_event(config, SubscribeConfirmed("not an address", None))
+    summary = cli_json(config_path, "sync")
+    assert summary["applied"] == {"subscribe_confirmed": 1} and len(summary["malformed"]) == 1
+    assert query(config_path, "SELECT address, name, status, source FROM subscriber") == [
+        ("New.Reader@example.com", "새 독자", "subscribed", "subscribe form")]
+
+
+@pytest.mark.parametrize("command", [("sync",), ("setup", "aws")])
+def test_sync_and_setup_without_credentials_fail_in_one_line(tmp_path, moto_events, monkeypatch, command):
+    config_path = events_config(tmp_path)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    result = cli(config_path, *command)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot ") and "no AWS credentials" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_sync_before_setup_says_the_queue_is_missing_in_that_region(tmp_path, moto_events):
+    result = cli(events_config(tmp_path, region="eu-west-3"), "sync")
+    assert result.exit_code == 1
+    assert result.stderr == ("error: cannot find queue 'newsletter-events': the queue does not exist in eu-west-3; "
+                             "run `newsletter setup aws` (or check events.region and events.queue)\n")
+
+
+def test_sync_without_an_events_table_says_how_to_set_it_up(tmp_path):
+    from conftest import write_config
+
+    result = cli(write_config(tmp_path / "newsletter.toml"), "sync")
+    assert result.exit_code == 1 and "no [events] table" in result.stderr
