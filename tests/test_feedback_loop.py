@@ -208,7 +208,7 @@ def test_kill_9_during_sync_loses_nothing_and_applies_nothing_twice(tmp_path, mo
     config_path = events_config(tmp_path, transient_bounce_limit=1000)
     assert cli(config_path, "setup", "aws").exit_code == 0
     sqs, url = moto_events.client("sqs"), queue_url(moto_events)
-    total = 1500
+    total = 300  # moto's receive slows with queue depth: enough to be mid-sync for seconds
     for start in range(0, total, 10):
         sqs.send_message_batch(QueueUrl=url, Entries=[
             {"Id": str(n), "MessageBody": sns_envelope(ses_event(
@@ -218,7 +218,7 @@ def test_kill_9_during_sync_loses_nothing_and_applies_nothing_twice(tmp_path, mo
 
     child = start_cli(config_path, "sync")
     applied = lambda: query(config_path, "SELECT count(*) FROM applied_event")[0][0]  # noqa: E731
-    wait_until(lambda: applied() >= 100 or child.poll() is not None, what="the child applying events")
+    wait_until(lambda: applied() >= 30 or child.poll() is not None, what="the child applying events")
     assert child.poll() is None, "sync finished before it could be killed; queue more messages"
     child.send_signal(signal.SIGKILL)
     child.wait()
@@ -378,3 +378,34 @@ def test_sync_without_an_events_table_says_how_to_set_it_up(tmp_path):
 
     result = cli(write_config(tmp_path / "newsletter.toml"), "sync")
     assert result.exit_code == 1 and "no [events] table" in result.stderr
+
+
+def test_sync_with_a_policy_that_lacks_receive_says_access_denied(tmp_path, moto_events, monkeypatch):
+    """moto checks IAM policies once told to (POST /moto-api/reset-auth); the server is shared, so
+    the check is switched off again however the test ends."""
+    import urllib.request
+
+    config_path = events_config(tmp_path)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    iam = moto_events.client("iam")
+    iam.create_user(UserName="sync-without-receive")
+    iam.put_user_policy(UserName="sync-without-receive", PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["sqs:GetQueueUrl"], "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="sync-without-receive")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+
+    def reset_auth(count: str) -> None:
+        request = urllib.request.Request(f"{moto_events.endpoint_url}/moto-api/reset-auth", data=count.encode(),
+                                         headers={"Content-Type": "text/plain"}, method="POST")
+        urllib.request.urlopen(request).close()
+
+    reset_auth("0")
+    try:
+        result = cli(config_path, "sync")
+    finally:
+        reset_auth("inf")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot receive from queue 'newsletter-events': access denied (")
+    assert "see docs/deploy.md" in result.stderr and result.stderr.count("\n") == 1
