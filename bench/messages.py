@@ -77,7 +77,7 @@ def messages_per_second(count: int) -> None:
 
 def dry_run_child(count: int) -> None:
     """Runs in its own process: fill a store with `count` subscribers, dry-run the sample issue."""
-    from newsletter.sending import prepare_send, send_issue
+    from newsletter.send import prepare_send, send_issue
     from newsletter.store import Store
 
     pin_to_one_core()

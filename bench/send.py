@@ -83,7 +83,7 @@ def run(recipients: int, account_rate: float, share: float, workers: int) -> Non
     from newsletter.config import SesSettings, load_config
     from newsletter.ratelimit import busiest_window
     from newsletter.model import Subscriber
-    from newsletter.sending import prepare_send, send_issue
+    from newsletter.send import prepare_send, send_issue
     from newsletter.store import Store, utc_now
 
     server, url = start_moto()

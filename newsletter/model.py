@@ -30,6 +30,7 @@ class Bilingual:
 
     ko: Text | None = None
     en: Text | None = None
+    line: int = field(default=0, compare=False)  # where the passage starts in the issue file
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Issue:
     preheader: str | None = None
     source_url: str | None = None
     path: str = ""
+    # The notice as the email edition words it (front matter `email_notice:`), where the notice
+    # blockquote speaks for the forum ("reply in the comments"); None: the email shows `notice`.
+    email_notice: Text | None = None
 
     @property
     def issue_id(self) -> str:

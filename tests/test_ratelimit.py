@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from newsletter.bulk_send import check_daily_quota, daily_allowance
+from newsletter.send.quota import check_daily_quota, daily_allowance
 from newsletter.errors import QuotaError
 from newsletter.ratelimit import Backoff, RateLimiter, busiest_window
 from newsletter.transports.base import SendQuota

@@ -15,7 +15,7 @@ from botocore.exceptions import ReadTimeoutError
 from newsletter.config import load_config
 from newsletter.errors import QuotaError
 from newsletter.ratelimit import Backoff
-from newsletter.sending import prepare_send, send_issue
+from newsletter.send import prepare_send, send_issue
 from newsletter.store import Store
 from newsletter.transports.smtp import SmtpTransport
 from sending_fixtures import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..bulk_send import issue_status
+from ..send import issue_status
 from ..parse import parse_issue
 from ..events.report import issue_feedback, list_history
 from .base import issue_path_argument, main, pass_state

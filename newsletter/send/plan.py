@@ -1,35 +1,27 @@
-"""A send: the issue rendered once, one personal message per recipient, handed to a transport.
-
-Two calls, so that the CLI can show what is about to happen and ask before anything goes out:
-
-    plan = prepare_send(issue_path, config, dry_run=False, test_addresses=())
-    summary = send_issue(plan, on_result=...)
-
-A real send to the list goes through the send ledger and the reliable engine in `bulk_send`
-(rate limit, worker threads, retries, resumable); a dry run and test copies (--to) are a plain
-loop that records nothing.
+"""What a send will do, decided before the first message (`prepare_send` -> `SendPlan`), and what
+it did (`SendSummary`). The plan parses and renders the issue once; for a real send to the list it
+also reads the account's quota and the ledger as the send will find it, changing nothing yet.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .bulk_send import preview_list_send, send_to_list
-from .compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
-from .config import Config
-from .errors import MessageError, SendError
-from .model import Subscriber
-from .parse import parse_issue
-from .ratelimit import Backoff
-from .render import render_issue
-from .store import Store
-from .transports import make_transport
-from .transports.base import AccountStoppedError, OutgoingMessage, SendQuota, Transport
-from .transports.outbox import OutboxTransport
-from .unsubscribe import UnsubscribeLinks, load_signing_key
+from ..compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
+from ..config import Config
+from ..model import Subscriber
+from ..parse import parse_issue
+from ..render import render_issue
+from ..store import Store
+from ..transports import make_transport
+from ..transports.base import OutgoingMessage, SendQuota, Transport
+from ..unsubscribe import UnsubscribeLinks, load_signing_key
+from .quota import LedgerRequest, prepare_ledger, read_quota
+
+FIRST_ADDRESSES_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -71,6 +63,14 @@ class SendPlan:
     @property
     def sender(self) -> str:
         return self.config.from_address
+
+    @property
+    def ledger_request(self) -> LedgerRequest:
+        return LedgerRequest(self.issue_id, self.resend_unknown, self.retry_failed, self.limit)
+
+    def new_transport(self) -> Transport:
+        """A new transport of the plan's kind, for one thread's use."""
+        return make_transport(self.config, self.transport_kind)
 
     def message_for(self, address: str, name: str | None) -> OutgoingMessage:
         https_url, mailto_url = self.links.for_address(address)
@@ -120,17 +120,30 @@ class SendSummary:
     manifest: str | None = None  # dry run: the CSV of every recipient
     first_addresses: list[str] = field(default_factory=list)
 
+    @classmethod
+    def for_plan(cls, plan: SendPlan) -> SendSummary:
+        return cls(
+            issue_id=plan.issue_id,
+            transport=plan.transport_kind,
+            dry_run=plan.dry_run,
+            recipients=plan.recipient_count,
+            html_part_bytes=plan.template.encoded_html_size(),
+        )
+
     @property
     def complete(self) -> bool:
         """Every recipient was sent (the CLI's exit 0)."""
         left = self.ledger is not None and self.ledger["pending"] > 0
         return self.stopped is None and self.interrupted is None and not self.failures and not self.unknown and not left
 
+    def note_sent(self, address: str, message_bytes: int) -> None:
+        self.sent += 1
+        self.largest_message_bytes = max(self.largest_message_bytes, message_bytes)
+        if len(self.first_addresses) < FIRST_ADDRESSES_SHOWN:
+            self.first_addresses.append(address)
+
     def to_dict(self) -> dict:
         return {**asdict(self), "complete": self.complete}
-
-
-FIRST_ADDRESSES_SHOWN = 5
 
 
 def prepare_send(
@@ -148,7 +161,7 @@ def prepare_send(
     """Parse and render the issue once, build its message template, load the signing key and
     count the recipients. A real send refuses the development signing key; a real send to the
     list also reads the account's quota (through a transport from `transport_factory`, default
-    `make_transport`) and what the ledger holds for the issue (changing nothing yet), and refuses
+    the plan's kind) and what the ledger holds for the issue (changing nothing yet), and refuses
     one that would pass the daily quota."""
     for address in test_addresses:
         check_address("--to", address)
@@ -171,7 +184,7 @@ def prepare_send(
         limit=limit,
     )
     if plan.list_send:
-        plan = preview_list_send(plan, transport_factory)
+        plan = _with_ledger_preview(plan, transport_factory or plan.new_transport)
     return plan
 
 
@@ -180,64 +193,12 @@ def _count_subscribed(config: Config) -> int:
         return store.count_subscribed()
 
 
-def _send_one(plan: SendPlan, transport: Transport, recipient: Subscriber, summary: SendSummary) -> Failure | None:
-    """Compose and send one recipient's message; their failure is recorded, not raised."""
-    if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
-        summary.first_addresses.append(recipient.address)
-    try:
-        message = plan.message_for(recipient.address, recipient.name)
-        summary.largest_message_bytes = max(summary.largest_message_bytes, len(message.raw))
-        transport.send(message)
-    except AccountStoppedError as error:
-        summary.stopped = str(error)
-        return None
-    except (SendError, MessageError) as error:  # this recipient only: the others still get theirs
-        code, text = getattr(error, "code", None), getattr(error, "message", str(error))
-        failure = Failure(recipient.address, type(error).__name__, code, text)
-        summary.failures.append(failure)
-        return failure
-    summary.sent += 1
-    return None
-
-
-def send_issue(
-    plan: SendPlan,
-    *,
-    transport: Transport | None = None,
-    transport_factory: Callable[[], Transport] | None = None,
-    backoff: Backoff | None = None,
-    on_result: Callable[[str, Failure | None], None] | None = None,
-) -> SendSummary:
-    """Send the plan's issue. Per-recipient failures are collected and the send goes on; an
-    account-level stop ends it. `on_result(address, failure_or_None)` is called after each
-    recipient (the CLI's progress bar), from the worker threads in a list send.
-
-    A list send runs `bulk_send` with one transport per worker from `transport_factory` (default:
-    `make_transport`) and `backoff` between retries; a dry run or test copies go through
-    `transport` in a plain loop."""
-    summary = SendSummary(
-        issue_id=plan.issue_id,
-        transport=plan.transport_kind,
-        dry_run=plan.dry_run,
-        recipients=plan.recipient_count,
-        html_part_bytes=plan.template.encoded_html_size(),
+def _with_ledger_preview(plan: SendPlan, new_transport: Callable[[], Transport]) -> SendPlan:
+    """`plan` with the account's quota read, and the ledger as the send will find it (nothing is
+    written); QuotaError if the send would pass the daily quota."""
+    with Store.open(plan.config.database) as store:
+        quota = read_quota(new_transport, store)
+        preparation, to_send = prepare_ledger(store, plan.ledger_request, quota, commit=False)
+    return dataclasses.replace(
+        plan, quota=quota, ledger=preparation.counts, found_interrupted=preparation.interrupted, recipient_count=to_send
     )
-    if plan.list_send:
-        send_to_list(plan, summary, transport_factory=transport_factory, backoff=backoff or Backoff(), on_result=on_result)
-        return summary
-    transport = transport or make_transport(plan.config, plan.transport_kind)
-    try:
-        # closing(): a stop ends the store's stream (and its connection) now, not at garbage collection.
-        with contextlib.closing(plan.recipients()) as recipients:
-            for recipient in recipients:
-                failure = _send_one(plan, transport, recipient, summary)
-                if summary.stopped:
-                    break
-                if on_result is not None:
-                    on_result(recipient.address, failure)
-    finally:
-        transport.close()
-    if isinstance(transport, OutboxTransport):
-        summary.sample_files = [str(path) for path in transport.sample_paths]
-        summary.manifest = str(transport.manifest_path)
-    return summary

@@ -20,54 +20,32 @@ SIGINT and SIGTERM stop a run the same way, so an interrupted run leaves no row 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
-import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import MessageError, QuotaError
-from .model import Delivery
-from .ratelimit import Backoff, RateLimiter
-from .store import Store
-from .store.ledger import Preparation
-from .transports.base import (
+from ..config import Config
+from ..errors import MessageError
+from ..model import Delivery
+from ..ratelimit import Backoff, RateLimiter
+from ..store import Store
+from ..transports.base import (
     AccountStoppedError,
     OutcomeUnknownError,
     OutgoingMessage,
     RecipientRejectedError,
     RetryableSendError,
-    SendQuota,
     Transport,
 )
-
-if TYPE_CHECKING:  # sending imports this module; these names are for annotations only
-    from .sending import SendPlan, SendSummary
+from .plan import Failure, SendPlan, SendSummary
+from .quota import prepare_ledger
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
-
-
-def daily_allowance(quota: SendQuota) -> int | None:
-    """How many more messages the account may send in the next 24 hours; None: no limit."""
-    if quota.max_24h_send < 0:
-        return None
-    return max(0, quota.max_24h_send - quota.sent_last_24h)
-
-
-def check_daily_quota(quota: SendQuota, to_send: int) -> None:
-    allowance = daily_allowance(quota)
-    if allowance is not None and to_send > allowance:
-        raise QuotaError(
-            f"this send needs {to_send} messages but the daily quota allows {allowance} more now "
-            f"(Max24HourSend {quota.max_24h_send}, sent in the last 24 hours {quota.sent_last_24h}, "
-            f"from {quota.source}); send {allowance} now with --limit {allowance} and the rest "
-            "later, or wait for the quota",
-            allowance=allowance,
-        )
 
 
 @dataclass(frozen=True)
@@ -280,30 +258,30 @@ class BulkSend:
                 self.on_outcome(outcome)
 
 
+def worker_count(config: Config, recipients: int) -> int:
+    """How many worker threads a run uses: the configured number, but no idle clients for a short
+    list."""
+    return max(1, min(config.workers, recipients))
+
+
 def send_to_list(
     plan: SendPlan,
     summary: SendSummary,
     *,
     transport_factory: Callable[[], Transport] | None = None,
     backoff: Backoff = Backoff(),
-    on_result: Callable | None = None,
+    on_result: Callable[[str, Failure | None], None] | None = None,
 ) -> None:
     """The real send of `plan` to the list, filling `summary` in.
 
     Holds the database's send lock throughout: brings the ledger up to date, checks the daily
     quota against what is pending now, then runs the workers."""
-    from .sending import FIRST_ADDRESSES_SHOWN, Failure
-    from .transports import make_transport
-
     config = plan.config
 
     def on_outcome(outcome: Outcome) -> None:
         failure = None
         if outcome.state == "sent":
-            summary.sent += 1
-            summary.largest_message_bytes = max(summary.largest_message_bytes, outcome.message_bytes)
-            if len(summary.first_addresses) < FIRST_ADDRESSES_SHOWN:
-                summary.first_addresses.append(outcome.delivery.address)
+            summary.note_sent(outcome.delivery.address, outcome.message_bytes)
         elif outcome.state == "skipped":
             summary.skipped += 1
         else:
@@ -313,15 +291,15 @@ def send_to_list(
             on_result(outcome.delivery.address, failure)
 
     with Store.open(config.database) as store, store.send_lock():
-        preparation, summary.recipients = _prepare_ledger(store, plan, plan.quota, commit=True)
+        preparation, summary.recipients = prepare_ledger(store, plan.ledger_request, plan.quota, commit=True)
         summary.found_interrupted = preparation.interrupted
         run = BulkSend(
             database=config.database,
             issue_id=plan.issue_id,
             compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
-            transport_factory=transport_factory or (lambda: make_transport(config, plan.transport_kind)),
+            transport_factory=transport_factory or plan.new_transport,
             limiter=RateLimiter(plan.quota.max_send_rate, config.rate_share),
-            workers=max(1, min(config.workers, summary.recipients)),  # no idle clients for a short list
+            workers=worker_count(config, summary.recipients),
             backoff=backoff,
             limit=plan.limit,
             on_outcome=on_outcome,
@@ -335,68 +313,3 @@ def send_to_list(
     summary.interrupted = run.interrupted
     summary.retries = run.retries
     summary.slow_downs = run.limiter.slow_downs
-
-
-def _prepare_ledger(store: Store, plan: SendPlan, quota: SendQuota, *, commit: bool) -> tuple[Preparation, int]:
-    """Bring the issue's ledger up to date (or see what that would do, commit=False) and check
-    that what is to be sent now fits the daily quota. Returns the preparation and that number."""
-    preparation = store.prepare_issue(
-        plan.issue_id, resend_unknown=plan.resend_unknown, retry_failed=plan.retry_failed, commit=commit
-    )
-    to_send = preparation.pending if plan.limit is None else min(plan.limit, preparation.pending)
-    check_daily_quota(quota, to_send)
-    return preparation, to_send
-
-
-def preview_list_send(plan: SendPlan, transport_factory: Callable[[], Transport] | None = None) -> SendPlan:
-    """`plan` with the account's quota read, and the ledger as the send will find it (nothing is
-    written); QuotaError if the send would pass the daily quota."""
-    from .transports import make_transport
-
-    transport = transport_factory() if transport_factory else make_transport(plan.config, plan.transport_kind)
-    try:
-        quota = transport.quota()
-    finally:
-        transport.close()
-    with Store.open(plan.config.database) as store:
-        if quota.source == "config":  # the provider cannot tell: count what our ledger sent
-            quota = dataclasses.replace(quota, sent_last_24h=store.sent_in_last_24h(), source="config and the ledger")
-        preparation, to_send = _prepare_ledger(store, plan, quota, commit=False)
-    return dataclasses.replace(
-        plan, quota=quota, ledger=preparation.counts, found_interrupted=preparation.interrupted, recipient_count=to_send
-    )
-
-
-@dataclass(frozen=True)
-class IssueStatus:
-    """Where an issue's send stands, from the ledger (`newsletter status`)."""
-
-    issue_id: str
-    counts: dict[str, int]  # rows by state
-    unqueued: int  # subscribed addresses without a row yet: the next send queues them
-    problems: tuple[Delivery, ...]  # the failed and unknown rows, with their last errors
-
-    def to_dict(self) -> dict:
-        return {
-            "issue_id": self.issue_id,
-            "counts": self.counts,
-            "not_yet_queued": self.unqueued,
-            "problems": [
-                {
-                    "address": row.address, "state": row.state, "attempts": row.attempts,
-                    "error_kind": row.error_kind, "error_code": row.error_code, "error": row.error,
-                    "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-                }
-                for row in self.problems
-            ],
-        }
-
-
-def issue_status(database, issue_id: str) -> IssueStatus:
-    with Store.open(database) as store:
-        return IssueStatus(
-            issue_id=issue_id,
-            counts=store.delivery_counts(issue_id),
-            unqueued=store.count_unqueued(issue_id),
-            problems=tuple(store.deliveries(issue_id, ("failed", "unknown"))),
-        )

@@ -1,0 +1,44 @@
+"""Where an issue's send stands, from the ledger (`newsletter status`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model import Delivery
+from ..store import Store
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    """Where an issue's send stands, from the ledger (`newsletter status`)."""
+
+    issue_id: str
+    counts: dict[str, int]  # rows by state
+    unqueued: int  # subscribed addresses without a row yet: the next send queues them
+    problems: tuple[Delivery, ...]  # the failed and unknown rows, with their last errors
+
+    def to_dict(self) -> dict:
+        return {
+            "issue_id": self.issue_id,
+            "counts": self.counts,
+            "not_yet_queued": self.unqueued,
+            "problems": [
+                {
+                    "address": row.address, "state": row.state, "attempts": row.attempts,
+                    "error_kind": row.error_kind, "error_code": row.error_code, "error": row.error,
+                    "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+                }
+                for row in self.problems
+            ],
+        }
+
+
+def issue_status(database: str | Path, issue_id: str) -> IssueStatus:
+    with Store.open(database) as store:
+        return IssueStatus(
+            issue_id=issue_id,
+            counts=store.delivery_counts(issue_id),
+            unqueued=store.count_unqueued(issue_id),
+            problems=tuple(store.deliveries(issue_id, ("failed", "unknown"))),
+        )
