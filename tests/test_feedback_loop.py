@@ -409,3 +409,42 @@ def test_sync_with_a_policy_that_lacks_receive_says_access_denied(tmp_path, moto
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot receive from queue 'newsletter-events': access denied (")
     assert "see docs/deploy.md" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_send_that_cannot_sync_stops_and_says_how_to_go_on(tmp_path, moto_events, secret):
+    config_path = events_config(tmp_path)  # no `setup aws`: the queue does not exist
+    subscribe(config_path, ["a@example.com"])
+    refused = cli(config_path, "send", "--yes", str(ISSUE))
+    assert refused.exit_code == 1 and moto_events.ses.messages() == []
+    assert refused.stderr.endswith("run `newsletter setup aws` (or check events.region and events.queue) "
+                                   "(to send without the feedback, pass --no-sync)\n")
+    sent = cli(config_path, "send", "--yes", "--no-sync", str(ISSUE))
+    assert sent.exit_code == 0, sent.output + sent.stderr
+    assert "warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied" in sent.stderr
+    assert recipients(moto_events.ses.messages()) == ["a@example.com"]
+
+
+def test_status_and_stats_show_the_feedback_in_words(tmp_path, moto_events, secret):
+    config_path = events_config(tmp_path)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    subscribe(config_path, ["a@example.com", "b@example.com"])
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    sent = message_ids(config_path, "2023-10-16")
+    sqs, url = moto_events.client("sqs"), queue_url(moto_events)
+    sqs.send_message(QueueUrl=url, MessageBody=sns_envelope(ses_event("event-delivery.json", "a@example.com",
+                                                                      sent["a@example.com"])))
+    sqs.send_message(QueueUrl=url, MessageBody=sns_envelope(ses_event("event-bounce.json", "b@example.com",
+                                                                      sent["b@example.com"])))
+    synced = cli(config_path, "sync")
+    assert synced.stdout.splitlines() == [
+        "sync: 2 message(s); applied: bounce 1, delivery 1; duplicates: 0; malformed: 0", "list: 1 now bounced"]
+
+    status = cli(config_path, "status", str(ISSUE)).stdout
+    assert "SES reports on the 2 sent (last sync 20" in status
+    assert "  delivered             1   50.0%\n" in status
+    assert "  bounced (hard)        1   50.0%  SES reviews above 5%, pauses above 10%\n" in status
+    assert "  complained            0    0.0%  SES reviews above 0.1%, pauses above 0.5%\n" in status
+    stats = cli(config_path, "subscribers", "stats").stdout.splitlines()
+    today = query(config_path, "SELECT changed_at FROM subscriber WHERE status = 'bounced'")[0][0][:10]
+    assert f"bounced             1  since {today} (latest {today})" in stats
+    assert stats[-1].startswith("last sync:   20")
