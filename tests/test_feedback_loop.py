@@ -203,17 +203,29 @@ def test_a_malformed_message_goes_to_the_dead_letter_queue_and_blocks_nothing(tm
     assert json.loads(body)["eventType"] == "Bounce"
 
 
-def test_kill_9_during_sync_loses_nothing_and_applies_nothing_twice(tmp_path, moto_events):
-    # Transient bounces make a double application visible: each one is a counted row.
-    config_path = events_config(tmp_path, transient_bounce_limit=1000)
-    assert cli(config_path, "setup", "aws").exit_code == 0
+def queue_transient_bounces(moto_events, total: int) -> None:
+    """`total` transient bounces of distinct readers: applying one twice would leave an extra row."""
     sqs, url = moto_events.client("sqs"), queue_url(moto_events)
-    total = 300  # moto's receive slows with queue depth: enough to be mid-sync for seconds
     for start in range(0, total, 10):
         sqs.send_message_batch(QueueUrl=url, Entries=[
             {"Id": str(n), "MessageBody": sns_envelope(ses_event(
                 "event-bounce.json", f"reader{start + n}@example.com", f"m-{start + n}", bounceType="Transient"))}
             for n in range(10)])
+
+
+def drain(config_path, moto_events) -> None:
+    def drained() -> bool:
+        cli(config_path, "sync")
+        return queue_depth(moto_events) == 0
+
+    wait_until(drained, timeout=120, what="the queue to drain")
+
+
+def test_kill_9_during_sync_loses_nothing_and_applies_nothing_twice(tmp_path, moto_events):
+    config_path = events_config(tmp_path, transient_bounce_limit=1000)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    total = 300  # moto's receive slows with queue depth: enough to be mid-sync for seconds
+    queue_transient_bounces(moto_events, total)
     query(config_path, "SELECT 1")  # create the database before the child writes to it
 
     child = start_cli(config_path, "sync")
@@ -226,12 +238,23 @@ def test_kill_9_during_sync_loses_nothing_and_applies_nothing_twice(tmp_path, mo
     child.stderr.close()
     assert applied() < total
 
-    def drained() -> bool:
-        cli(config_path, "sync")
-        return queue_depth(moto_events) == 0
-
-    wait_until(drained, timeout=120, what="the queue to drain")
+    drain(config_path, moto_events)
     assert applied() == total
+    assert query(config_path, "SELECT count(*), count(DISTINCT address_key) FROM transient_bounce")[0] == (total, total)
+
+
+def test_two_syncs_at_once_apply_each_event_once(tmp_path, moto_events):
+    config_path = events_config(tmp_path, transient_bounce_limit=1000)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    total = 200
+    queue_transient_bounces(moto_events, total)
+    query(config_path, "SELECT 1")
+    children = [start_cli(config_path, "sync") for _ in range(2)]
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    drain(config_path, moto_events)
+    assert query(config_path, "SELECT count(*) FROM applied_event")[0][0] == total
     assert query(config_path, "SELECT count(*), count(DISTINCT address_key) FROM transient_bounce")[0] == (total, total)
 
 
