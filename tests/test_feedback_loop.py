@@ -471,3 +471,21 @@ def test_status_and_stats_show_the_feedback_in_words(tmp_path, moto_events, secr
     today = query(config_path, "SELECT changed_at FROM subscriber WHERE status = 'bounced'")[0][0][:10]
     assert f"bounced             1  since {today} (latest {today})" in stats
     assert stats[-1].startswith("last sync:   20")
+
+
+def test_tracking_adds_open_and_click_to_the_event_destination_and_they_are_counted(tmp_path, moto_events, secret):
+    config_path = events_config(tmp_path, tracking=True)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    destination = moto_events.client("ses").describe_configuration_set(
+        ConfigurationSetName="newsletter", ConfigurationSetAttributeNames=["eventDestinations"])["EventDestinations"][0]
+    assert {"open", "click"} <= set(destination["MatchingEventTypes"])
+    subscribe(config_path, ["reader@example.com"])
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    message_id = message_ids(config_path, "2023-10-16")["reader@example.com"]
+    sqs, url = moto_events.client("sqs"), queue_url(moto_events)
+    for name in ("event-open.json", "event-open.json", "event-click.json"):
+        sqs.send_message(QueueUrl=url, MessageBody=sns_envelope(ses_event(name, "reader@example.com", message_id)))
+    assert cli_json(config_path, "sync")["applied"] == {"click": 1, "open": 2}
+    feedback = cli_json(config_path, "status", str(ISSUE))["feedback"]
+    assert (feedback["recipients"]["opened"], feedback["events"]["opened"], feedback["recipients"]["clicked"]) == (
+        1, 2, 1)
