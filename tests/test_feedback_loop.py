@@ -489,3 +489,14 @@ def test_tracking_adds_open_and_click_to_the_event_destination_and_they_are_coun
     feedback = cli_json(config_path, "status", str(ISSUE))["feedback"]
     assert (feedback["recipients"]["opened"], feedback["events"]["opened"], feedback["recipients"]["clicked"]) == (
         1, 2, 1)
+
+
+def test_a_malformed_message_is_reported_once_with_its_id(tmp_path, moto_events):
+    config_path = events_config(tmp_path)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    junk_id = moto_events.client("sqs").send_message(QueueUrl=queue_url(moto_events), MessageBody="junk")["MessageId"]
+    result = cli(config_path, "sync")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"warning: message {junk_id} (received 1 time(s)) cannot be applied and is left for the dead-letter queue: "
+        "the message is not JSON (Expecting value: line 1 column 1 (char 0))"]
