@@ -126,6 +126,11 @@ def explain(path: str | Path, error: sqlite3.Error) -> StoreError:
             f"{path}: the database cannot be written (a read-only file, folder or disk): SQLite must "
             "write the file and create its -wal and -shm files in the same folder; make them writable"
         )
+    if "unable to open" in text:
+        return StoreError(
+            f"{path}: cannot open the database: SQLite could not open the file or create its -wal and "
+            "-shm files next to it (a read-only or inaccessible folder); make the folder writable"
+        )
     if "disk is full" in text:
         return StoreError(f"{path}: the disk is full; free some space, then try again")
     return StoreError(f"{path}: not a usable newsletter database ({text})")
