@@ -418,7 +418,7 @@ def make_immutable():
 
 @pytest.mark.parametrize(
     ("what", "words"),
-    [("file", "the database cannot be written (a read-only file, folder or disk)"),
+    [("file", "the database is read-only (a read-only file, folder or disk)"),
      ("folder", "cannot open the database: SQLite could not open the file or create its -wal and -shm files")],
 )
 def test_a_read_only_database_is_one_line_and_changes_nothing(tmp_path, moto_ses, secret, make_immutable, what, words):
