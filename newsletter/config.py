@@ -8,8 +8,10 @@ named in the file.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,46 @@ class SmtpSettings:
     timeout: float = 30.0
     max_send_rate: float = 10.0
     max_24h_send: int = 10_000
+
+
+DEFAULT_DRAFT_TITLE = "[{date:%Y/%m/%d} ~ {end:%m/%d}] 이번 주의 주요 ML 논문 (Top ML Papers of the Week)"
+DEFAULT_DRAFT_PREHEADER = "{titles} 등 이번 주의 ML 논문 {count}편 · Top ML Papers of the Week"
+DEFAULT_DRAFT_NOTICE = (
+    "이 글은 언어 모델로 자동 번역·요약한 설명으로, 잘못된 내용이 있을 수 있으니 원문을 참고해주세요!",
+    "읽으시면서 어색하거나 잘못된 내용을 발견하시면 덧글로 알려주시기를 부탁드립니다!",
+)
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    """`newsletter new`: where drafts go and how their front matter and notice start out."""
+
+    folder: Path = Path("issues")
+    title: str = DEFAULT_DRAFT_TITLE  # str.format fields: date, end (date + 6 days)
+    preheader: str = DEFAULT_DRAFT_PREHEADER  # fields: titles (the first ones), count, date, end
+    notice: tuple[str, ...] = DEFAULT_DRAFT_NOTICE  # one notice bullet each
+
+
+@dataclass(frozen=True)
+class TranslateSettings:
+    """`newsletter translate`: the command each English text is piped through (no shell)."""
+
+    command: str | None = None  # e.g. "llm -s '다음 글을 한국어로 번역해 주세요.'"
+    title_command: str | None = None  # for titles; default: command
+    timeout: float = 120.0  # seconds per call
+    retries: int = 2  # further tries after a failed or timed-out call
+    retry_wait: float = 2.0  # seconds before the first retry, doubled each time
+
+
+@dataclass(frozen=True)
+class ArxivSettings:
+    """Title and abstract for arXiv ids (`newsletter new --from ids.txt`), from the Atom API."""
+
+    api_url: str = "https://export.arxiv.org/api/query"
+    interval: float = 3.0  # seconds between calls: arXiv asks for at least 3
+    timeout: float = 30.0  # seconds per call
+    retries: int = 2  # further tries after a 5xx answer or a timeout
+    batch_size: int = 10  # ids per call
 
 
 @dataclass(frozen=True)
@@ -94,6 +136,12 @@ class Config:
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
     events: EventSettings | None = None  # None: no [events] table, no feedback loop
+    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
+    # index (web_base_url) at its #subscribe form.
+    subscribe_url: str = ""
+    draft: DraftSettings = field(default_factory=DraftSettings)
+    translate: TranslateSettings = field(default_factory=TranslateSettings)
+    arxiv: ArxivSettings = field(default_factory=ArxivSettings)
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -127,7 +175,9 @@ class Key:
     """How one setting is read: its kind, its default (REQUIRED: no default) and its bounds.
 
     kind: text (one non-empty line), url (http/https), address (one email address), path
-    (relative to the file's folder), int, float, bool, or choice (one of `choices`)."""
+    (relative to the file's folder), int, float, bool, choice (one of `choices`), pattern (a
+    str.format pattern for `new`), lines (a list of one-line strings), command (a command line,
+    shlex-split)."""
 
     kind: str
     default: Any = REQUIRED
@@ -143,6 +193,7 @@ KEYS: dict[str, Key] = {
     "newsletter.list_id": Key("text"),
     "newsletter.web_base_url": Key("url"),
     "newsletter.postal_address": Key("text"),
+    "newsletter.subscribe_url": Key("url", None),
     "sender.from": Key("address"),
     "sender.reply_to": Key("address", None),
     "subscribers.database": Key("path"),
@@ -183,6 +234,20 @@ KEYS: dict[str, Key] = {
     "events.transient_bounce_window_days": Key("int", 30, 1, 3650),
     "events.tracking": Key("bool", False),
     "events.inbound_address": Key("address", None),
+    "draft.folder": Key("path", "issues"),
+    "draft.title": Key("pattern", DEFAULT_DRAFT_TITLE),
+    "draft.preheader": Key("pattern", DEFAULT_DRAFT_PREHEADER),
+    "draft.notice": Key("lines", DEFAULT_DRAFT_NOTICE),
+    "translate.command": Key("command", None),
+    "translate.title_command": Key("command", None),
+    "translate.timeout": Key("float", 120.0, 0.1, 3600),
+    "translate.retries": Key("int", 2, 0, 10),
+    "translate.retry_wait": Key("float", 2.0, 0, 600),
+    "arxiv.api_url": Key("url", "https://export.arxiv.org/api/query"),
+    "arxiv.interval": Key("float", 3.0, 0, 600),
+    "arxiv.timeout": Key("float", 30.0, 0.1, 600),
+    "arxiv.retries": Key("int", 2, 0, 10),
+    "arxiv.batch_size": Key("int", 10, 1, 100),
 }
 # The tables that hold those keys: "transport", "transport.ses", ...
 TABLES = frozenset(key.rsplit(".", n)[0] for key in KEYS for n in range(1, key.count(".") + 1))
@@ -297,6 +362,31 @@ class _Reader:
             raise self.fail(dotted, f"expected true or false, got {value!r}")
         return value
 
+    # --- drafts (`newsletter new`, `translate`) ---
+
+    def read_pattern(self, dotted: str, key: Key, value: Any) -> str:
+        """A str.format pattern with the fields `new` fills: date, end, titles, count."""
+        value = self.read_text(dotted, key, value)
+        sample = dt.date(2023, 10, 16)
+        try:
+            value.format(date=sample, end=sample, titles="A, B", count=2)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise self.fail(dotted, f"not a usable pattern ({error!r}); fields: {{date}}, {{end}}, {{titles}}, {{count}}") from None
+        return value
+
+    def read_lines(self, dotted: str, key: Key, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise self.fail(dotted, f"expected a list of one-line strings, got {type(value).__name__}")
+        return tuple(self.read_text(dotted, key, line) for line in value)
+
+    def read_command(self, dotted: str, key: Key, value: Any) -> str:
+        value = self.read_text(dotted, key, value)
+        try:
+            shlex.split(value)
+        except ValueError as error:
+            raise self.fail(dotted, f"not a command line ({error})") from None
+        return value
+
     def check_unknown(self) -> None:
         unknown = unknown_keys(self.raw)
         if len(unknown) == 1:
@@ -326,13 +416,15 @@ class _Reader:
         ses = SesSettings(**self.table("transport.ses"))
         if events and not ses.configuration_set:
             ses = dataclasses.replace(ses, configuration_set=events.configuration_set)
+        web_base_url = read("newsletter.web_base_url")
         return Config(
             path=self.path,
             name=read("newsletter.name"),
             from_address=read("sender.from"),
             reply_to=read("sender.reply_to"),
             list_id=read("newsletter.list_id"),
-            web_base_url=read("newsletter.web_base_url"),
+            web_base_url=web_base_url,
+            subscribe_url=read("newsletter.subscribe_url") or web_base_url + "#subscribe",
             postal_address=read("newsletter.postal_address"),
             database=read("subscribers.database"),
             unsubscribe_url=unsubscribe_url,
@@ -348,6 +440,9 @@ class _Reader:
             serve_host=read("serve.host"),
             serve_port=read("serve.port"),
             events=events,
+            draft=DraftSettings(**self.table("draft")),
+            translate=TranslateSettings(**self.table("translate")),
+            arxiv=ArxivSettings(**self.table("arxiv")),
         )
 
     def events(self) -> EventSettings | None:

@@ -88,3 +88,15 @@ class AwsError(NewsletterError):
         self.code = code
         self.message = message
         super().__init__(message)
+class DraftError(NewsletterError):
+    """A draft that cannot be made or filled as asked (a paper list, arXiv, the translate command),
+    or a draft where a finished issue is needed (a send to the list)."""
+
+
+class ListError(DraftError):
+    """Entries of a paper list that cannot become papers: one `path:line: message` line each."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[int, str]]):
+        self.path = str(path)
+        self.problems = [(line, " ".join(message.split())) for line, message in problems]
+        super().__init__("\n".join(f"{self.path}:{line}: {message}" for line, message in self.problems))

@@ -31,6 +31,7 @@ FRONT_MATTER_KEYS = {  # key -> required
     "subject": False,
     "preheader": False,
     "source_url": False,
+    "email_notice": False,
 }
 
 INTRO_HEADINGS = {"소개", "introduction", "intro"}
@@ -307,9 +308,27 @@ class _IssueBuilder:
             problem = link_problem(str(header["source_url"]))
             if problem:
                 self.fail(key_lines["source_url"], f"'source_url:' {problem}")
+        if values.get("email_notice") is not None:
+            notice = self.read_email_notice(values["email_notice"], key_lines.get("email_notice", top))
+            if notice is not None:
+                header["email_notice"] = notice
         if values.get("date") not in (None, ""):
             header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
+
+    def read_email_notice(self, value: object, line: int) -> Text | None:
+        """The notice as the email edition words it (Markdown, several lines with `|`)."""
+        if isinstance(value, (dict, list)) or not str(value).strip():
+            self.fail(line, "'email_notice:' must be text (Markdown; use '|' for several lines)")
+            return None
+        text = str(value).strip()
+        for node in SyntaxTreeNode(_markdown.parse(text)).walk():
+            if node.type == "link":
+                problem = link_problem(str(node.attrs.get("href", "")))
+                if problem:
+                    self.fail(line, f"in 'email_notice:': {problem}")
+                    return None
+        return Text(text)
 
     def read_date(self, value: object, line: int) -> dt.date | None:
         if isinstance(value, dt.datetime):
@@ -480,6 +499,7 @@ class _IssueBuilder:
                     Bilingual(
                         ko=Text(self.source_of(korean)) if korean else None,
                         en=Text(self.source_of([english], strip_quote=True)) if english is not None else None,
+                        line=self.line_of(korean[0] if korean else english),  # type: ignore[arg-type]
                     )
                 )
             korean.clear()
