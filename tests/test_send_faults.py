@@ -335,11 +335,13 @@ def test_last_weeks_file_reused_with_its_date_is_refused_not_reported_as_sent(tm
     subscribe(config_path, readers(3))
     assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
     next_week = tmp_path / "2023-10-23.md"  # copied, retitled and rewritten, the date left as it was
-    text = ISSUE.read_text(encoding="utf-8").replace("[2023/10/16 ~ 10/22]", "[2023/10/23 ~ 10/29]")
+    text = ISSUE.read_text(encoding="utf-8").replace("2023/10/16 ~ 10/22", "2023/10/23 ~ 10/29")
     next_week.write_text(text.replace("Llemma", "Mistral"), encoding="utf-8")
     result = cli(config_path, "send", "--yes", str(next_week))
-    assert_one_line_error(result, "the subject ('[2023/10/16 ~ 10/22]")
-    assert "and the content" in result.output and "nothing left to send" not in result.output
+    assert_one_line_error(result, "issue 2023-10-16 was already sent to 3 recipient(s) in another version: the subject (")
+    line = the_line(result.output, "error: ")
+    assert "2023/10/23 ~ 10/29" in line and "and the content" in line and "give it its own date" in line
+    assert "everyone on the list has the earlier version" in line and "nothing left to send" not in result.output
     assert len(moto_ses.raw_messages()) == 3
 
 
