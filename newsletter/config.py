@@ -129,6 +129,9 @@ class Config:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     rate_share: float = 0.9
     workers: int = 8
+    # How long a send keeps retrying while the provider cannot be reached before it stops (the
+    # rows stay pending): long enough to ride out a dropped Wi-Fi or a VPN reconnecting.
+    outage_budget_seconds: float = 300.0
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
@@ -215,6 +218,7 @@ KEYS: dict[str, Key] = {
     "sending.rate_share": Key("float", 0.9, 0.01, 1.0),
     "sending.workers": Key("int", 8, 1, 64),
     "sending.outbox": Key("path", "build/outbox"),
+    "sending.outage_budget_seconds": Key("float", 300.0, 0.0, 86_400),
     "serve.host": Key("text", "127.0.0.1"),
     "serve.port": Key("int", 8025, 1, 65535),
     "events.region": Key("text", None),
@@ -432,6 +436,7 @@ class _Reader:
             rate_share=read("sending.rate_share"),
             workers=read("sending.workers"),
             outbox=read("sending.outbox"),
+            outage_budget_seconds=read("sending.outage_budget_seconds"),
             serve_host=read("serve.host"),
             serve_port=read("serve.port"),
             events=events,
