@@ -44,6 +44,30 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class EventSettings:
+    """The feedback loop (`[events]`): SES events and unsubscribes reach the list through SNS and
+    SQS (`newsletter setup aws` creates them, `newsletter sync` drains the queue)."""
+
+    region: str = "us-east-1"
+    profile: str | None = None
+    topic: str = "newsletter-events"
+    queue: str = "newsletter-events"
+    dead_letter_queue: str = "newsletter-events-dlq"
+    configuration_set: str = "newsletter"
+    # A message received this many times without being applied moves to the dead-letter queue.
+    max_receive_count: int = 5
+    # Seconds a received message stays hidden from other readers before it can be received again.
+    visibility_timeout: int = 60
+    # SQS long polling per receive (0: short polling, which may miss messages on real SQS).
+    wait_seconds: int = 1
+    # This many transient bounces of one address within the window make it `bounced`.
+    transient_bounce_limit: int = 3
+    transient_bounce_window_days: int = 30
+    tracking: bool = False  # also publish Open and Click events (SES rewrites links, adds a pixel)
+    inbound_address: str | None = None  # SES receives unsubscribe mail here (a receipt rule)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
     name: str
@@ -64,6 +88,7 @@ class Config:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
+    events: EventSettings | None = None  # None: no [events] table, no feedback loop
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -100,6 +125,11 @@ class _Reader:
         "transport": {"kind", "ses", "smtp"},
         "sending": {"rate_share", "workers", "outbox"},
         "serve": {"host", "port"},
+        "events": {
+            "region", "profile", "topic", "queue", "dead_letter_queue", "configuration_set", "max_receive_count",
+            "visibility_timeout", "wait_seconds", "transient_bounce_limit", "transient_bounce_window_days",
+            "tracking", "inbound_address",
+        },
     }
 
     def __init__(self, raw: dict[str, Any], path: Path):
@@ -196,6 +226,7 @@ class _Reader:
         if not unsubscribe_url.endswith("/"):
             # Each recipient's token is appended as the last path segment.
             raise self.fail("unsubscribe.url", f"must end with '/', got {unsubscribe_url!r}")
+        events = self.events()
         return Config(
             path=self.path,
             name=self.text("newsletter.name"),
@@ -213,7 +244,8 @@ class _Reader:
                 region=self.text("transport.ses.region", "us-east-1"),
                 profile=self.text("transport.ses.profile", None),
                 endpoint_url=self.text("transport.ses.endpoint_url", None),
-                configuration_set=self.text("transport.ses.configuration_set", None),
+                configuration_set=self.text("transport.ses.configuration_set", None)
+                or (events.configuration_set if events else None),
                 max_send_rate=self.number("transport.ses.max_send_rate", float, 14.0, 0.1, 100_000),
                 max_24h_send=self.number("transport.ses.max_24h_send", int, 50_000, 1, 10**9),
             ),
@@ -232,4 +264,30 @@ class _Reader:
             outbox=self.local_path("sending.outbox", "build/outbox"),
             serve_host=self.text("serve.host", "127.0.0.1"),
             serve_port=self.number("serve.port", int, 8025, 1, 65535),
+            events=events,
+        )
+
+    def events(self) -> EventSettings | None:
+        if "events" not in self.raw:
+            return None
+        sending_set = self.text("transport.ses.configuration_set", None)
+        configuration_set = self.text("events.configuration_set", sending_set or "newsletter")
+        if sending_set and sending_set != configuration_set:
+            raise self.fail("events.configuration_set", f"{configuration_set!r} differs from "
+                            f"transport.ses.configuration_set {sending_set!r}; the send must use the set "
+                            "that publishes its events")
+        return EventSettings(
+            region=self.text("events.region", self.text("transport.ses.region", "us-east-1")),
+            profile=self.text("events.profile", self.text("transport.ses.profile", None)),
+            topic=self.text("events.topic", "newsletter-events"),
+            queue=self.text("events.queue", "newsletter-events"),
+            dead_letter_queue=self.text("events.dead_letter_queue", "newsletter-events-dlq"),
+            configuration_set=configuration_set,
+            max_receive_count=self.number("events.max_receive_count", int, 5, 1, 1000),
+            visibility_timeout=self.number("events.visibility_timeout", int, 60, 0, 43_200),
+            wait_seconds=self.number("events.wait_seconds", int, 1, 0, 20),
+            transient_bounce_limit=self.number("events.transient_bounce_limit", int, 3, 1, 1000),
+            transient_bounce_window_days=self.number("events.transient_bounce_window_days", int, 30, 1, 3650),
+            tracking=self.get("events.tracking", bool, False),
+            inbound_address=self.address("events.inbound_address", None),
         )

@@ -63,3 +63,13 @@ class QuotaError(SendError):
     def __init__(self, message: str, *, allowance: int):
         self.allowance = allowance
         super().__init__(message)
+
+
+class AwsError(NewsletterError):
+    """An AWS call of the feedback loop (SNS, SQS, SES setup) failed: what failed and what to do,
+    in one line; `code` keeps AWS's error code (AccessDenied, QueueDoesNotExist, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        self.code = code
+        self.message = message
+        super().__init__(message)
