@@ -68,6 +68,31 @@ class EventSettings:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """The archive (`[publish]`): where `newsletter publish` builds it and uploads it."""
+
+    out: Path = Path("build/site")  # the folder that holds the whole site
+    to: str | None = None  # s3://BUCKET/PREFIX, the folder served at newsletter.web_base_url
+    region: str | None = None  # else the SES transport's; credentials from boto3's own chain
+    profile: str | None = None
+    # Cache-Control max-age: issue pages rarely change once sent; the index and feed change weekly.
+    page_cache_seconds: int = 86_400
+    listing_cache_seconds: int = 300
+    # A list send refuses to start until the issue's page is published as it is (false: the
+    # pages are hosted some other way; `send --no-publish-check` skips it once).
+    check_before_send: bool = True
+
+
+@dataclass(frozen=True)
+class SubscribeSettings:
+    """The subscribe form (`[subscribe]`): served by the same web app as the unsubscribe endpoint."""
+
+    url: str  # where the form posts; the confirmation link is url + "confirm/" + token
+    confirm_hours: int = 48  # how long a confirmation link works
+    client_requests_per_hour: int = 20  # form posts one client address may make
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
     name: str
@@ -89,6 +114,8 @@ class Config:
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
     events: EventSettings | None = None  # None: no [events] table, no feedback loop
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    subscribe: SubscribeSettings | None = None  # None: no [subscribe] table, no subscribe form
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -130,6 +157,9 @@ class _Reader:
             "visibility_timeout", "wait_seconds", "transient_bounce_limit", "transient_bounce_window_days",
             "tracking", "inbound_address",
         },
+        "publish": {"out", "to", "region", "profile", "page_cache_seconds", "listing_cache_seconds",
+                    "check_before_send"},
+        "subscribe": {"url", "confirm_hours", "client_requests_per_hour"},
     }
 
     def __init__(self, raw: dict[str, Any], path: Path):
@@ -265,6 +295,35 @@ class _Reader:
             serve_host=self.text("serve.host", "127.0.0.1"),
             serve_port=self.number("serve.port", int, 8025, 1, 65535),
             events=events,
+            publish=self.publish(),
+            subscribe=self.subscribe(),
+        )
+
+    def publish(self) -> PublishSettings:
+        to = self.text("publish.to", None)
+        if to is not None and not to.startswith("s3://"):
+            raise self.fail("publish.to", f"must start with s3:// (the folder is publish.out), got {to!r}")
+        return PublishSettings(
+            out=self.local_path("publish.out", "build/site"),
+            to=to,
+            region=self.text("publish.region", None),
+            profile=self.text("publish.profile", None),
+            page_cache_seconds=self.number("publish.page_cache_seconds", int, 86_400, 0, 31_536_000),
+            listing_cache_seconds=self.number("publish.listing_cache_seconds", int, 300, 0, 31_536_000),
+            check_before_send=self.get("publish.check_before_send", bool, True),
+        )
+
+    def subscribe(self) -> SubscribeSettings | None:
+        if "subscribe" not in self.raw:
+            return None
+        url = self.url("subscribe.url")
+        if not url.endswith("/"):
+            # The confirmation link is this URL plus "confirm/TOKEN".
+            raise self.fail("subscribe.url", f"must end with '/', got {url!r}")
+        return SubscribeSettings(
+            url=url,
+            confirm_hours=self.number("subscribe.confirm_hours", int, 48, 1, 24 * 14),
+            client_requests_per_hour=self.number("subscribe.client_requests_per_hour", int, 20, 1, 10_000),
         )
 
     def events(self) -> EventSettings | None:

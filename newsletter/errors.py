@@ -73,3 +73,7 @@ class AwsError(NewsletterError):
         self.code = code
         self.message = message
         super().__init__(message)
+
+
+class PublishError(NewsletterError):
+    """The archive could not be built or uploaded: what failed and what to do, in one line."""

@@ -125,6 +125,24 @@ MIGRATIONS: list[Migration] = [
             "CREATE TABLE sync_run (id INTEGER PRIMARY KEY, finished_at TEXT NOT NULL, applied INTEGER NOT NULL)",
         ),
     ),
+    Migration(
+        4,
+        "the archive: which issues are published, as the index page and the feed list them",
+        (
+            """
+            CREATE TABLE published_issue (
+                issue_id TEXT PRIMARY KEY,         -- the issue's date, ISO 8601
+                title TEXT NOT NULL,
+                summary TEXT NOT NULL,             -- the feed entry's summary (the preheader)
+                paper_titles TEXT NOT NULL,        -- JSON array, for the index page
+                page_sha256 TEXT NOT NULL,         -- of the published <date>.web.html
+                first_published_at TEXT NOT NULL,  -- ISO 8601, UTC
+                updated_at TEXT NOT NULL,          -- ISO 8601, UTC: the page last changed
+                published_to TEXT NOT NULL         -- the folder and S3 URL it went to
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 ]
 
 
