@@ -5,6 +5,11 @@
                                                         (mail scanners prefetch links)
     a forged or malformed token                      -> 400, the same bytes whatever the address
 
+With an event queue (the `[events]` table), each unsubscribe is also put on the SQS queue that
+`newsletter sync` drains into the sender's list, and the answer is 200 only once SQS has accepted
+it (503, try again, otherwise). Without a database (AWS Lambda, `lambda_handler`) the queue is the
+only record.
+
 The token is the last path segment, so the app works under any path prefix a proxy gives it;
 it builds no absolute URLs (the confirm form posts to the page's own URL).
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import html
+import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -23,8 +29,12 @@ from typing import Any
 import waitress
 import waitress.server
 
+from .errors import AwsError
+from .events import EventQueue, Unsubscribe
 from .store import Store
 from .unsubscribe import TokenSigner
+
+log = logging.getLogger("newsletter.web")
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -82,10 +92,21 @@ def _form_fields(environ: dict[str, Any], body: bytes) -> dict[str, str]:
 class UnsubscribeApp:
     """The WSGI application. Opens the store per request (cheap), so any server thread can serve."""
 
-    def __init__(self, database: str | Path, signer: TokenSigner, newsletter_name: str):
-        self.database = database
+    def __init__(
+        self, database: str | Path | None, signer: TokenSigner, newsletter_name: str, *, queue: EventQueue | None = None
+    ):
+        self.database = database  # None: no local list (Lambda); the queue is the record
         self.signer = signer
         self.newsletter = newsletter_name
+        self.queue = queue
+        if queue is not None:
+            queue.url  # noqa: B018 - find the queue now (and fail at start), not on the first request
+        self.retry_page = _page(
+            newsletter_name,
+            "잠시 후 다시 시도해 주세요 · Please try again",
+            "<h1>지금은 구독 취소를 기록하지 못했습니다. 잠시 후 다시 시도해 주세요.</h1>"
+            '<p class="en">We could not record your unsubscribe just now. Please try again in a minute.</p>',
+        )
         self.invalid_page = _page(
             newsletter_name,
             "잘못된 링크 · Invalid link",
@@ -131,10 +152,26 @@ class UnsubscribeApp:
         if fields.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
             return self._respond(start_response, "400 Bad Request", self.invalid_page, [], method)
         reason = "unsubscribe page" if fields.get("via") == "page" else "one-click (List-Unsubscribe-Post)"
-        with Store.open(self.database) as store:
-            # A genuine token for an address no longer on the list is recorded too: it stays out.
-            store.set_status(address, "unsubscribed", reason, record_unknown=True)
+        if not self._record(address, reason):
+            return self._respond(start_response, "503 Service Unavailable", self.retry_page, [("Retry-After", "60")],
+                                 method)
         return self._respond(start_response, "200 OK", self.done_page, [], method)
+
+    def _record(self, address: str, reason: str) -> bool:
+        """Queue the unsubscribe (if there is a queue) and apply it locally (if there is a list);
+        True when it reached the place the sender's list is updated from."""
+        queued = True
+        if self.queue is not None:
+            try:
+                self.queue.put(Unsubscribe(address, reason))
+            except AwsError as error:
+                log.error("unsubscribe not queued (the reader is asked to try again): %s", error)
+                queued = False
+        if self.database is not None:
+            with Store.open(self.database) as store:
+                # A genuine token for an address no longer on the list is recorded too: it stays out.
+                store.set_status(address, "unsubscribed", reason, record_unknown=True)
+        return queued
 
     @staticmethod
     def _respond(start_response: Callable, status: str, page: bytes, extra: list, method: str) -> list[bytes]:
@@ -153,3 +190,10 @@ def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0)
     thread = threading.Thread(target=server.run, name="newsletter-web", daemon=True)
     thread.start()
     return server
+
+
+def lambda_handler(event: dict, context: Any) -> dict:
+    """AWS Lambda function URL entry point (`newsletter.web.lambda_handler`); see docs/deploy.md."""
+    from .lambda_wsgi import handle
+
+    return handle(event, context)

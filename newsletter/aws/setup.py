@@ -84,7 +84,7 @@ class _Setup:
 
     def step(self, resource: str, name: str, action: str, detail: str = "") -> None:
         """Record `action` (create, repair or exists) as done, or as what a dry run would do."""
-        done = {"create": "create", "repair": "repair", "exists": "exists"}[action]
+        done = {"create": "created", "repair": "repaired", "exists": "exists"}[action]
         if self.report.dry_run and action != "exists":
             done = f"would {action}"
         self.report.steps.append(Step(resource, name, done, detail))

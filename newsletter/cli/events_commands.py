@@ -7,7 +7,17 @@ import json
 import click
 
 from ..aws.setup import setup_aws
+from ..config import Config
+from ..errors import SendError
 from ..events.queue import settings_of
+from ..events.report import (
+    PAUSE_BOUNCE_RATE,
+    PAUSE_COMPLAINT_RATE,
+    REVIEW_BOUNCE_RATE,
+    REVIEW_COMPLAINT_RATE,
+    IssueFeedback,
+    recent_feedback,
+)
 from ..events.sync import SyncSummary, sync
 from .base import main, pass_state
 
@@ -68,3 +78,49 @@ def sync_command(state, as_json: bool) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         describe_sync(summary)
+
+
+def check_before_list_send(config: Config, *, sync_first: bool, force: bool, as_json: bool) -> None:
+    """Before a real send to the list: sync, show the last sends' rates, and refuse when the last
+    issue passed SES's review thresholds (unless forced). Nothing to do without [events]."""
+    if config.events is None:
+        return
+    if sync_first:
+        describe_sync(sync(config), err=True)
+    else:
+        click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
+                   "some of those addresses may be mailed", err=True)
+    recent = recent_feedback(config.database)
+    for feedback in recent:
+        click.echo(f"feedback:  {feedback.issue_id}: {feedback.sent} sent, bounce rate {feedback.bounce_rate:.1%}, "
+                   f"complaint rate {feedback.complaint_rate:.2%} (SES reviews above {REVIEW_BOUNCE_RATE:.0%} / "
+                   f"{REVIEW_COMPLAINT_RATE:.1%})", err=as_json)
+    why = recent[0].over_review_threshold() if recent else None
+    if why and force:
+        click.echo(f"warning: the last issue {recent[0].issue_id}: {why}; sending anyway (--force)", err=True)
+    elif why:
+        raise SendError(f"not sending: the last issue {recent[0].issue_id}: {why}; remove the addresses that "
+                        "bounce or complain (newsletter status, subscribers list --status bounced), or pass --force")
+
+
+_LABELS = {
+    "delivered": "delivered", "bounced_hard": "bounced (hard)", "bounced_soft": "bounced (soft)",
+    "complained": "complained", "rejected": "rejected", "delayed": "delayed",
+    "rendering_failed": "rendering failed", "opened": "opened", "clicked": "clicked",
+}
+_THRESHOLDS = {
+    "bounced_hard": f"SES reviews above {REVIEW_BOUNCE_RATE:.0%}, pauses above {PAUSE_BOUNCE_RATE:.0%}",
+    "complained": f"SES reviews above {REVIEW_COMPLAINT_RATE:.1%}, pauses above {PAUSE_COMPLAINT_RATE:.1%}",
+}
+
+
+def describe_issue_feedback(feedback: IssueFeedback, last_sync: str | None) -> None:
+    synced = f"last sync {last_sync}" if last_sync else "never synced: run `newsletter sync`"
+    click.echo(f"SES reports on the {feedback.sent} sent ({synced}):")
+    for name, label in _LABELS.items():
+        count = feedback.recipients[name]
+        repeats = f" ({feedback.events[name]} in all)" if feedback.events[name] > count else ""
+        note = f"  {_THRESHOLDS[name]}" if name in _THRESHOLDS else ""
+        click.echo(f"  {label:<17}{count:>6}  {feedback.rate(name):>6.1%}{repeats}{note}")
+    if why := feedback.over_review_threshold():
+        click.echo(f"warning: {why}", err=True)

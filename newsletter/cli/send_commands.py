@@ -13,6 +13,7 @@ from ..send import SendPlan, SendSummary, prepare_send, send_issue
 from ..site import check_published
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
+from .events_commands import check_before_list_send
 
 
 def _kb(size: int) -> str:
@@ -104,20 +105,27 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--retry-failed", is_flag=True, help="Send again to recipients whose earlier send failed.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="Send to at most N recipients now (e.g. what the daily quota allows); the rest stay pending.")
+@click.option("--no-sync", is_flag=True, help="Do not apply queued bounces, complaints and unsubscribes first.")
+@click.option("--force", is_flag=True, help="Send even though the last issue passed SES's bounce or complaint threshold.")
 @click.option("--no-publish-check", is_flag=True,
               help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
-         resend_unknown: bool, retry_failed: bool, limit: int | None, no_publish_check: bool) -> None:
+         resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
+         no_publish_check: bool) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
     crash, Ctrl-C or a stop) sends only to those who do not have it yet, new subscribers included.
-    Exits 0 only when every recipient was sent.
+    Exits 0 only when every recipient was sent. With [events] configured, a send to the list
+    first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
+    the last issue passed SES's review thresholds, unless --force.
     """
     if state.config.publish.check_before_send and not (dry_run or test_addresses or no_publish_check):
         # The email links to its web page: a list send waits until that page is published as is.
         check_published(issue_path, state.config)
+    if not dry_run and not test_addresses:
+        check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit)
     if not as_json:

@@ -9,6 +9,7 @@ import click
 
 from .. import subscribers as subscriber_list
 from ..errors import StoreError
+from ..events.report import list_history
 from ..model import SUBSCRIBER_STATUSES
 from ..store import Store
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
@@ -116,12 +117,17 @@ def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
 @subscribers.command()
 @pass_state
 def stats(state) -> None:
-    """Count the subscribers by status."""
+    """Count the subscribers by status; for those who left, since when (first and latest change)."""
     with Store.open(state.config.database) as store:
         counts = store.count_by_status()
+    history = list_history(state.config.database)
     for status, count in counts.items():
-        click.echo(f"{status:<13}{count:>8}")
+        _, first, latest = history.statuses.get(status, (0, None, None))
+        since = f"  since {first[:10]} (latest {latest[:10]})" if status != "subscribed" and count else ""
+        click.echo(f"{status:<13}{count:>8}{since}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
+    if history.last_sync:
+        click.echo(f"last sync:   {history.last_sync} (bounces, complaints and unsubscribes applied up to then)")
 
 
 @main.command()
@@ -159,6 +165,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 @pass_state
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
+    from ..events import EventQueue
     from ..web import UnsubscribeApp, create_server
 
     config = state.config
@@ -167,8 +174,10 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
         click.echo(DEVELOPMENT_KEY_NOTICE, err=True)
     Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
     host, port = host or config.serve_host, config.serve_port if port is None else port
-    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name)
+    queue = EventQueue.from_config(config) if config.events else None
+    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue)
     server = create_server(app, host, port)
-    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}); "
+    queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
+    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
     server.run()
