@@ -317,9 +317,10 @@ class _Reader:
         if "subscribe" not in self.raw:
             return None
         url = self.url("subscribe.url")
-        if not url.endswith("/"):
-            # The confirmation link is this URL plus "confirm/TOKEN".
-            raise self.fail("subscribe.url", f"must end with '/', got {url!r}")
+        if not url.endswith("/subscribe/"):
+            # The web app knows the form by its last path segment; the confirmation link is this
+            # URL plus "confirm/TOKEN".
+            raise self.fail("subscribe.url", f"must end with '/subscribe/', got {url!r}")
         return SubscribeSettings(
             url=url,
             confirm_hours=self.number("subscribe.confirm_hours", int, 48, 1, 24 * 14),

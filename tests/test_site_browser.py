@@ -70,3 +70,48 @@ def test_without_javascript_the_form_posts_the_address_and_the_honeypot_stays_ou
     page.wait_for_load_state()
     assert posted == ["email=%EB%8F%85%EC%9E%90%40example.com&website="]
     context.close()
+
+
+# --- the web app's subscribe pages --------------------------------------------------------------
+
+
+@pytest.fixture
+def web_app(tmp_path, moto_events, monkeypatch):
+    from conftest import _free_port
+    from test_subscribe import WebApp, subscribe_config
+
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-that-is-long-enough-0123456789")
+    port = _free_port()  # the form's public URL is this server
+    app = WebApp(subscribe_config(tmp_path, url=f"http://127.0.0.1:{port}/subscribe/"), with_database=True, port=port)
+    yield app
+    app.close()
+
+
+@pytest.mark.parametrize("width", [375, 800])
+def test_the_subscribe_pages_fit_the_screen_and_draw_korean_with_a_hangul_font(browser, web_app, width):
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    for path in ("/subscribe/", "/subscribe/confirm/not-a-token"):
+        page.goto(web_app.base + path)
+        assert horizontal_overflow(page) <= 0, path
+        syllables, glyphs = hangul_drawn_by_a_cjk_font(page, "h1, .message p")
+        assert syllables > 0 and glyphs >= syllables, path
+    page.close()
+
+
+def test_without_javascript_a_reader_subscribes_and_confirms_in_the_browser(browser, web_app, moto_events):
+    from test_subscribe import LINK
+
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto(web_app.base + "/subscribe/")
+    page.fill("#subscribe-email", "reader@example.com")
+    page.click("button[type=submit]")
+    assert "메일함을 확인해 주세요" in page.locator("h1").inner_text()
+    assert horizontal_overflow(page) <= 0
+    [message] = moto_events.ses.messages()
+    path = LINK.search(message.get_body(("plain",)).get_content()).group(1)
+    page.goto(web_app.base + path)
+    assert "구독을 확인하시겠습니까?" in page.locator("h1").inner_text()
+    page.click("button[type=submit]")
+    assert "구독이 시작되었습니다" in page.locator("h1").inner_text()
+    context.close()

@@ -22,7 +22,7 @@ from ..errors import StoreError
 from ..model import SUBSCRIBER_STATUSES, Delivery, PublishedIssue, Subscriber
 from . import db
 from . import ledger
-from . import published
+from . import confirmation_requests, published
 from . import subscribers as subscriber_table
 from .subscribers import address_key
 
@@ -188,3 +188,14 @@ class Store:
             dropped = published.delete_except(self.connection, [e.issue_id for e in entries]) if only else []
             published.save(self.connection, entries)
         return dropped
+
+    # The subscribe form's daily records (`confirmation_requests.py`)
+
+    def record_confirmation_request(self, record_key: str, today: dt.date) -> bool:
+        """True if `record_key` (a keyed hash of day and address) was not yet recorded today."""
+        with self.transaction():
+            return confirmation_requests.record(self.connection, record_key, today)
+
+    def forget_confirmation_request(self, record_key: str) -> None:
+        with self.transaction():
+            confirmation_requests.forget(self.connection, record_key)

@@ -127,7 +127,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         4,
-        "the archive: which issues are published, as the index page and the feed list them",
+        "the archive's index of published issues; the subscribe form's daily records",
         (
             """
             CREATE TABLE published_issue (
@@ -139,6 +139,14 @@ MIGRATIONS: list[Migration] = [
                 first_published_at TEXT NOT NULL,  -- ISO 8601, UTC
                 updated_at TEXT NOT NULL,          -- ISO 8601, UTC: the page last changed
                 published_to TEXT NOT NULL         -- the folder and S3 URL it went to
+            ) WITHOUT ROWID
+            """,
+            # The subscribe form's "one confirmation email per address per day": a keyed hash of
+            # (day, address), never the address itself (most are typed by strangers, or bots).
+            """
+            CREATE TABLE confirmation_request (
+                record TEXT PRIMARY KEY,
+                day TEXT NOT NULL  -- ISO 8601 date, UTC
             ) WITHOUT ROWID
             """,
         ),
