@@ -3,6 +3,7 @@ read back by feedparser, the index's links, and the check a list send makes befo
 
 from __future__ import annotations
 
+import datetime as dt
 import html.parser
 import re
 import shutil
@@ -16,8 +17,10 @@ import pytest
 from conftest import write_config
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
+from newsletter.model import PublishedIssue
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
+from newsletter.site.pages import atom_feed
 from sending_fixtures import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +123,17 @@ def test_the_feed_is_atom_1_0_with_one_entry_per_issue_and_its_summary(tmp_path)
     assert all(entry.updated_parsed and entry.published_parsed for entry in feed.entries)
     self_link = [link.href for link in feed.feed.links if link.rel == "self"]
     assert self_link == [WEB_BASE + "feed.xml"]
+
+
+def test_control_characters_do_not_break_the_feed(tmp_path):
+    """XML 1.0 cannot hold most control characters; ElementTree writes them anyway, and a feed
+    reader then refuses the whole feed. (The parser refuses them in issue files; the feed does not
+    rely on that.)"""
+    now = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+    entry = PublishedIssue("2023-10-16", "Title\x0b\x01 end", "a\x00b\x1f", ("p",), "0" * 64, now, now, "x")
+    feed = feedparser.parse(atom_feed([entry], load_config(site_config(tmp_path))).body)
+    assert not feed.bozo, feed.get("bozo_exception")
+    assert (feed.entries[0].title, feed.entries[0].summary) == ("Title end", "ab")
 
 
 def test_a_second_run_writes_nothing_and_an_edit_rewrites_only_what_it_changes(tmp_path):

@@ -277,3 +277,30 @@ def test_the_form_needs_the_database_or_the_queue(tmp_path):
     config = load_config(subscribe_config(tmp_path, events=False))
     with pytest.raises(Exception, match="needs the database or the event queue"):
         Subscriptions(config, KEY, database=None, queue=None, new_transport=lambda: None)
+
+
+def test_on_lambda_the_same_handler_serves_the_form_and_the_confirmation(tmp_path, moto_events, secret, monkeypatch):
+    """The function URL's payload (AWS's documented example, tests/data/events) through
+    `newsletter.web.lambda_handler`: no database, the queue is the record."""
+    import json
+
+    from newsletter.lambda_wsgi import _apps
+    from newsletter.web import lambda_handler
+
+    example = json.loads((Path(__file__).parent / "data" / "events" / "lambda-function-url-request.json").read_text())
+    config_path = subscribe_config(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(config_path))
+    monkeypatch.setitem(_apps, str(config_path), None)
+
+    def call(path: str, body: str) -> dict:
+        event = {**example, "rawPath": path, "rawQueryString": "", "body": body,
+                 "headers": {"content-type": "application/x-www-form-urlencoded", "host": "example.lambda-url.aws"}}
+        return lambda_handler(event, None)
+
+    answer = call("/subscribe/", "email=reader%40example.com&website=")
+    assert answer["statusCode"] == 200 and "메일함을 확인해 주세요" in answer["body"]
+    [link] = confirmation_links(moto_events.ses, "reader@example.com")
+    assert call(link, "confirm=yes")["statusCode"] == 200
+    assert queue_depth(moto_events) == 1
+    assert cli_json(config_path, "sync")["applied"] == {"subscribe_confirmed": 1}
+    assert statuses(config_path) == {"reader@example.com": "subscribed"}

@@ -1,6 +1,6 @@
 """The archive's files, built from data: each issue's page, the index page and the Atom feed.
 
-Nothing here reads or writes files or the database; `publish.py` does. Every file is built the
+Nothing here reads or writes files or the database; `publishing.py` does. Every file is built the
 same way from the same data, byte for byte (no build time in it), so a target can skip what did
 not change.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import mimetypes
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib.resources import as_file, files
@@ -35,6 +36,9 @@ PAPERS_SHOWN = 5  # paper titles listed per issue on the index page
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# Characters XML 1.0 cannot hold at all (ElementTree writes them as they are, and every feed
+# reader then refuses the whole feed).
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _TEXT_TYPES = {"application/atom+xml", "application/xml", "application/json", "image/svg+xml"}
 
 
@@ -142,7 +146,7 @@ def atom_feed(entries: list[PublishedIssue], config: Config) -> SiteFile:
 
     def add(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
         element = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attributes)
-        element.text = text
+        element.text = _XML_UNSAFE.sub("", text) if text else text
         return element
 
     feed = ET.Element(f"{{{ATOM_NS}}}feed", {XML_LANG: "ko"})
