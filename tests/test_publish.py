@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html.parser
+import json
 import re
 import shutil
 import uuid
@@ -296,3 +297,37 @@ def test_no_publish_check_sends_an_unpublished_issue(tmp_path, moto_ses, monkeyp
     result = cli(config_path, "send", "--yes", "--no-publish-check", str(SAMPLE))
     assert result.exit_code == 0, result.output
     assert len(moto_ses.raw_messages()) == 1
+
+
+def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anything_twice(tmp_path, s3):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    client, bucket = s3
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/"', check_before_send=True)
+    issues = [issue_copy(tmp_path, f"2024-{month:02d}-{day:02d}") for month in (1, 2, 3) for day in (1, 8, 15, 22)]
+    child = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config_path), "publish", *map(str, issues)],
+                             env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not client.list_objects_v2(Bucket=bucket).get("KeyCount") and child.poll() is None:
+        assert time.monotonic() < deadline, "no upload started"
+        time.sleep(0.01)
+    assert child.poll() is None, "the publish finished before it could be killed; give it more issues"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    uploaded_before = {key: head["ETag"] for key, head in objects(client, bucket).items()}
+    if "index.html" in uploaded_before or "feed.xml" in uploaded_before:  # they go last
+        assert {f"{i.stem}.web.html" for i in issues} <= set(uploaded_before)
+    # Nothing counts as published yet: a send still refuses.
+    assert "is not published" in cli(config_path, "send", "--yes", str(issues[0])).output
+
+    report = json.loads(publish(config_path, "--json", *issues).output)
+    assert sorted(report["upload"]["unchanged"]) == sorted(uploaded_before)
+    assert len(report["upload"]["written"]) == len(issues) + 2 - len(uploaded_before)
+    assert set(objects(client, bucket)) == {f"{i.stem}.web.html" for i in issues} | {"index.html", "feed.xml"}
+    assert feedparser.parse(client.get_object(Bucket=bucket, Key="feed.xml")["Body"].read()).entries[11].link.endswith(
+        "2024-01-01.web.html")
