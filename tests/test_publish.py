@@ -106,6 +106,7 @@ def test_the_index_links_only_to_files_that_exist_and_carries_the_subscribe_form
     index = (site / "index.html").read_text(encoding="utf-8")
     assert index.index("2023-10-23.web.html") < index.index("2023-10-16.web.html")  # newest first
     assert "지난 호" in index and "Archive" in index and 'name="website"' in index  # bilingual; honeypot
+    assert 'id="subscribe"' in index  # what web_base_url + "#subscribe" (the pages' subscribe link) finds
 
 
 def test_the_feed_is_atom_1_0_with_one_entry_per_issue_and_its_summary(tmp_path):
