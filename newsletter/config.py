@@ -112,6 +112,7 @@ class Config:
     workers: int = 8
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
+    serve_trusted_proxy: str | None = None  # the reverse proxy whose X-Forwarded-For names the client
     outbox: Path = Path("build/outbox")
     events: EventSettings | None = None  # None: no [events] table, no feedback loop
     publish: PublishSettings = field(default_factory=PublishSettings)
@@ -151,7 +152,7 @@ class _Reader:
         "unsubscribe": {"url", "mailto", "key_file"},
         "transport": {"kind", "ses", "smtp"},
         "sending": {"rate_share", "workers", "outbox"},
-        "serve": {"host", "port"},
+        "serve": {"host", "port", "trusted_proxy"},
         "events": {
             "region", "profile", "topic", "queue", "dead_letter_queue", "configuration_set", "max_receive_count",
             "visibility_timeout", "wait_seconds", "transient_bounce_limit", "transient_bounce_window_days",
@@ -294,6 +295,7 @@ class _Reader:
             outbox=self.local_path("sending.outbox", "build/outbox"),
             serve_host=self.text("serve.host", "127.0.0.1"),
             serve_port=self.number("serve.port", int, 8025, 1, 65535),
+            serve_trusted_proxy=self.text("serve.trusted_proxy", None),
             events=events,
             publish=self.publish(),
             subscribe=self.subscribe(),

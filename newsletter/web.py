@@ -200,14 +200,22 @@ class UnsubscribeApp:
         return [] if method == "HEAD" else [page]
 
 
-def create_server(app: UnsubscribeApp, host: str, port: int) -> waitress.server.BaseWSGIServer:
-    """A waitress server bound to host:port (port 0: a free one, see `.effective_port`)."""
-    return waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True)
+def create_server(
+    app: UnsubscribeApp, host: str, port: int, trusted_proxy: str | None = None
+) -> waitress.server.BaseWSGIServer:
+    """A waitress server bound to host:port (port 0: a free one, see `.effective_port`).
+
+    `trusted_proxy`: the reverse proxy's address; its X-Forwarded-For then gives each request's
+    client address (REMOTE_ADDR), which the subscribe form's per-client limit counts by. From
+    anyone else the header is dropped, so a client cannot pick its own address."""
+    proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}} if trusted_proxy else {}
+    return waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True,
+                                  **proxy)
 
 
-def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0):
+def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0, trusted_proxy: str | None = None):
     """Start a server in a daemon thread; returns it (stop with `.close()`). For tests and tools."""
-    server = create_server(app, host, port)
+    server = create_server(app, host, port, trusted_proxy)
     thread = threading.Thread(target=server.run, name="newsletter-web", daemon=True)
     thread.start()
     return server

@@ -42,7 +42,8 @@ def subscribe_config(folder: Path, *, events: bool = True, url: str = SUBSCRIBE_
 class WebApp:
     """The web app on a free port: with the database (`newsletter serve`) or without (Lambda)."""
 
-    def __init__(self, config_path: Path, *, with_database: bool, clock=None, port: int = 0):
+    def __init__(self, config_path: Path, *, with_database: bool, clock=None, port: int = 0,
+                 trusted_proxy: str | None = None):
         config = load_config(config_path)
         self.config = config
         queue = EventQueue.from_config(config) if config.events else None
@@ -52,20 +53,22 @@ class WebApp:
             self.subscriptions.clock = clock
         app = UnsubscribeApp(database, TokenSigner(config.list_id, KEY), config.name, queue=queue,
                              subscriptions=self.subscriptions)
-        self.server = serve_in_thread(app, port=port)
+        self.server = serve_in_thread(app, port=port, trusted_proxy=trusted_proxy)
         self.base = f"http://127.0.0.1:{self.server.effective_port}"
 
-    def request(self, path: str, fields: dict | None = None, *, method: str | None = None, body: bytes | None = None):
+    def request(self, path: str, fields: dict | None = None, *, method: str | None = None, body: bytes | None = None,
+                headers: dict | None = None):
         data = body if body is not None else (urllib.parse.urlencode(fields).encode() if fields is not None else None)
-        request = urllib.request.Request(self.base + path, data=data, method=method or ("POST" if data is not None else "GET"))
+        request = urllib.request.Request(self.base + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                         headers=headers or {})
         try:
             with urllib.request.urlopen(request) as answer:
                 return answer.status, answer.read().decode("utf-8")
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode("utf-8")
 
-    def subscribe(self, address: str, **extra):
-        return self.request("/subscribe/", {"email": address, "website": "", **extra})
+    def subscribe(self, address: str, *, headers: dict | None = None, **extra):
+        return self.request("/subscribe/", {"email": address, "website": "", **extra}, headers=headers)
 
     def close(self):
         self.server.close()
@@ -234,6 +237,17 @@ def test_a_client_past_its_limit_gets_429_and_nothing_is_sent(tmp_path, moto_eve
     statuses_seen = [app.subscribe(f"reader{n}@example.com")[0] for n in range(5)]
     assert statuses_seen == [200, 200, 200, 429, 429]
     assert len(moto_events.ses.messages()) == 3
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(tmp_path, moto_events, secret, apps, trusted):
+    app = apps(subscribe_config(tmp_path, client_requests_per_hour=1), with_database=True,
+               trusted_proxy="127.0.0.1" if trusted else None)
+    first = app.subscribe("one@example.com", headers={"X-Forwarded-For": "203.0.113.5"})[0]
+    again = app.subscribe("two@example.com", headers={"X-Forwarded-For": "203.0.113.5"})[0]
+    other = app.subscribe("three@example.com", headers={"X-Forwarded-For": "198.51.100.7"})[0]
+    # Untrusted, the header is dropped: every request is 127.0.0.1's, one bucket for all.
+    assert (first, again, other) == ((200, 429, 200) if trusted else (200, 429, 429))
 
 
 def test_a_large_body_is_refused_before_it_is_read(tmp_path, moto_events, secret, apps):

@@ -178,7 +178,7 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
     queue = EventQueue.from_config(config) if config.events else None
     app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue,
                          subscriptions=subscriptions_for(config, key, database=config.database, queue=queue))
-    server = create_server(app, host, port)
+    server = create_server(app, host, port, config.serve_trusted_proxy)
     queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
     click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
