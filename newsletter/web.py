@@ -17,8 +17,11 @@ it builds no absolute URLs (the confirm form posts to the page's own URL).
 
 from __future__ import annotations
 
+import email.message
 import email.parser
+import errno
 import email.policy
+import email.utils
 import html
 import logging
 import threading
@@ -30,7 +33,7 @@ from typing import Any
 import waitress
 import waitress.server
 
-from .errors import AwsError
+from .errors import AwsError, ServeError
 from .events import EventQueue, Unsubscribe
 from . import subscribe_web
 from .store import Store
@@ -79,18 +82,32 @@ def _form_fields(environ: dict[str, Any], body: bytes) -> dict[str, str]:
     """The posted fields, urlencoded or multipart/form-data (RFC 8058 allows both)."""
     content_type = environ.get("CONTENT_TYPE", "")
     if content_type.lower().startswith("multipart/form-data"):
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-        )
-        if not message.is_multipart():
-            return {}
-        return {
-            part.get_param("name", header="content-disposition"): part.get_content().strip()
-            for part in message.iter_parts()
-            if part.get_param("name", header="content-disposition")
-        }
+        return _multipart_fields(content_type, body)
     pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: value.strip() for name, value in pairs}
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The flat text fields of a multipart/form-data body. Whatever else a client sends (nested
+    multiparts, attached messages, unknown charsets or encodings, no boundary) is skipped, not
+    decoded: the one field that matters is plain ASCII, and a hostile body must get a 400, not
+    an exception from the email package."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts = message.get_payload() if message.is_multipart() else []
+    fields: dict[str, str] = {}
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, email.message.Message) or part.is_multipart():
+            continue
+        if part.get_content_maintype() != "text":
+            continue
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if name is None or not isinstance(payload, bytes):
+            continue
+        fields[email.utils.collapse_rfc2231_value(name)] = payload.decode("utf-8", "replace").strip()
+    return fields
 
 
 def read_form(environ: dict[str, Any], max_bytes: int) -> dict[str, str] | None:
@@ -209,8 +226,22 @@ def create_server(
     client address (REMOTE_ADDR), which the subscribe form's per-client limit counts by. From
     anyone else the header is dropped, so a client cannot pick its own address."""
     proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}} if trusted_proxy else {}
-    return waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True,
-                                  **proxy)
+    return listen(
+        lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True,
+                                       **proxy),
+        host, port,
+    )
+
+
+def listen(create: Callable[[], Any], host: str, port: int) -> Any:
+    """`create()` a server, or ServeError in one line if it cannot listen on host:port."""
+    try:
+        return create()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ServeError(f"cannot listen on {host}:{port}: the port is in use; stop what uses it "
+                             "or pick another port (--port)") from None
+        raise ServeError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
 
 
 def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0, trusted_proxy: str | None = None):

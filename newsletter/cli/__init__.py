@@ -6,6 +6,7 @@ from . import status_commands  # noqa: F401  (registers status)
 from . import subscriber_commands  # noqa: F401  (registers subscribers, unsubscribe, serve)
 from . import render_commands  # noqa: F401  (registers build, preview)
 from . import events_commands  # noqa: F401  (registers setup aws, sync)
+from . import draft_commands  # noqa: F401  (registers new, translate, review)
 from . import publish_commands  # noqa: F401  (registers publish)
 from .base import main
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ..draft.markers import refuse_draft
+from ..parse import parse_issue
 from ..send import SendPlan, SendSummary, prepare_send, send_issue
 from ..site import check_published
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
@@ -107,12 +109,14 @@ def _describe_summary(summary: SendSummary) -> None:
               help="Send to at most N recipients now (e.g. what the daily quota allows); the rest stay pending.")
 @click.option("--no-sync", is_flag=True, help="Do not apply queued bounces, complaints and unsubscribes first.")
 @click.option("--force", is_flag=True, help="Send even though the last issue passed SES's bounce or complaint threshold.")
+@click.option("--allow-draft", is_flag=True,
+              help="Send to the list although Korean parts are unfinished (to write, or machine text to review).")
 @click.option("--no-publish-check", is_flag=True,
               help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
-         no_publish_check: bool) -> None:
+         allow_draft: bool, no_publish_check: bool) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
@@ -125,6 +129,8 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
         # The email links to its web page: a list send waits until that page is published as is.
         check_published(issue_path, state.config)
     if not dry_run and not test_addresses:
+        if not allow_draft:
+            refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose
         check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit)

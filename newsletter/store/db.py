@@ -184,6 +184,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
         _migrate(connection, path)
     except sqlite3.DatabaseError as error:
         connection.close()
+        if "readonly" in str(error):
+            raise StoreError(f"{path}: the database is read-only ({error}); check the permissions of "
+                             "the file and its folder") from None
         raise StoreError(f"{path}: not a usable newsletter database ({error})") from None
     except BaseException:
         connection.close()
