@@ -83,14 +83,17 @@ def test_the_emails_view_on_the_web_url_is_the_published_pages_url(tmp_path):
     config_path = site_config(tmp_path)
     publish(config_path, SAMPLE)
     config = load_config(config_path)
-    email_html = render_issue(parse_issue(SAMPLE), config).html
-    archive_links = set(re.findall(r'href="(%s[^"]*)"' % re.escape(WEB_BASE), email_html))
-    assert archive_links == {WEB_BASE + "2023-10-16.web.html"}
+    rendered = render_issue(parse_issue(SAMPLE), config)
+    archive_links = set(re.findall(r'href="(%s[^"]*)"' % re.escape(WEB_BASE), rendered.html))
+    assert WEB_BASE + "2023-10-16.web.html" in archive_links  # "View on the web"
     site = config.publish.out
+    assert (site / "2023-10-16.web.html").read_text(encoding="utf-8") == rendered.web_html
+    # Every archive link in the email (the page, the archive, its subscribe form) finds its target.
     for url in archive_links:
-        published = site / url.removeprefix(WEB_BASE)
-        assert published.is_file()
-        assert published.read_text(encoding="utf-8") == render_issue(parse_issue(SAMPLE), config).web_html
+        path, _, fragment = url.removeprefix(WEB_BASE).partition("#")
+        published = site / (path or "index.html")
+        assert published.is_file(), url
+        assert not fragment or f'id="{fragment}"' in published.read_text(encoding="utf-8"), url
 
 
 def test_the_index_links_only_to_files_that_exist_and_carries_the_subscribe_form(tmp_path):

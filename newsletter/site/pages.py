@@ -25,7 +25,8 @@ import jinja2
 from ..config import Config, PublishSettings
 from ..errors import TemplateError
 from ..model import Issue, PublishedIssue, RenderedIssue
-from ..render import preheader, template_environment
+from ..labels import preheader
+from ..render import template_environment
 
 INDEX_PAGE = "index.html"
 FEED = "feed.xml"
