@@ -318,3 +318,18 @@ def test_on_lambda_the_same_handler_serves_the_form_and_the_confirmation(tmp_pat
     assert queue_depth(moto_events) == 1
     assert cli_json(config_path, "sync")["applied"] == {"subscribe_confirmed": 1}
     assert statuses(config_path) == {"reader@example.com": "subscribed"}
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[subscribe]\nurl = "https://newsletter.example.com/join/"', "subscribe.url: must end with '/subscribe/'"),
+    ("[subscribe]\nconfirm_hours = 2", "subscribe.url: required key is missing"),
+    ('[subscribe]\nurl = "https://newsletter.example.com/subscribe/"\nconfirm_hours = 0', "subscribe.confirm_hours"),
+    ('[subscribe]\nurl = "https://newsletter.example.com/subscribe/"\nlimit = 3', "subscribe.limit: unknown key"),
+])
+def test_a_bad_subscribe_table_is_one_clear_error(tmp_path, table, message):
+    from newsletter.errors import ConfigError
+
+    path = write_config(tmp_path / "newsletter.toml")
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + table + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
