@@ -333,3 +333,16 @@ def test_a_bad_subscribe_table_is_one_clear_error(tmp_path, table, message):
     path.write_text(path.read_text(encoding="utf-8") + "\n" + table + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path)
+
+
+@pytest.mark.parametrize("with_database", [True, False])
+def test_twenty_posts_at_once_for_one_address_send_one_email(tmp_path, moto_events, secret, apps, with_database):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config_path = subscribe_config(tmp_path, client_requests_per_hour=100)
+    # With the database, two servers share it (as two processes would); without, one process.
+    servers = [apps(config_path, with_database=with_database) for _ in range(2 if with_database else 1)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda n: servers[n % len(servers)].subscribe("target@example.com"), range(20)))
+    assert {status for status, _ in answers} == {200}
+    assert len(moto_events.ses.messages()) == 1
