@@ -12,6 +12,7 @@ import click
 from ..draft.markers import refuse_draft
 from ..parse import parse_issue
 from ..send import SendPlan, SendSummary, prepare_send, send_issue
+from ..site import check_published
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
 from .events_commands import check_before_list_send
@@ -114,10 +115,12 @@ def _describe_summary(summary: SendSummary) -> None:
               help="Send to the list although Korean parts are unfinished (to write, or machine text to review).")
 @click.option("--send-changed-version", is_flag=True,
               help="The issue was edited after some got it: send the new version to those who do not have it yet.")
+@click.option("--no-publish-check", is_flag=True,
+              help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
-         allow_draft: bool, send_changed_version: bool) -> None:
+         allow_draft: bool, send_changed_version: bool, no_publish_check: bool) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
@@ -126,6 +129,9 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
     the last issue passed SES's review thresholds, unless --force.
     """
+    if state.config.publish.check_before_send and not (dry_run or test_addresses or no_publish_check):
+        # The email links to its web page: a list send waits until that page is published as is.
+        check_published(issue_path, state.config)
     if not dry_run and not test_addresses:
         if not allow_draft:
             refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose

@@ -20,9 +20,10 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import StoreError
-from ..model import SUBSCRIBER_STATUSES, Delivery, Subscriber
+from ..model import SUBSCRIBER_STATUSES, Delivery, PublishedIssue, Subscriber
 from . import db
 from . import ledger
+from . import confirmation_requests, published
 from . import subscribers as subscriber_table
 from .subscribers import address_key
 
@@ -226,3 +227,32 @@ class Store:
     def send_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held for a whole send: SendError if another send holds this database file."""
         return ledger.send_lock(self.path)
+
+    # The archive's index (`published.py`)
+
+    def published_issues(self) -> list[PublishedIssue]:
+        """Every published issue, newest first."""
+        return published.all_entries(self.connection)
+
+    def published_issue(self, issue_id: str) -> PublishedIssue | None:
+        return published.get(self.connection, issue_id)
+
+    def save_published(self, entries: Iterable[PublishedIssue], *, only: bool = False) -> list[str]:
+        """Add or replace these issues in the index; with `only`, drop every other issue from it
+        (returns the dropped issue ids)."""
+        entries = list(entries)
+        with self.transaction():
+            dropped = published.delete_except(self.connection, [e.issue_id for e in entries]) if only else []
+            published.save(self.connection, entries)
+        return dropped
+
+    # The subscribe form's daily records (`confirmation_requests.py`)
+
+    def record_confirmation_request(self, record_key: str, today: dt.date) -> bool:
+        """True if `record_key` (a keyed hash of day and address) was not yet recorded today."""
+        with self.transaction():
+            return confirmation_requests.record(self.connection, record_key, today)
+
+    def forget_confirmation_request(self, record_key: str) -> None:
+        with self.transaction():
+            confirmation_requests.forget(self.connection, record_key)

@@ -142,6 +142,32 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE delivery ADD COLUMN version_id INTEGER REFERENCES issue_version (id)",
         ),
     ),
+    Migration(
+        5,
+        "the archive's index of published issues; the subscribe form's daily records",
+        (
+            """
+            CREATE TABLE published_issue (
+                issue_id TEXT PRIMARY KEY,         -- the issue's date, ISO 8601
+                title TEXT NOT NULL,
+                summary TEXT NOT NULL,             -- the feed entry's summary (the preheader)
+                paper_titles TEXT NOT NULL,        -- JSON array, for the index page
+                page_sha256 TEXT NOT NULL,         -- of the published <date>.web.html
+                first_published_at TEXT NOT NULL,  -- ISO 8601, UTC
+                updated_at TEXT NOT NULL,          -- ISO 8601, UTC: the page last changed
+                published_to TEXT NOT NULL         -- the folder and S3 URL it went to
+            ) WITHOUT ROWID
+            """,
+            # The subscribe form's "one confirmation email per address per day": a keyed hash of
+            # (day, address), never the address itself (most are typed by strangers, or bots).
+            """
+            CREATE TABLE confirmation_request (
+                record TEXT PRIMARY KEY,
+                day TEXT NOT NULL  -- ISO 8601 date, UTC
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 ]
 
 
