@@ -129,12 +129,12 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
     the last issue passed SES's review thresholds, unless --force.
     """
-    if state.config.publish.check_before_send and not (dry_run or test_addresses or no_publish_check):
-        # The email links to its web page: a list send waits until that page is published as is.
-        check_published(issue_path, state.config)
     if not dry_run and not test_addresses:
         if not allow_draft:
             refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose
+        if state.config.publish.check_before_send and not no_publish_check:
+            # The email links to its web page: a list send waits until that page is published as is.
+            check_published(issue_path, state.config)
         check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
