@@ -112,6 +112,31 @@ class EventSettings:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """The archive (`[publish]`): where `newsletter publish` builds it and uploads it."""
+
+    out: Path = Path("build/site")  # the folder that holds the whole site
+    to: str | None = None  # s3://BUCKET/PREFIX, the folder served at newsletter.web_base_url
+    region: str | None = None  # else the SES transport's; credentials from boto3's own chain
+    profile: str | None = None
+    # Cache-Control max-age: issue pages rarely change once sent; the index and feed change weekly.
+    page_cache_seconds: int = 86_400
+    listing_cache_seconds: int = 300
+    # A list send refuses to start until the issue's page is published as it is (false: the
+    # pages are hosted some other way; `send --no-publish-check` skips it once).
+    check_before_send: bool = True
+
+
+@dataclass(frozen=True)
+class SubscribeSettings:
+    """The subscribe form (`[subscribe]`): served by the same web app as the unsubscribe endpoint."""
+
+    url: str  # where the form posts, ending in /subscribe/; the confirmation link is url + "confirm/" + token
+    confirm_hours: int = 48  # how long a confirmation link works
+    client_requests_per_hour: int = 20  # form posts one client address may make
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
     name: str
@@ -129,8 +154,12 @@ class Config:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     rate_share: float = 0.9
     workers: int = 8
+    # How long a send keeps retrying while the provider cannot be reached before it stops (the
+    # rows stay pending): long enough to ride out a dropped Wi-Fi or a VPN reconnecting.
+    outage_budget_seconds: float = 300.0
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
+    serve_trusted_proxy: str | None = None  # the reverse proxy whose X-Forwarded-For names the client
     outbox: Path = Path("build/outbox")
     events: EventSettings | None = None  # None: no [events] table, no feedback loop
     # Where a reader of a forwarded email or an archive page subscribes; default: the archive
@@ -139,6 +168,8 @@ class Config:
     draft: DraftSettings = field(default_factory=DraftSettings)
     translate: TranslateSettings = field(default_factory=TranslateSettings)
     arxiv: ArxivSettings = field(default_factory=ArxivSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    subscribe: SubscribeSettings | None = None  # None: no [subscribe] table, no subscribe form
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -215,8 +246,10 @@ KEYS: dict[str, Key] = {
     "sending.rate_share": Key("float", 0.9, 0.01, 1.0),
     "sending.workers": Key("int", 8, 1, 64),
     "sending.outbox": Key("path", "build/outbox"),
+    "sending.outage_budget_seconds": Key("float", 300.0, 0.0, 86_400),
     "serve.host": Key("text", "127.0.0.1"),
     "serve.port": Key("int", 8025, 1, 65535),
+    "serve.trusted_proxy": Key("text", None),
     "events.region": Key("text", None),
     "events.profile": Key("text", None),
     "events.topic": Key("text", "newsletter-events"),
@@ -244,6 +277,16 @@ KEYS: dict[str, Key] = {
     "arxiv.timeout": Key("float", 30.0, 0.1, 600),
     "arxiv.retries": Key("int", 2, 0, 10),
     "arxiv.batch_size": Key("int", 10, 1, 100),
+    "publish.out": Key("path", "build/site"),
+    "publish.to": Key("text", None),
+    "publish.region": Key("text", None),
+    "publish.profile": Key("text", None),
+    "publish.page_cache_seconds": Key("int", 86_400, 0, 31_536_000),
+    "publish.listing_cache_seconds": Key("int", 300, 0, 31_536_000),
+    "publish.check_before_send": Key("bool", True),
+    "subscribe.url": Key("url", None),  # required in a [subscribe] table (see `subscribe()`)
+    "subscribe.confirm_hours": Key("int", 48, 1, 24 * 14),
+    "subscribe.client_requests_per_hour": Key("int", 20, 1, 10_000),
 }
 # The tables that hold those keys: "transport", "transport.ses", ...
 TABLES = frozenset(key.rsplit(".", n)[0] for key in KEYS for n in range(1, key.count(".") + 1))
@@ -432,13 +475,35 @@ class _Reader:
             rate_share=read("sending.rate_share"),
             workers=read("sending.workers"),
             outbox=read("sending.outbox"),
+            outage_budget_seconds=read("sending.outage_budget_seconds"),
             serve_host=read("serve.host"),
             serve_port=read("serve.port"),
+            serve_trusted_proxy=read("serve.trusted_proxy"),
             events=events,
             draft=DraftSettings(**self.table("draft")),
             translate=TranslateSettings(**self.table("translate")),
             arxiv=ArxivSettings(**self.table("arxiv")),
+            publish=self.publish(),
+            subscribe=self.subscribe(),
         )
+
+    def publish(self) -> PublishSettings:
+        settings = self.table("publish")
+        if settings["to"] is not None and not settings["to"].startswith("s3://"):
+            raise self.fail("publish.to", f"must start with s3:// (the folder is publish.out), got {settings['to']!r}")
+        return PublishSettings(**settings)
+
+    def subscribe(self) -> SubscribeSettings | None:
+        if "subscribe" not in self.raw:
+            return None
+        settings = self.table("subscribe")
+        if settings["url"] is None:
+            raise self.fail("subscribe.url", "required key is missing")
+        if not settings["url"].endswith("/subscribe/"):
+            # The web app knows the form by its last path segment; the confirmation link is this
+            # URL plus "confirm/TOKEN".
+            raise self.fail("subscribe.url", f"must end with '/subscribe/', got {settings['url']!r}")
+        return SubscribeSettings(**settings)
 
     def events(self) -> EventSettings | None:
         if "events" not in self.raw:

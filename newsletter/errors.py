@@ -88,6 +88,8 @@ class AwsError(NewsletterError):
         self.code = code
         self.message = message
         super().__init__(message)
+
+
 class DraftError(NewsletterError):
     """A draft that cannot be made or filled as asked (a paper list, arXiv, the translate command),
     or a draft where a finished issue is needed (a send to the list)."""
@@ -100,3 +102,7 @@ class ListError(DraftError):
         self.path = str(path)
         self.problems = [(line, " ".join(message.split())) for line, message in problems]
         super().__init__("\n".join(f"{self.path}:{line}: {message}" for line, message in self.problems))
+
+
+class PublishError(NewsletterError):
+    """The archive could not be built or uploaded: what failed and what to do, in one line."""

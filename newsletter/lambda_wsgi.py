@@ -24,11 +24,14 @@ _apps: dict[str, Any] = {}  # config path -> app, kept for the container's life
 
 
 def build_app(config_path: str | None = None):
+    from .subscribe import subscriptions_for
     from .web import UnsubscribeApp
 
     config = load_config(config_path)
     key = load_signing_key(config, allow_development=False)
-    return UnsubscribeApp(None, TokenSigner(config.list_id, key), config.name, queue=EventQueue.from_config(config))
+    queue = EventQueue.from_config(config)
+    return UnsubscribeApp(None, TokenSigner(config.list_id, key), config.name, queue=queue,
+                          subscriptions=subscriptions_for(config, key, database=None, queue=queue))
 
 
 def environ_from_event(event: dict) -> dict[str, Any]:

@@ -161,3 +161,22 @@ class Delivery:
     started_at: dt.datetime | None = None  # UTC: when the rate limiter let its last call go
     finished_at: dt.datetime | None = None  # UTC: when the last call's outcome was recorded
     name: str | None = None  # the subscriber's name (for the To: line), when still on the list
+
+
+@dataclass(frozen=True)
+class PublishedIssue:
+    """One issue in the archive's index (`newsletter.store.published`): what the index page and
+    the feed show of it, without parsing its file again."""
+
+    issue_id: str  # the issue's date, ISO 8601: its page is <issue_id>.web.html
+    title: str
+    summary: str  # the feed entry's summary: the preheader
+    paper_titles: tuple[str, ...]
+    page_sha256: str  # of the page as published: a send checks it against the issue it sends
+    first_published_at: dt.datetime  # UTC
+    updated_at: dt.datetime  # UTC, when the published page last changed
+    published_to: str  # where: the folder, and the s3:// URL if uploaded
+
+    @property
+    def page_name(self) -> str:
+        return f"{self.issue_id}.web.html"

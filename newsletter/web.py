@@ -4,6 +4,7 @@
     GET  .../TOKEN                                   -> a page with a confirm button; changes nothing
                                                         (mail scanners prefetch links)
     a forged or malformed token                      -> 400, the same bytes whatever the address
+    .../subscribe/ and .../subscribe/confirm/TOKEN   -> the subscribe form (subscribe_web.py)
 
 With an event queue (the `[events]` table), each unsubscribe is also put on the SQS queue that
 `newsletter sync` drains into the sender's list, and the answer is 200 only once SQS has accepted
@@ -34,7 +35,10 @@ import waitress.server
 
 from .errors import AwsError, ServeError
 from .events import EventQueue, Unsubscribe
+from . import subscribe_web
 from .store import Store
+from .subscribe import Subscriptions
+from .subscribe_web import SubscribePages
 from .unsubscribe import TokenSigner
 
 log = logging.getLogger("newsletter.web")
@@ -106,16 +110,30 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
     return fields
 
 
+def read_form(environ: dict[str, Any], max_bytes: int) -> dict[str, str] | None:
+    """The posted fields, or None for a body without a length or longer than `max_bytes`."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 <= length <= max_bytes:
+        return None
+    return _form_fields(environ, environ["wsgi.input"].read(length))
+
+
 class UnsubscribeApp:
     """The WSGI application. Opens the store per request (cheap), so any server thread can serve."""
 
     def __init__(
-        self, database: str | Path | None, signer: TokenSigner, newsletter_name: str, *, queue: EventQueue | None = None
+        self, database: str | Path | None, signer: TokenSigner, newsletter_name: str, *, queue: EventQueue | None = None,
+        subscriptions: Subscriptions | None = None,
     ):
         self.database = database  # None: no local list (Lambda); the queue is the record
         self.signer = signer
         self.newsletter = newsletter_name
         self.queue = queue
+        # The subscribe form and its confirmation links (subscribe_web.py), when [subscribe] is set.
+        self.subscribe_pages = SubscribePages(subscriptions, self._respond, read_form) if subscriptions else None
         if queue is not None:
             queue.url  # noqa: B018 - find the queue now (and fail at start), not on the first request
         self.retry_page = _page(
@@ -153,6 +171,9 @@ class UnsubscribeApp:
         if method not in ("GET", "HEAD", "POST"):
             return self._respond(start_response, "405 Method Not Allowed", self.invalid_page,
                                  [("Allow", "GET, HEAD, POST")], method)
+        subscribe_route = subscribe_web.route(environ.get("PATH_INFO", "")) if self.subscribe_pages else None
+        if subscribe_route is not None:
+            return self.subscribe_pages(environ, start_response, *subscribe_route)
         token = environ.get("PATH_INFO", "").rstrip("/").rpartition("/")[2]
         address = self.signer.address(token)
         if address is None:
@@ -196,10 +217,18 @@ class UnsubscribeApp:
         return [] if method == "HEAD" else [page]
 
 
-def create_server(app: UnsubscribeApp, host: str, port: int) -> waitress.server.BaseWSGIServer:
-    """A waitress server bound to host:port (port 0: a free one, see `.effective_port`)."""
+def create_server(
+    app: UnsubscribeApp, host: str, port: int, trusted_proxy: str | None = None
+) -> waitress.server.BaseWSGIServer:
+    """A waitress server bound to host:port (port 0: a free one, see `.effective_port`).
+
+    `trusted_proxy`: the reverse proxy's address; its X-Forwarded-For then gives each request's
+    client address (REMOTE_ADDR), which the subscribe form's per-client limit counts by. From
+    anyone else the header is dropped, so a client cannot pick its own address."""
+    proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}} if trusted_proxy else {}
     return listen(
-        lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True),
+        lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True,
+                                       **proxy),
         host, port,
     )
 
@@ -215,9 +244,9 @@ def listen(create: Callable[[], Any], host: str, port: int) -> Any:
         raise ServeError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
 
 
-def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0):
+def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0, trusted_proxy: str | None = None):
     """Start a server in a daemon thread; returns it (stop with `.close()`). For tests and tools."""
-    server = create_server(app, host, port)
+    server = create_server(app, host, port, trusted_proxy)
     thread = threading.Thread(target=server.run, name="newsletter-web", daemon=True)
     thread.start()
     return server

@@ -248,6 +248,10 @@ configuration_set = "newsletter"
 
 [sending]
 outbox = "outbox"
+
+[publish]
+# Sends in tests are not about the archive; tests/test_publish.py checks the check.
+check_before_send = false
 """
 
 

@@ -7,6 +7,7 @@ from . import subscriber_commands  # noqa: F401  (registers subscribers, unsubsc
 from . import render_commands  # noqa: F401  (registers build, preview)
 from . import events_commands  # noqa: F401  (registers setup aws, sync)
 from . import draft_commands  # noqa: F401  (registers new, translate, review)
+from . import publish_commands  # noqa: F401  (registers publish)
 from .base import main
 
 __all__ = ["main"]

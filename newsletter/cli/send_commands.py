@@ -12,6 +12,7 @@ import click
 from ..draft.markers import refuse_draft
 from ..parse import parse_issue
 from ..send import SendPlan, SendSummary, prepare_send, send_issue
+from ..site import check_published
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
 from .events_commands import check_before_list_send
@@ -76,17 +77,19 @@ def _describe_summary(summary: SendSummary) -> None:
         for sample in summary.sample_files:
             click.echo(f"sample: {sample}")
         click.echo(f"manifest (every recipient and message size): {summary.manifest}")
-    for label, failures in (("failed", summary.failures), ("unknown", summary.unknown)):
+    for label, failures in (("failed", summary.failures), ("unknown", summary.unknown), ("deferred", summary.deferred)):
         for failure in failures:
             code = f" {failure.code}" if failure.code else ""
             click.echo(f"{label}: {failure.address}: {failure.kind}{code}: {failure.message}", err=True)
     if summary.skipped:
         click.echo(f"skipped: {summary.skipped} recipient(s) who left the list after the send was queued")
     if summary.retries:
-        click.echo(f"retried: {summary.retries} call(s) after throttling or a server error "
+        click.echo(f"retried: {summary.retries} call(s) after throttling, a server error or no connection "
                    f"(rate lowered {summary.slow_downs} time(s))")
     if summary.stopped:
-        click.echo(f"stopped: the account cannot send now: {summary.stopped}", err=True)
+        fix = f" To fix: {summary.stop_fix.rstrip('.')}." if summary.stop_fix else ""
+        click.echo(f"stopped: {summary.stopped.rstrip('.')}.{fix} Then run the same `newsletter send` "
+                   "again: the rest are pending, no one was marked failed for it", err=True)
     if summary.interrupted:
         click.echo(f"stopped: {summary.interrupted}; calls in flight were finished and recorded", err=True)
     if summary.ledger and summary.ledger["pending"]:
@@ -110,10 +113,14 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--force", is_flag=True, help="Send even though the last issue passed SES's bounce or complaint threshold.")
 @click.option("--allow-draft", is_flag=True,
               help="Send to the list although Korean parts are unfinished (to write, or machine text to review).")
+@click.option("--send-changed-version", is_flag=True,
+              help="The issue was edited after some got it: send the new version to those who do not have it yet.")
+@click.option("--no-publish-check", is_flag=True,
+              help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
-         allow_draft: bool) -> None:
+         allow_draft: bool, send_changed_version: bool, no_publish_check: bool) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
@@ -125,9 +132,13 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     if not dry_run and not test_addresses:
         if not allow_draft:
             refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose
+        if state.config.publish.check_before_send and not no_publish_check:
+            # The email links to its web page: a list send waits until that page is published as is.
+            check_published(issue_path, state.config)
         check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
-                        resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit)
+                        resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
+                        send_changed_version=send_changed_version)
     if not as_json:
         _describe_plan(plan)
     if not plan.dry_run and not yes and plan.recipient_count:

@@ -176,6 +176,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
     from ..events import EventQueue
+    from ..subscribe import subscriptions_for
     from ..web import UnsubscribeApp, create_server
 
     config = state.config
@@ -185,9 +186,13 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
     Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
     host, port = host or config.serve_host, config.serve_port if port is None else port
     queue = EventQueue.from_config(config) if config.events else None
-    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue)
-    server = create_server(app, host, port)
+    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue,
+                         subscriptions=subscriptions_for(config, key, database=config.database, queue=queue))
+    server = create_server(app, host, port, config.serve_trusted_proxy)
     queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
     click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
+    if config.subscribe:
+        click.echo(f"subscribe form on http://{host}:{server.effective_port}/subscribe/ (public: {config.subscribe.url})",
+                   err=True)
     server.run()

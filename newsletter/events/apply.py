@@ -129,10 +129,15 @@ class Applier:
         current = self.store.get(address)
         now = utc_now()
         if current is None:
-            self.store.insert([Subscriber(address, event.name, "subscribed", "subscribe form", now, now,
+            # Source "web", joined when they confirmed (the consent on record), not when sync ran.
+            self.store.insert([Subscriber(address, event.name, "subscribed", "web", event.confirmed_at, now,
                                           "confirmed on the subscribe form")])
             return Change(address, None, "subscribed")
-        if current.status == "subscribed" or (current.changed_at and current.changed_at > event.confirmed_at):
+        # A form never re-adds an address that bounced or complained; an unsubscribed one comes
+        # back only through a confirmation made after it left.
+        if current.status in ("subscribed", "bounced", "complained") or (
+            current.changed_at and current.changed_at >= event.confirmed_at
+        ):
             return None
         self.store.update([Subscriber(current.address, event.name or current.name, "subscribed", current.source,
                                       current.joined_at, now, "confirmed on the subscribe form")])

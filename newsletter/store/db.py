@@ -125,6 +125,49 @@ MIGRATIONS: list[Migration] = [
             "CREATE TABLE sync_run (id INTEGER PRIMARY KEY, finished_at TEXT NOT NULL, applied INTEGER NOT NULL)",
         ),
     ),
+    Migration(
+        4,
+        "what version of an issue each row was sent",
+        (
+            """
+            CREATE TABLE issue_version (
+                id INTEGER PRIMARY KEY,
+                issue_id TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                content_hash TEXT NOT NULL,  -- sha256 of the rendered HTML and text parts
+                first_used_at TEXT NOT NULL,  -- ISO 8601, UTC
+                UNIQUE (issue_id, subject, content_hash)
+            )
+            """,
+            "ALTER TABLE delivery ADD COLUMN version_id INTEGER REFERENCES issue_version (id)",
+        ),
+    ),
+    Migration(
+        5,
+        "the archive's index of published issues; the subscribe form's daily records",
+        (
+            """
+            CREATE TABLE published_issue (
+                issue_id TEXT PRIMARY KEY,         -- the issue's date, ISO 8601
+                title TEXT NOT NULL,
+                summary TEXT NOT NULL,             -- the feed entry's summary (the preheader)
+                paper_titles TEXT NOT NULL,        -- JSON array, for the index page
+                page_sha256 TEXT NOT NULL,         -- of the published <date>.web.html
+                first_published_at TEXT NOT NULL,  -- ISO 8601, UTC
+                updated_at TEXT NOT NULL,          -- ISO 8601, UTC: the page last changed
+                published_to TEXT NOT NULL         -- the folder and S3 URL it went to
+            ) WITHOUT ROWID
+            """,
+            # The subscribe form's "one confirmation email per address per day": a keyed hash of
+            # (day, address), never the address itself (most are typed by strangers, or bots).
+            """
+            CREATE TABLE confirmation_request (
+                record TEXT PRIMARY KEY,
+                day TEXT NOT NULL  -- ISO 8601 date, UTC
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 ]
 
 
@@ -137,6 +180,45 @@ def _check_numbering(migrations: list[Migration]) -> None:
 _check_numbering(MIGRATIONS)
 
 
+def explain(path: str | Path, error: sqlite3.Error) -> StoreError:
+    """An SQLite failure in the words of what the editor can do about it."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"{path}: the database is busy: another program has been writing to it for more than "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s (another newsletter command, or a tool holding it open); "
+            "let it finish or close it, then try again"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"{path}: the database is read-only (a read-only file, folder or disk): SQLite must write "
+            "the file and create its -wal and -shm files in the same folder; make them writable"
+        )
+    if "unable to open" in text:
+        return StoreError(
+            f"{path}: cannot open the database: SQLite could not open the file or create its -wal and "
+            "-shm files next to it (a read-only or inaccessible folder); make the folder writable"
+        )
+    if "disk is full" in text:
+        return StoreError(f"{path}: the disk is full; free some space, then try again")
+    return StoreError(f"{path}: not a usable newsletter database ({text})")
+
+
+def check_single_name(path: Path) -> None:
+    """Refuse a database file with a second hard link: SQLite keeps its -wal and -shm files next
+    to the name it was opened by, so two names would be two journals for one file."""
+    try:
+        links = path.stat().st_nlink
+    except OSError:
+        return  # not there yet (it is created on open) or not readable (the open says so)
+    if links > 1:
+        raise StoreError(
+            f"{path}: the database file has {links} names (hard links); SQLite keeps its journal next "
+            "to the name used, so opening it by two names can corrupt it: delete the other link "
+            "(a symbolic link is safe)"
+        )
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database; raise StoreError if it cannot be used.
 
@@ -146,6 +228,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     try:
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
+            check_single_name(path)
         connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     except (OSError, sqlite3.Error) as error:
         raise StoreError(f"{path}: cannot open the database ({error})") from None
@@ -156,12 +239,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         _migrate(connection, path)
-    except sqlite3.DatabaseError as error:
+    except sqlite3.DatabaseError as error:  # locked, read-only, disk full, or not a database at all
         connection.close()
-        if "readonly" in str(error):
-            raise StoreError(f"{path}: the database is read-only ({error}); check the permissions of "
-                             "the file and its folder") from None
-        raise StoreError(f"{path}: not a usable newsletter database ({error})") from None
+        raise explain(path, error) from None
     except BaseException:
         connection.close()
         raise

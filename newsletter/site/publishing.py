@@ -1,0 +1,123 @@
+"""`newsletter publish`: issue files -> the archive folder (and S3), and the index in the database.
+
+The order keeps every reader's link working and the database honest:
+
+1. every issue file is parsed and rendered first, so one bad file stops the run before anything
+   is written;
+2. the pages, then the index page and the feed, go to the folder (only files that changed);
+3. with an s3:// target, the whole folder is compared with the bucket and what differs uploaded;
+4. only then is the index in the database updated, so a send never finds an issue "published"
+   whose page did not reach its target. A crash between 3 and 4 is repaired by the next run.
+
+A send checks that index (`check_published`): the database, not the network, because the check
+must work offline and in tests, and the page's digest tells a stale page from the current one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Config
+from ..errors import PublishError, SendError
+from ..model import Issue, PublishedIssue
+from ..parse import parse_issue
+from ..render import render_issue, web_url
+from ..store import Store
+from .pages import SiteFile, atom_feed, index_entry, index_page, issue_page, sha256
+from .targets import FolderTarget, S3Target, TargetReport
+
+
+@dataclass
+class PublishReport:
+    issues: list[str]  # the issues rendered this run
+    folder: TargetReport
+    upload: TargetReport | None = None
+    listed: int = 0  # issues on the index page
+    dropped: list[str] = field(default_factory=list)  # taken off the index by --all
+    missing_pages: list[str] = field(default_factory=list)  # listed, but no page in the folder
+    has_subscribe_form: bool = True
+
+    def to_dict(self) -> dict:
+        def target(report: TargetReport | None) -> dict | None:
+            return None if report is None else {"target": report.target, "written": report.written,
+                                                 "unchanged": report.unchanged}
+        return {"issues": self.issues, "folder": target(self.folder), "upload": target(self.upload),
+                "listed": self.listed, "dropped": self.dropped, "missing_pages": self.missing_pages,
+                "has_subscribe_form": self.has_subscribe_form}
+
+
+def _parse_all(paths: Sequence[Path]) -> list[Issue]:
+    issues: dict[str, Issue] = {}
+    for path in paths:
+        issue = parse_issue(path)
+        if issue.issue_id in issues:
+            raise PublishError(f"{issues[issue.issue_id].path} and {path} are both the issue of {issue.issue_id}; "
+                               "publish one of them")
+        issues[issue.issue_id] = issue
+    return list(issues.values())
+
+
+def publish(
+    issue_paths: Sequence[Path],
+    config: Config,
+    *,
+    rebuild_all: bool = False,
+    out: Path | None = None,
+    to: str | None = None,
+    force: bool = False,
+) -> PublishReport:
+    """Publish the issues at `issue_paths`. With `rebuild_all`, the index becomes exactly these
+    issues (the others are dropped from it; their pages stay where they were published)."""
+    if not issue_paths:
+        raise PublishError("no issue file given")
+    folder = FolderTarget(out or config.publish.out)
+    to = to or config.publish.to
+    issues = _parse_all(issue_paths)
+    pages = {issue.issue_id: issue_page(render_issue(issue, config)) for issue in issues}
+    published_to = folder.name + (f" + {to}" if to else "")
+    now = dt.datetime.now(dt.UTC)  # microseconds kept: `updated` in the feed must move on every change
+
+    with Store.open(config.database) as store:
+        known = {entry.issue_id: entry for entry in store.published_issues()}
+        entries = [index_entry(issue, pages[issue.issue_id], now=now, published_to=published_to,
+                               before=known.get(issue.issue_id)) for issue in issues]
+        listed = {} if rebuild_all else dict(known)
+        listed.update({entry.issue_id: entry for entry in entries})
+        index = list(listed.values())
+        files = [*pages.values(), index_page(index, config), atom_feed(index, config)]
+
+        report = PublishReport(issues=[issue.issue_id for issue in issues], folder=folder.publish(files, force=force),
+                               listed=len(index), has_subscribe_form=config.subscribe is not None)
+        report.missing_pages = sorted(e.issue_id for e in index if not (folder.folder / e.page_name).is_file())
+        if to:
+            target = S3Target(to, config.publish, config.ses.region)
+            try:
+                report.upload = target.publish(folder.files(), force=force)
+            finally:
+                target.close()
+        report.dropped = store.save_published(entries, only=rebuild_all)
+    return report
+
+
+def check_published(issue_path: Path, config: Config) -> PublishedIssue:
+    """The index's row for the issue at `issue_path`, if its page is published as it renders
+    now; SendError otherwise (the email's "View on the web" link would lead nowhere, or to an
+    older version of the issue)."""
+    issue = parse_issue(issue_path)
+    url = web_url(issue, config)
+    with Store.open(config.database) as store:
+        entry = store.published_issue(issue.issue_id)
+    how = f"run `newsletter publish {issue_path}` first, or pass --no-publish-check"
+    if entry is None:
+        raise SendError(f"the web page of issue {issue.issue_id} is not published, so the email's \"View on the web\" "
+                        f"link ({url}) would lead nowhere; {how}")
+    if entry.page_sha256 != sha256(issue_page(render_issue(issue, config)).body):
+        raise SendError(f"the published web page of issue {issue.issue_id} ({url}) is older than the issue (edited "
+                        f"since {entry.updated_at:%Y-%m-%d %H:%M} UTC?); {how}")
+    return entry
+
+
+__all__ = ["PublishReport", "SiteFile", "check_published", "publish"]

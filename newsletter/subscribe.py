@@ -1,0 +1,360 @@
+"""Subscribing from the web with double opt-in, on a server that needs no database.
+
+    form POST (address)  -> one confirmation email with a signed link, the same answer for every
+                            address (on the list or not, limited or not)
+    GET  confirm link    -> a page with a button; changes nothing (mail scanners prefetch links)
+    POST confirm link    -> a `SubscribeConfirmed` event on the queue (`newsletter sync` adds the
+                            reader with source "web"), and applied at once where the app has the
+                            database (`newsletter serve`)
+
+The link's token is `ADDRESS.ISSUED.MAC`: the address and the time it was issued (base64url), and
+HMAC-SHA256 over both with a key derived from the unsubscribe signing key. The derived key means a
+confirmation token can never pass as an unsubscribe token or the other way round, and no second
+secret has to be deployed. A token older than `subscribe.confirm_hours` is refused.
+
+Abuse (subscription bombing: bots submitting a victim's address over and over):
+
+- a honeypot field people never see; a post that fills it gets the usual answer and no email;
+- at most one confirmation email per address per day. With the database (`newsletter serve`) the
+  day's record is a row keyed by HMAC(key, day + address), so it holds across processes and
+  restarts and stores no address in the clear. Without it (AWS Lambda) the record is in the
+  process's memory: it holds per container, so give the function a reserved concurrency of 1-2
+  (docs/deploy.md) and the worst case is that many emails per address per day;
+- a per-client limit (`subscribe.client_requests_per_hour`, a token bucket per client address, in
+  memory, at most CLIENTS_TRACKED clients);
+- a bounded request (MAX_FORM_BYTES) and a bounded address (254 characters);
+- with the database, no confirmation email to an address that bounced or complained (a form must
+  not re-add it, and mailing it hurts the sender's reputation) or that is already subscribed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from enum import Enum
+from pathlib import Path
+
+import email_validator
+
+from .config import Config, EventSettings
+from .errors import AwsError, NewsletterError
+from .events import EventQueue, SubscribeConfirmed
+from .events.apply import Applier
+from .store import Store, address_key
+from .store import events as event_table
+from .transports.base import OutgoingMessage, Transport
+from .unsubscribe import MAX_TOKEN_LENGTH, SigningKey
+
+log = logging.getLogger("newsletter.subscribe")
+
+ADDRESS_FIELD = "email"
+HONEYPOT_FIELD = "website"
+CONFIRM_FIELD = "confirm"
+MAX_FORM_BYTES = 2048  # an address (254) and a honeypot, urlencoded, with room to spare
+MAX_ADDRESS_LENGTH = 254
+CLIENTS_TRACKED = 10_000  # the per-client limit forgets the least recently seen beyond this
+CONFIRMATION_TAG = "subscribe-confirmation"  # the SES tag (`issue`) of confirmation emails
+_KEY_LABEL = b"newsletter subscribe confirmation v1"
+_MAC_BYTES = 16
+_CLOCK_SKEW = dt.timedelta(minutes=5)  # a token "issued" later than this is not ours
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def derived_key(key: SigningKey) -> bytes:
+    """The key for confirmation tokens and the daily records: never the unsubscribe key itself."""
+    return hmac.new(key.secret, _KEY_LABEL, hashlib.sha256).digest()
+
+
+class TokenState(Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    INVALID = "invalid"  # forged, altered, malformed, or not issued by us
+
+
+@dataclass(frozen=True)
+class CheckedToken:
+    state: TokenState
+    address: str | None = None  # set only for a valid token
+    issued_at: dt.datetime | None = None
+
+
+class ConfirmationTokens:
+    def __init__(self, list_id: str, key: SigningKey, lifetime: dt.timedelta):
+        self.lifetime = lifetime
+        self._mac_for_list = hmac.new(derived_key(key), b"token\0" + list_id.encode() + b"\0", hashlib.sha256)
+
+    def _mac(self, address: str, issued: int) -> bytes:
+        mac = self._mac_for_list.copy()
+        mac.update(address.encode() + b"\0" + str(issued).encode())
+        return mac.digest()[:_MAC_BYTES]
+
+    def token(self, address: str, now: dt.datetime) -> str:
+        issued = int(now.timestamp())
+        return f"{_b64(address.encode())}.{_b64(issued.to_bytes(5, 'big'))}.{_b64(self._mac(address, issued))}"
+
+    def check(self, token: str, now: dt.datetime) -> CheckedToken:
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            return CheckedToken(TokenState.INVALID)
+        encoded_address, encoded_issued, encoded_mac = token.split(".")
+        try:
+            address = _unb64(encoded_address).decode()
+            issued = int.from_bytes(_unb64(encoded_issued), "big")
+            mac = _unb64(encoded_mac)
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            return CheckedToken(TokenState.INVALID)
+        if not hmac.compare_digest(mac, self._mac(address, issued)):
+            return CheckedToken(TokenState.INVALID)
+        issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
+        if issued_at > now + _CLOCK_SKEW:
+            return CheckedToken(TokenState.INVALID)
+        if now - issued_at > self.lifetime:
+            return CheckedToken(TokenState.EXPIRED, issued_at=issued_at)
+        return CheckedToken(TokenState.VALID, address, issued_at)
+
+
+def mailable_address(value: str) -> str:
+    """The address as the list stores it (ASCII, IDN domains in their ASCII form), or
+    email_validator.EmailNotValidError saying what is wrong. No DNS lookup: the answer must not
+    depend on (or take the time of) a lookup."""
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise email_validator.EmailSyntaxError(f"the address is longer than {MAX_ADDRESS_LENGTH} characters")
+    # SES does not take SMTPUTF8, so the part before @ must be ASCII.
+    return email_validator.validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
+
+
+# --- the limits ---------------------------------------------------------------------------------
+
+
+class ClientLimit:
+    """A token bucket per client: `per_hour` requests, refilled evenly; in memory, bounded."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic):
+        self.capacity = float(per_hour)
+        self.refill_per_second = per_hour / 3600
+        self.clock = clock
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            tokens, then = self._buckets.pop(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - then) * self.refill_per_second)
+            allowed = tokens >= 1
+            self._buckets[client] = (tokens - 1 if allowed else tokens, now)
+            while len(self._buckets) > CLIENTS_TRACKED:
+                self._buckets.popitem(last=False)
+        return allowed
+
+
+class DailyRecord:
+    """At most one confirmation email per address per day: `first_today` records the address
+    and says whether it was the first today; `forget` takes a record back (the email failed)."""
+
+    def __init__(self, key: SigningKey, database: Path | None):
+        self._key = derived_key(key)
+        self.database = database
+        self._memory: dict[str, str] = {}  # record key -> day, when there is no database
+        self._lock = threading.Lock()
+
+    def _record_key(self, address: str, day: dt.date) -> str:
+        message = b"day\0" + day.isoformat().encode() + b"\0" + address_key(address).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    def first_today(self, address: str, today: dt.date) -> bool:
+        record = self._record_key(address, today)
+        if self.database is not None:
+            with Store.open(self.database) as store:
+                return store.record_confirmation_request(record, today)
+        with self._lock:
+            if any(day != today.isoformat() for day in self._memory.values()):
+                self._memory = {k: day for k, day in self._memory.items() if day == today.isoformat()}
+            if record in self._memory:
+                return False
+            self._memory[record] = today.isoformat()
+            return True
+
+    def forget(self, address: str, today: dt.date) -> None:
+        record = self._record_key(address, today)
+        if self.database is not None:
+            with Store.open(self.database) as store:
+                store.forget_confirmation_request(record)
+        else:
+            with self._lock:
+                self._memory.pop(record, None)
+
+
+# --- the two actions ----------------------------------------------------------------------------
+
+
+class FormOutcome(Enum):
+    ACCEPTED = "accepted"  # the one answer for every well-formed address
+    INVALID_ADDRESS = "invalid_address"
+    TOO_MANY = "too_many"  # this client's limit
+    UNAVAILABLE = "unavailable"  # the email could not be sent now; try again
+
+
+class ConfirmOutcome(Enum):
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+    UNAVAILABLE = "unavailable"  # neither the queue nor the database took it
+
+
+@dataclass(frozen=True)
+class FormAnswer:
+    outcome: FormOutcome
+    address: str = ""  # as typed (the page shows it back, escaped)
+    problem: str = ""  # why an address is not valid
+
+
+class Subscriptions:
+    """The subscribe form's and the confirmation link's logic, for the web app (no WSGI here).
+
+    `database`: the list, where the app has it (`newsletter serve`); None on Lambda.
+    `queue`: where confirmed subscriptions go for `newsletter sync` (None: no [events] table,
+    then the database must be there). `new_transport`: how confirmation emails go out."""
+
+    def __init__(
+        self,
+        config: Config,
+        key: SigningKey,
+        *,
+        database: Path | None,
+        queue: EventQueue | None,
+        new_transport: Callable[[], Transport],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ):
+        if config.subscribe is None:
+            raise NewsletterError("no [subscribe] table: the subscribe form is not set up")
+        if database is None and queue is None:
+            raise NewsletterError("the subscribe form needs the database or the event queue ([events])")
+        self.config = config
+        self.settings = config.subscribe
+        self.tokens = ConfirmationTokens(config.list_id, key, dt.timedelta(hours=self.settings.confirm_hours))
+        self.database = database
+        self.queue = queue
+        self.new_transport = new_transport
+        self.clock = clock
+        self.clients = ClientLimit(self.settings.client_requests_per_hour)
+        self.daily = DailyRecord(key, database)
+
+    def confirm_url(self, token: str) -> str:
+        return f"{self.settings.url}confirm/{token}"
+
+    def request(self, fields: dict[str, str], client: str) -> FormAnswer:
+        typed = fields.get(ADDRESS_FIELD, "")[:MAX_ADDRESS_LENGTH + 1]
+        if not self.clients.allow(client):
+            return FormAnswer(FormOutcome.TOO_MANY, typed)
+        if fields.get(HONEYPOT_FIELD):
+            log.info("subscribe form: honeypot filled by %s; nothing sent", client)
+            return FormAnswer(FormOutcome.ACCEPTED, typed)
+        try:
+            address = mailable_address(typed)
+        except email_validator.EmailNotValidError as error:
+            return FormAnswer(FormOutcome.INVALID_ADDRESS, typed, str(error))
+        now = self.clock()
+        if self._needs_no_email(address) or not self.daily.first_today(address, now.date()):
+            return FormAnswer(FormOutcome.ACCEPTED, typed)
+        try:
+            self._send_confirmation(address, now)
+        except NewsletterError as error:
+            self.daily.forget(address, now.date())
+            log.error("confirmation email to a subscriber not sent: %s", error)
+            return FormAnswer(FormOutcome.UNAVAILABLE, typed)
+        return FormAnswer(FormOutcome.ACCEPTED, typed)
+
+    def _needs_no_email(self, address: str) -> bool:
+        """Already subscribed, or never to be mailed again from a form (bounced, complained)."""
+        if self.database is None:
+            return False
+        with Store.open(self.database) as store:
+            current = store.get(address)
+        return current is not None and current.status in ("subscribed", "bounced", "complained")
+
+    def _send_confirmation(self, address: str, now: dt.datetime) -> None:
+        from .site.pages import render_site_template
+
+        link = self.confirm_url(self.tokens.token(address, now))
+        context = {"config": self.config, "link": link, "hours": self.settings.confirm_hours}
+        message = EmailMessage(policy=SMTP)
+        message["From"] = self.config.from_address
+        if self.config.reply_to:
+            message["Reply-To"] = self.config.reply_to
+        message["To"] = address
+        message["Subject"] = f"구독 확인 · Please confirm your subscription: {self.config.name}"
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = make_msgid(domain=self.config.from_address.rpartition("@")[2].strip(">"))
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
+        message.set_content(render_site_template("confirmation_email.txt.j2", context), cte="base64")
+        message.add_alternative(render_site_template("confirmation_email.html.j2", context), subtype="html",
+                                cte="base64")
+        transport = self.new_transport()
+        try:
+            transport.send(OutgoingMessage(CONFIRMATION_TAG, address, message.as_bytes()))
+        finally:
+            transport.close()
+
+    def check(self, token: str) -> CheckedToken:
+        return self.tokens.check(token, self.clock())
+
+    def confirm(self, token: str) -> ConfirmOutcome:
+        checked = self.check(token)
+        if checked.state is not TokenState.VALID:
+            return ConfirmOutcome.EXPIRED if checked.state is TokenState.EXPIRED else ConfirmOutcome.INVALID
+        event = SubscribeConfirmed(checked.address, None, confirmed_at=self.clock().replace(microsecond=0))
+        reached = False
+        if self.queue is not None:
+            try:
+                self.queue.put(event)
+                reached = True
+            except AwsError as error:
+                log.error("subscribe confirmation not queued: %s", error)
+        if self.database is not None:
+            apply_locally(self.database, self.config.events or EventSettings(), event)
+            reached = True
+        return ConfirmOutcome.CONFIRMED if reached else ConfirmOutcome.UNAVAILABLE
+
+
+def apply_locally(database: Path, settings: EventSettings, event: SubscribeConfirmed) -> None:
+    """Apply our own event to the list now, recorded as applied, so that `sync` only deletes the
+    queued copy (and cannot apply it again after a later unsubscribe).
+
+    For the integrator: this is `events.sync._apply_one` without the queue message; fold the two
+    into one `apply_own_event` in newsletter/events/ when merging h10feedback and h12archive."""
+    with Store.open(database) as store, store.transaction():
+        if event_table.is_applied(store.connection, event.event_id):
+            return
+        outcome = Applier(store, settings).apply(event)
+        event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
+
+
+def subscriptions_for(
+    config: Config, key: SigningKey, *, database: Path | None, queue: EventQueue | None
+) -> Subscriptions | None:
+    """The web app's subscribe form as the config sets it up (None without a [subscribe] table);
+    confirmation emails go through the configured transport."""
+    if config.subscribe is None:
+        return None
+    from .transports import make_transport
+
+    return Subscriptions(config, key, database=database, queue=queue, new_transport=lambda: make_transport(config))

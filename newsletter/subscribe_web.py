@@ -1,0 +1,90 @@
+"""The subscribe form's and the confirmation link's pages, as part of the web app (`web.py`
+hands these paths over):
+
+    GET  .../subscribe/                 -> the form
+    POST .../subscribe/                 -> one confirmation email; "check your inbox" for every
+                                           well-formed address (400 and the form for a bad one,
+                                           429 past the client's limit, 503 if mail cannot go out)
+    GET  .../subscribe/confirm/TOKEN    -> a page with a button; changes nothing
+    POST .../subscribe/confirm/TOKEN    -> confirms (the event goes to the queue / the list)
+
+Like the unsubscribe endpoint, it routes on the last path segments only, so it works under any
+prefix a proxy or a Lambda function URL gives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .site.pages import INDEX_PAGE, render_site_template, site_url
+from .subscribe import CONFIRM_FIELD, MAX_FORM_BYTES, ConfirmOutcome, FormOutcome, Subscriptions, TokenState
+
+SUBSCRIBE_SEGMENT = "subscribe"
+CONFIRM_SEGMENT = "confirm"
+
+_STATUS = {
+    "form": "200 OK", "sent": "200 OK", "confirm": "200 OK", "confirmed": "200 OK",
+    "invalid_address": "400 Bad Request", "invalid": "400 Bad Request", "expired": "400 Bad Request",
+    "too_many": "429 Too Many Requests", "unavailable": "503 Service Unavailable",
+}
+_FORM_PAGES = {FormOutcome.ACCEPTED: "sent", FormOutcome.TOO_MANY: "too_many", FormOutcome.UNAVAILABLE: "unavailable"}
+_CONFIRM_PAGES = {ConfirmOutcome.CONFIRMED: "confirmed", ConfirmOutcome.EXPIRED: "expired",
+                  ConfirmOutcome.INVALID: "invalid", ConfirmOutcome.UNAVAILABLE: "unavailable"}
+
+
+def route(path: str) -> tuple[str, str | None] | None:
+    """("form", None) or ("confirm", TOKEN) for the subscribe paths; None for any other path."""
+    segments = [segment for segment in path.split("/") if segment]
+    if segments[-1:] == [SUBSCRIBE_SEGMENT]:
+        return "form", None
+    if len(segments) >= 3 and segments[-3:-1] == [SUBSCRIBE_SEGMENT, CONFIRM_SEGMENT]:
+        return "confirm", segments[-1]
+    return None
+
+
+class SubscribePages:
+    """Renders the pages; `respond` and `read_form` are the web app's (headers, body limits and
+    form parsing live in one place)."""
+
+    def __init__(self, subscriptions: Subscriptions, respond: Callable, read_form: Callable):
+        self.subscriptions = subscriptions
+        self.respond = respond  # (start_response, status, page bytes, extra headers, method) -> body
+        self.read_form = read_form  # (environ, max bytes) -> fields, or None for a bad body
+        config = subscriptions.config
+        self.context = {
+            "config": config,
+            "form_action": config.subscribe.url,
+            "hours": config.subscribe.confirm_hours,
+            "archive_url": site_url(config, INDEX_PAGE).removesuffix(INDEX_PAGE),
+        }
+
+    def page(self, page: str, **values: Any) -> bytes:
+        context = {**self.context, "page": "form" if page == "invalid_address" else page,
+                   "address": "", "problem": "", **values}
+        return render_site_template("subscribe.html.j2", context).encode("utf-8")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable, kind: str, token: str | None) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if kind == "confirm":
+            name = self._confirm(environ, method, token)
+            return self.respond(start_response, _STATUS[name], self.page(name), [], method)
+        if method != "POST":
+            return self.respond(start_response, "200 OK", self.page("form"), [], method)
+        fields = self.read_form(environ, MAX_FORM_BYTES)
+        if fields is None:
+            return self.respond(start_response, "400 Bad Request", self.page("form"), [], method)
+        answer = self.subscriptions.request(fields, environ.get("REMOTE_ADDR", ""))
+        name = _FORM_PAGES.get(answer.outcome, "invalid_address")
+        extra = [("Retry-After", "3600" if name == "too_many" else "60")] if name in ("too_many", "unavailable") else []
+        body = self.page(name, address=answer.address, problem=answer.problem)
+        return self.respond(start_response, _STATUS[name], body, extra, method)
+
+    def _confirm(self, environ: dict[str, Any], method: str, token: str) -> str:
+        if method != "POST":
+            state = self.subscriptions.check(token).state
+            return {TokenState.VALID: "confirm", TokenState.EXPIRED: "expired"}.get(state, "invalid")
+        fields = self.read_form(environ, MAX_FORM_BYTES)
+        if fields is None or fields.get(CONFIRM_FIELD) != "yes":
+            return "invalid"
+        return _CONFIRM_PAGES[self.subscriptions.confirm(token)]
