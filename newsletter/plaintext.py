@@ -113,7 +113,7 @@ def render_text(issue: Issue, config: Config, *, web_url: str) -> str:
     notice = issue.email_notice or issue.notice
     if notice:
         sections.append(_text(notice))
-    contents = "\n".join(wrap(f"{number}. {labels.emojize(paper.title)}", hanging="   ")
+    contents = "\n".join(wrap(f"{number}. {labels.contents_title(paper)}", hanging="   ")
                          for number, paper in enumerate(issue.papers, start=1))
     sections.append("이번 주의 논문 · In this issue\n\n" + contents)
     if issue.intro:

@@ -208,6 +208,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["html"] = _markdown_html
     env.filters["link_label"] = labels.link_label
     env.filters["emoji"] = labels.emojize
+    env.filters["contents_title"] = labels.contents_title
     env.filters["compact_css"] = compact_css
     return env
 

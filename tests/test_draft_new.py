@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,23 @@ def test_the_draft_builds(config: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     html = (tmp_path / "build" / "2023-10-16.html").read_text(encoding="utf-8")
     assert "번역 예정 · to be translated" in html and "작성 예정 · to be written" in html
+
+
+def test_a_drafts_contents_tell_the_papers_apart_in_the_email_and_the_text_part(config: Path, tmp_path: Path):
+    # Every Korean title of a fresh draft is the same marker: the contents list shows each paper's
+    # English title instead of ten identical lines (the paper's own heading still shows the marker).
+    cli(config, "new", "2023-10-16", "--from", SAMPLE_LIST)
+    assert cli(config, "build", "-o", tmp_path / "build", config.parent / "issues" / "2023-10-16.md").exit_code == 0
+    titles = [row["Title"] for row in sample_rows()]
+    text = (tmp_path / "build" / "2023-10-16.txt").read_text(encoding="utf-8")
+    contents = text.split("이번 주의 논문 · In this issue\n\n", 1)[1].split("\n\n", 1)[0]
+    assert [" ".join(entry.split()) for entry in re.split(r"(?m)^\d+\. ", contents)[1:]] == titles
+    html = (tmp_path / "build" / "2023-10-16.html").read_text(encoding="utf-8")
+    toc = html.split('class="toc"', 1)[1].split("</ol>", 1)[0]
+    assert [unescape(entry) for entry in re.findall(r"<a [^>]*>([^<]*)</a>", toc)] == titles
+    # Each paper's own heading still says what is missing.
+    assert len(re.findall(rf"(?m)^\d+\. {re.escape(TO_TRANSLATE)}\n   \S", text)) == len(titles)
+    assert len(re.findall(rf"<h2[^>]*>{re.escape(TO_TRANSLATE)}</h2>", html)) == len(titles)
 
 
 def test_new_never_overwrites_without_force(config: Path):
