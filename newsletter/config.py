@@ -60,7 +60,8 @@ class Config:
     ses: SesSettings = field(default_factory=SesSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     rate_share: float = 0.9
-    workers: int = 8
+    workers: int | None = None  # worker threads per process at most; None: "auto" (send/sizing.py)
+    processes: int | None = None  # worker processes at most; None: "auto"
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
@@ -98,7 +99,7 @@ class _Reader:
         "subscribers": {"database"},
         "unsubscribe": {"url", "mailto", "key_file"},
         "transport": {"kind", "ses", "smtp"},
-        "sending": {"rate_share", "workers", "outbox"},
+        "sending": {"rate_share", "workers", "processes", "outbox"},
         "serve": {"host", "port"},
     }
 
@@ -151,6 +152,12 @@ class _Reader:
         if not low <= value <= high:
             raise self.fail(dotted, f"must be between {low:g} and {high:g}, got {value!r}")
         return value
+
+    def auto_or_number(self, dotted: str, low: int, high: int) -> int | None:
+        """A whole number in [low, high], or "auto" (the default): None."""
+        if self.get(dotted, (int, str), "auto") == "auto":
+            return None
+        return self.number(dotted, int, None, low, high)
 
     def local_path(self, dotted: str, default: Any = ...) -> Any:
         value = self.text(dotted, default)
@@ -228,7 +235,8 @@ class _Reader:
                 max_24h_send=self.number("transport.smtp.max_24h_send", int, 10_000, 1, 10**9),
             ),
             rate_share=self.number("sending.rate_share", float, 0.9, 0.01, 1.0),
-            workers=self.number("sending.workers", int, 8, 1, 64),
+            workers=self.auto_or_number("sending.workers", 1, 256),
+            processes=self.auto_or_number("sending.processes", 1, 64),
             outbox=self.local_path("sending.outbox", "build/outbox"),
             serve_host=self.text("serve.host", "127.0.0.1"),
             serve_port=self.number("serve.port", int, 8025, 1, 65535),

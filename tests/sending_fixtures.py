@@ -199,9 +199,10 @@ class SlowProxy:
 # --- the CLI in a child process -----------------------------------------------------------------
 
 
-def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None) -> subprocess.Popen:
+def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None, **popen_options) -> subprocess.Popen:
     """`newsletter send --yes ISSUE` as a child process (environment inherited: dummy AWS
-    credentials, the moto endpoint, the signing key), so it can be killed or interrupted."""
+    credentials, the moto endpoint, the signing key), so it can be killed or interrupted.
+    `popen_options` go to Popen (e.g. start_new_session=True, to signal its whole group)."""
     import os
 
     env = dict(os.environ)
@@ -213,6 +214,7 @@ def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None) 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen_options,
     )
 
 

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config
 from ..errors import MessageError
 from ..model import Delivery
 from ..ratelimit import Backoff, RateLimiter
@@ -42,10 +43,13 @@ from ..transports.base import (
     Transport,
 )
 from .plan import Failure, SendPlan, SendSummary
+from .processes import WORKER_PROCESS_CONTEXT, WorkerProcesses
 from .quota import prepare_ledger
+from .sizing import CallLatency, workers_for
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
+_RESIZE_SECONDS = 0.5  # how often the pool is sized to the measured latency
 
 
 @dataclass(frozen=True)
@@ -61,25 +65,31 @@ class Outcome:
 
 
 class _Halt:
-    """Why a run ends early; the first reason given wins."""
+    """Why a run ends early; the first reason given wins. `event` is a threading.Event, or a
+    multiprocessing one shared by a run's worker processes; `report(kind, reason)`, when set, is
+    called with a reason this process gave first (a worker process passes it on to the parent)."""
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
+    def __init__(self, event=None) -> None:
+        self.event = event if event is not None else threading.Event()
         self.account_stop: str | None = None  # the provider's words
         self.interrupted: str | None = None  # which signal
+        self.report: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
 
     def account(self, reason: str) -> None:
-        with self._lock:
-            if not self.event.is_set():
-                self.account_stop = reason
-            self.event.set()
+        self._give("account_stop", reason)
 
     def interrupt(self, reason: str) -> None:
+        self._give("interrupted", reason)
+
+    def _give(self, kind: str, reason: str) -> None:
         with self._lock:
-            if not self.event.is_set():
-                self.interrupted = reason
+            first = self.account_stop is None and self.interrupted is None
+            if first:
+                setattr(self, kind, reason)
             self.event.set()
+        if first and self.report is not None:
+            self.report(kind, reason)
 
 
 @contextlib.contextmanager
@@ -100,8 +110,20 @@ def _stop_on_signals(halt: _Halt) -> Iterator[None]:
             signal.signal(number, handler)
 
 
+class _InThisProcess:
+    """The queue and events of a run whose workers are threads of one process (a multiprocessing
+    context stands in for this when the run spans processes)."""
+
+    Queue = queue.Queue
+    Event = threading.Event
+
+
 class BulkSend:
-    """One run over an issue's ledger. `run()` returns once every worker has stopped."""
+    """One run over an issue's ledger. `run()` returns once every worker has stopped.
+
+    It starts `workers` threads and, from the rate and the call latency it measures, grows to
+    `max_workers` (sizing.workers_for); with `processes` > 1 the threads live in that many worker
+    processes (processes.py), which take rows from one queue and turns from one shared limiter."""
 
     def __init__(
         self,
@@ -112,6 +134,8 @@ class BulkSend:
         transport_factory: Callable[[], Transport],
         limiter: RateLimiter,
         workers: int,
+        max_workers: int | None = None,
+        processes: int = 1,
         backoff: Backoff = Backoff(),
         limit: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
@@ -121,16 +145,29 @@ class BulkSend:
         self.compose = compose
         self.transport_factory = transport_factory
         self.limiter = limiter
-        self.workers = workers
+        self.max_workers = max(workers, max_workers or workers)
+        self.processes = processes
         self.backoff = backoff
         self.limit = limit
         self.on_outcome = on_outcome
-        self.halt = _Halt()
         self.retries = 0
-        self._jobs: queue.Queue[Delivery] = queue.Queue(maxsize=2 * workers)
-        self._feeding_done = threading.Event()
+        self.latency = CallLatency()
+        self.parent_pid: int | None = None  # set in a worker process: it stops if the parent dies
+        sync = WORKER_PROCESS_CONTEXT if processes > 1 else _InThisProcess
+        self.halt = _Halt(sync.Event())
+        self._jobs = sync.Queue(maxsize=2 * self.max_workers * processes)
+        self._feeding_done = sync.Event()
+        self._initial_workers = workers
+        self.workers_per_process = 0  # set by WorkerProcesses when the run ends
+        self._threads: list[threading.Thread] = []
+        self._resized = 0.0
         self._record_lock = threading.Lock()
         self._crash: BaseException | None = None
+
+    @property
+    def workers(self) -> int:
+        """Worker threads the run used (in each worker process: the most any of them used)."""
+        return max(len(self._threads), self.workers_per_process)
 
     @property
     def account_stop(self) -> str | None:
@@ -143,22 +180,59 @@ class BulkSend:
     def run(self, store: Store) -> None:
         """Send the issue's pending rows; `store` is the main thread's (the caller holds the
         send lock and has brought the ledger up to date)."""
-        threads = [threading.Thread(target=self._work, name=f"send-worker-{n}") for n in range(self.workers)]
         with _stop_on_signals(self.halt):
-            for thread in threads:
-                thread.start()
-            try:
-                self._feed(store)
-            except BaseException as error:
-                self.halt.interrupt(f"stopped by an error: {type(error).__name__}: {error}")
-                raise
-            finally:
-                self._feeding_done.set()
-                for thread in threads:
-                    while thread.is_alive():  # a timed join lets the signal handler run
-                        thread.join(_POLL_SECONDS)
+            if self.processes > 1:
+                group = WorkerProcesses(self)  # forks now, before this process starts any thread
+                self._feed_then_wait(store, group.wait)
+            else:
+                self._add_workers(self._initial_workers)
+                self._feed_then_wait(store, self._wait_for_workers)
         if self._crash is not None:
             raise self._crash
+
+    def work(self) -> None:
+        """A worker process's part: threads that take rows from the shared queue until it is
+        empty and fed no more, or the run halts."""
+        with _stop_on_signals(self.halt):
+            self._add_workers(self._initial_workers)
+            self._wait_for_workers()
+
+    def _feed_then_wait(self, store: Store, wait: Callable[[], None]) -> None:
+        try:
+            self._feed(store)
+        except BaseException as error:
+            self.halt.interrupt(f"stopped by an error: {type(error).__name__}: {error}")
+            raise
+        finally:
+            self._feeding_done.set()
+            wait()
+
+    def _wait_for_workers(self) -> None:
+        index = 0
+        while index < len(self._threads):  # the list may grow meanwhile
+            thread = self._threads[index]
+            while thread.is_alive():  # a timed join lets the signal handler run
+                thread.join(_POLL_SECONDS)
+                self._resize()
+            index += 1
+
+    def _add_workers(self, count: int) -> None:
+        for _ in range(count):
+            thread = threading.Thread(target=self._work, name=f"send-worker-{len(self._threads)}")
+            self._threads.append(thread)
+            thread.start()
+
+    def _resize(self) -> None:
+        """Start more threads when the calls' measured latency asks for more in flight (Little's
+        law); a thread too many only waits for the limiter, so the pool never shrinks."""
+        now = time.monotonic()
+        if now - self._resized < _RESIZE_SECONDS or self.halt.event.is_set() or self._feeding_done.is_set() and self._jobs.empty():
+            return
+        self._resized = now
+        latency = self.latency.mean()
+        if latency is not None and self._threads:
+            wanted = workers_for(self.limiter.target_rate / self.processes, latency, ceiling=self.max_workers)
+            self._add_workers(wanted - len(self._threads))
 
     def _feed(self, store: Store) -> None:
         after, fed = 0, 0
@@ -174,6 +248,8 @@ class BulkSend:
                         self._jobs.put(delivery, timeout=_POLL_SECONDS)
                         break
                     except queue.Full:
+                        if self.processes == 1:
+                            self._resize()
                         continue
                 else:
                     return
@@ -181,6 +257,9 @@ class BulkSend:
 
     def _next_job(self) -> Delivery | None:
         while not self.halt.event.is_set():
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                self.halt.interrupt("the sending process ended; this worker process stops with it")
+                break
             try:
                 return self._jobs.get(timeout=_POLL_SECONDS)
             except queue.Empty:
@@ -218,7 +297,11 @@ class BulkSend:
                 self._record(Outcome(delivery, state))
                 return
             try:
-                result = transport.send(message)
+                called = time.monotonic()
+                try:
+                    result = transport.send(message)
+                finally:
+                    self.latency.add(time.monotonic() - called)
             except RetryableSendError as error:
                 self.limiter.slow_down()
                 if attempt == self.backoff.attempts:
@@ -258,12 +341,6 @@ class BulkSend:
                 self.on_outcome(outcome)
 
 
-def worker_count(config: Config, recipients: int) -> int:
-    """How many worker threads a run uses: the configured number, but no idle clients for a short
-    list."""
-    return max(1, min(config.workers, recipients))
-
-
 def send_to_list(
     plan: SendPlan,
     summary: SendSummary,
@@ -293,13 +370,18 @@ def send_to_list(
     with Store.open(config.database) as store, store.send_lock():
         preparation, summary.recipients = prepare_ledger(store, plan.ledger_request, plan.quota, commit=True)
         summary.found_interrupted = preparation.interrupted
+        sizing = plan.sizing(summary.recipients)
+        limiter = (RateLimiter.shared(plan.quota.max_send_rate, config.rate_share, context=WORKER_PROCESS_CONTEXT)
+                   if sizing.processes > 1 else RateLimiter(plan.quota.max_send_rate, config.rate_share))
         run = BulkSend(
             database=config.database,
             issue_id=plan.issue_id,
             compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
             transport_factory=transport_factory or plan.new_transport,
-            limiter=RateLimiter(plan.quota.max_send_rate, config.rate_share),
-            workers=worker_count(config, summary.recipients),
+            limiter=limiter,
+            workers=sizing.workers,
+            max_workers=sizing.max_workers,
+            processes=sizing.processes,
             backoff=backoff,
             limit=plan.limit,
             on_outcome=on_outcome,
@@ -309,6 +391,7 @@ def send_to_list(
     summary.quota = dataclasses.asdict(plan.quota)
     summary.rate = run.limiter.target_rate
     summary.workers = run.workers
+    summary.processes = sizing.processes
     summary.stopped = run.account_stop
     summary.interrupted = run.interrupted
     summary.retries = run.retries
