@@ -141,23 +141,37 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def timed_send(config, overrides: dict):
-    """prepare_send + send_issue (with --workers / --processes as the CLI passes them); (plan,
-    summary, wall seconds of the send, CPU seconds of the send)."""
+@dataclasses.dataclass
+class Send:
+    addresses: list[str]
+    summary: object  # SendSummary
+    wall: float  # seconds of the send itself (not the plan)
+    cpu: float  # CPU seconds of the send, worker processes included
+    starts: list  # the sent rows' start times from the ledger (when the limiter let them go)
+    answers: list  # and when their answers were recorded
+
+    def outcome(self) -> str:
+        summary = self.summary
+        return (f"sent {summary.sent} (failed {len(summary.failures)}, unknown {len(summary.unknown)}, "
+                f"retries {summary.retries})")
+
+
+def send_list(url: str, account_rate: float | None, share: float, recipients: int, overrides: dict) -> Send:
+    """A fresh store of `recipients` subscribers, then prepare_send + send_issue through the
+    engine (with --workers / --processes as the CLI passes them)."""
     from newsletter.send import prepare_send, send_issue
-
-    plan = dataclasses.replace(prepare_send(ISSUE, config, dry_run=False), **overrides)
-    cpu, began = cpu_seconds(), time.perf_counter()
-    summary = send_issue(plan)
-    return plan, summary, time.perf_counter() - began, cpu_seconds() - cpu
-
-
-def ledger_times(config, issue_id: str):
     from newsletter.store import Store
 
-    with Store.open(config.database) as store:
-        rows = list(store.deliveries(issue_id, ["sent"]))
-    return [row.started_at for row in rows], [row.finished_at for row in rows]
+    with tempfile.TemporaryDirectory() as folder:
+        config = bench_config(folder, url, account_rate, share)
+        addresses = fill_list(config, recipients)
+        plan = dataclasses.replace(prepare_send(ISSUE, config, dry_run=False), **overrides)
+        cpu, began = cpu_seconds(), time.perf_counter()
+        summary = send_issue(plan)
+        wall, cpu = time.perf_counter() - began, cpu_seconds() - cpu
+        with Store.open(config.database) as store:
+            rows = list(store.deliveries(plan.issue_id, ["sent"]))
+    return Send(addresses, summary, wall, cpu, [row.started_at for row in rows], [row.finished_at for row in rows])
 
 
 def achieved_rate(times, set_rate: float) -> float:
@@ -169,29 +183,25 @@ def run_local(rate: float, latency: float, seconds: float, share: float, overrid
     from newsletter.ratelimit import busiest_window
 
     server, url = start_endpoint(latency, rate)
+    recipients = int(rate * seconds)
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            config = bench_config(folder, url, None, share)
-            recipients = int(rate * seconds)
-            fill_list(config, recipients)
-            plan, summary, wall, cpu = timed_send(config, overrides)
-            starts, _answers = ledger_times(config, plan.issue_id)
+        run = send_list(url, None, share, recipients, overrides)
         arrivals = endpoint_arrivals(url)
     finally:
         stop(server)
 
+    summary, cpu, wall = run.summary, run.cpu, run.wall
     set_rate = rate * share
     achieved = achieved_rate(arrivals, set_rate)
     window = busiest_window(arrivals)
     cpu_per_message = cpu / max(1, summary.sent)
     print(f"set {set_rate:g}/s (MaxSendRate {rate:g} x {share:g}), {latency * 1000:g} ms a call, {recipients} recipients, "
           f"{summary.processes} process(es) x {summary.workers} workers")
-    print(f"  sent {summary.sent} (failed {len(summary.failures)}, unknown {len(summary.unknown)}, retries {summary.retries}); "
-          f"the endpoint got {len(arrivals)} calls")
+    print(f"  {run.outcome()}; the endpoint got {len(arrivals)} calls")
     print(f"  achieved {achieved:.1f}/s = {achieved / set_rate:.3f} of the set rate  [target at 500/s: >= 0.9]")
     verdict = "within" if window <= set_rate else "ABOVE"
     print(f"  busiest one-second window at the endpoint: {window} calls ({verdict} the set rate {set_rate:g}); "
-          f"by the ledger's start times: {busiest_window(starts)}")
+          f"by the ledger's start times: {busiest_window(run.starts)}")
     print(f"  CPU {cpu:.1f} s over {wall:.1f} s of sending: {cpu_per_message * 1000:.2f} ms per message, "
           f"{cpu / wall:.2f} cores busy (of {os.cpu_count()}); load average before: {os.getloadavg()[0]:.2f}")
     if achieved < 0.9 * set_rate:
@@ -208,31 +218,27 @@ def run_moto(recipients: int, account_rate: float, share: float, overrides: dict
     server, url = start_moto()
     try:
         boto3.client("sesv2", endpoint_url=url, region_name="us-east-1").create_email_identity(EmailIdentity=SENDER_DOMAIN)
-        with tempfile.TemporaryDirectory() as folder:
-            config = bench_config(folder, url, account_rate, share)
-            addresses = fill_list(config, recipients)
-            plan, summary, wall, _cpu = timed_send(config, overrides)
-            starts, answers = ledger_times(config, plan.issue_id)
+        run = send_list(url, account_rate, share, recipients, overrides)
         copies = moto_delivered(url)
     finally:
         stop(server)
 
+    summary = run.summary
     set_rate = account_rate * share
-    achieved = achieved_rate(starts, set_rate)
-    window = busiest_window(starts)
-    once = sorted(copies) == addresses and set(copies.values()) == {1}
+    achieved = achieved_rate(run.starts, set_rate)
+    window = busiest_window(run.starts)
+    once = sorted(copies) == run.addresses and set(copies.values()) == {1}
     print(f"MaxSendRate {account_rate:g}/s, share {share:g}: limiter set to {set_rate:g}/s, "
           f"{summary.processes} process(es) x {summary.workers} workers, {recipients} recipients")
-    print(f"  sent {summary.sent} (failed {len(summary.failures)}, unknown {len(summary.unknown)}, "
-          f"retries {summary.retries}); moto got each recipient exactly once: {once}")
+    print(f"  {run.outcome()}; moto got each recipient exactly once: {once}")
     print(f"  achieved {achieved:.2f}/s = {achieved / set_rate:.3f} of the set rate "
           f"({achieved / account_rate:.3f} of MaxSendRate)  [target >= 0.9]")
     verdict = {True: "within", False: "ABOVE"}
     print(f"  busiest one-second window: {window} calls; MaxSendRate {account_rate:g}: "
           f"{verdict[window <= account_rate]}; set rate {set_rate:g}: {verdict[window <= set_rate]}  "
           "[target: no window above the rate]")
-    print(f"  (counted by when moto's answers were recorded instead: busiest window {busiest_window(answers)})")
-    print(f"  wall time of the send: {wall:.1f} s")
+    print(f"  (counted by when moto's answers were recorded instead: busiest window {busiest_window(run.answers)})")
+    print(f"  wall time of the send: {run.wall:.1f} s")
 
 
 def main() -> None:
