@@ -62,6 +62,9 @@ class Config:
     rate_share: float = 0.9
     workers: int | None = None  # worker threads per process at most; None: "auto" (send/sizing.py)
     processes: int | None = None  # worker processes at most; None: "auto"
+    # How long a send keeps retrying while the provider cannot be reached before it stops (the
+    # rows stay pending): long enough to ride out a dropped Wi-Fi or a VPN reconnecting.
+    outage_budget_seconds: float = 300.0
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
@@ -99,7 +102,7 @@ class _Reader:
         "subscribers": {"database"},
         "unsubscribe": {"url", "mailto", "key_file"},
         "transport": {"kind", "ses", "smtp"},
-        "sending": {"rate_share", "workers", "processes", "outbox"},
+        "sending": {"rate_share", "workers", "processes", "outbox", "outage_budget_seconds"},
         "serve": {"host", "port"},
     }
 
@@ -237,6 +240,7 @@ class _Reader:
             rate_share=self.number("sending.rate_share", float, 0.9, 0.01, 1.0),
             workers=self.auto_or_number("sending.workers", 1, 256),
             processes=self.auto_or_number("sending.processes", 1, 64),
+            outage_budget_seconds=self.number("sending.outage_budget_seconds", float, 300.0, 0.0, 86_400.0),
             outbox=self.local_path("sending.outbox", "build/outbox"),
             serve_host=self.text("serve.host", "127.0.0.1"),
             serve_port=self.number("serve.port", int, 8025, 1, 65535),

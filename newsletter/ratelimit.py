@@ -60,6 +60,10 @@ class RateLimiter:
         self._lowest_rate = self.target_rate * lowest_share
         self._recovery = self.target_rate * recovery_per_second
         self._calm_seconds = calm_seconds
+        # A grant's time is reported on the wall clock but read from the monotonic one, so that
+        # the reported times keep the window's cap even if the process is preempted between the
+        # two readings (seen at 55 grants in a window capped at 54 on a loaded machine).
+        self._wall_offset = time.time() - time.monotonic()
         initial = [self.target_rate, float(self.burst), time.monotonic(), -math.inf, 0.0, 0.0]
         initial += [-math.inf] * self.window_cap  # no grants yet
         if context is None:
@@ -99,7 +103,7 @@ class RateLimiter:
                     head = int(state[_RING_HEAD])
                     state[_RING_START + head] = now
                     state[_RING_HEAD] = (head + 1) % self.window_cap
-                    return dt.datetime.now(dt.UTC)
+                    return dt.datetime.fromtimestamp(now + self._wall_offset, dt.UTC)
             if stop is None:
                 time.sleep(wait)
             elif stop.wait(wait):

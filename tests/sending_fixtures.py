@@ -21,7 +21,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
-from conftest import write_config
+from conftest import _free_port, write_config
 from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.model import Subscriber
@@ -148,6 +148,54 @@ class SesFaults:
 
     def transport_factory(self, config) -> Callable[[], SesTransport]:
         return ses_with_hooks({"before-send.sesv2.SendEmail": self.before_send})(config)
+
+
+# --- an SMTP server whose answers at each step the test sets ------------------------------------
+
+
+class ScriptedSmtp:
+    """A real aiosmtpd server on 127.0.0.1 that answers MAIL FROM with `mail_reply`, RCPT with
+    `rcpt_replies[address]` and the end of DATA with `data_reply` when they are set (else as a
+    server that accepts everything), keeping what it accepted in `.messages`."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.mail_reply: str | None = None
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_reply: str | None = None
+        self.messages: list = []
+        self.host, self.port = "127.0.0.1", _free_port()
+        self._controller = Controller(self, hostname=self.host, port=self.port)
+        self._controller.start()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data_reply:
+            return self.data_reply
+        self.messages.append(envelope)
+        return f"250 2.0.0 queued as scripted-{len(self.messages)}"
+
+    def close(self) -> None:
+        self._controller.stop()
+
+
+@pytest.fixture
+def scripted_smtp():
+    server = ScriptedSmtp()
+    yield server
+    server.close()
 
 
 # --- a TCP proxy that holds every answer back -------------------------------------------------

@@ -3,15 +3,17 @@ one connection per thread under contention, and the per-database send lock acros
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from newsletter.errors import SendError
+from newsletter.errors import SendError, StoreError
 from newsletter.model import Subscriber
 from newsletter.store import Store, db, utc_now
+from newsletter.store.ledger import IssueChangedError, IssueVersion
 from newsletter.transports.base import RecipientRejectedError
 from sending_fixtures import run_threads
 
@@ -75,13 +77,13 @@ def test_a_row_goes_pending_sending_sent_with_its_attempts_and_message_id(store)
     subscribe(store, "a@example.org", "b@example.org")
     store.prepare_issue(ISSUE_ID)
     first, second = store.pending_deliveries(ISSUE_ID)
-    assert store.claim_delivery(first.id) == "sending"
-    assert store.claim_delivery(first.id) == "sending"  # not pending any more: a second claim takes nothing
+    assert store.claim_delivery(first.id) == "claimed"
+    assert store.claim_delivery(first.id) == "taken"  # not pending any more: a second claim takes nothing
     store.finish_delivery(first.id, "pending", error=RecipientRejectedError("busy", code="450"))
-    assert store.claim_delivery(first.id) == "sending"
+    assert store.claim_delivery(first.id) == "claimed"
     store.finish_delivery(first.id, "sent", message_id="ses-1")
     store.finish_delivery(first.id, "failed")  # only a `sending` row can be finished
-    assert store.claim_delivery(second.id) == "sending"
+    assert store.claim_delivery(second.id) == "claimed"
     store.finish_delivery(second.id, "failed", error=RecipientRejectedError("no such user", code="550"))
     sent, failed = store.deliveries(ISSUE_ID, ("sent", "failed"))
     assert (sent.state, sent.attempts, sent.message_id) == ("sent", 2, "ses-1")
@@ -115,7 +117,7 @@ def test_an_address_that_left_the_list_is_skipped_and_back_if_it_returns(store):
     store.set_status("b@example.org", "subscribed", "resubscribed")
     assert states(store) == {"a@example.org": "skipped", "b@example.org": "skipped"}
     assert store.prepare_issue(ISSUE_ID).pending == 1
-    assert store.claim_delivery(row_b.id) == "sending"
+    assert store.claim_delivery(row_b.id) == "claimed"
 
 
 def test_failed_rows_are_sent_again_only_when_asked(store):
@@ -148,7 +150,7 @@ def test_workers_with_a_connection_each_record_every_row_under_contention(tmp_pa
     def worker(share):
         with Store.open(path) as own:
             for row in share:
-                assert own.claim_delivery(row.id) == "sending"
+                assert own.claim_delivery(row.id) == "claimed"
                 own.finish_delivery(row.id, "sent", message_id=f"id-{row.id}")
 
     assert run_threads(worker, [(rows[n::8],) for n in range(8)]) == []
@@ -174,3 +176,93 @@ def test_one_send_at_a_time_per_database_across_processes(tmp_path):
         allowed = subprocess.run(other_process, capture_output=True, text=True)
     assert refused.returncode == 1 and "another send is running" in refused.stderr
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_of_two_processes_claiming_the_same_rows_exactly_one_wins_each(tmp_path):
+    """The claim is a compare-and-set: a row another process holds (or finished) is not this
+    run's, whatever the two processes' timing."""
+    path = tmp_path / "newsletter.db"
+    with Store.open(path) as store:
+        subscribe(store, *(f"reader{n}@example.org" for n in range(300)))
+        store.prepare_issue(ISSUE_ID)
+    claimer = (
+        "import sys\nfrom newsletter.store import Store\n"
+        f"store = Store.open({str(path)!r})\n"
+        "won = [row.id for row in store.pending_deliveries('2023-10-16', limit=1000) if store.claim_delivery(row.id) == 'claimed']\n"
+        "print(' '.join(map(str, won)))\n"
+    )
+    children = [subprocess.Popen([sys.executable, "-c", claimer], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [child.communicate(timeout=60)[0] for child in children]
+    won = [set(map(int, output.split())) for output in outputs]
+    assert not won[0] & won[1]  # no row claimed twice
+    with Store.open(path) as store:
+        assert len(won[0] | won[1]) == store.delivery_counts(ISSUE_ID)["sending"] == 300
+
+
+VERSION_1 = IssueVersion("Top ML Papers 10/16", "a" * 64)
+
+
+def send_all(store: Store, version_id: int) -> None:
+    for row in store.pending_deliveries(ISSUE_ID):
+        assert store.claim_delivery(row.id, version_id=version_id) == "claimed"
+        store.finish_delivery(row.id, "sent")
+
+
+def test_a_changed_version_is_refused_saying_what_changed_unless_allowed(store):
+    subscribe(store, "a@example.org", "b@example.org")
+    first = store.prepare_issue(ISSUE_ID, version=VERSION_1)
+    send_all(store, first.version_id)
+    subscribe(store, "c@example.org")
+    assert store.prepare_issue(ISSUE_ID, version=VERSION_1).version_id == first.version_id  # the same: fine
+
+    edited = IssueVersion(VERSION_1.subject, "b" * 64)
+    with pytest.raises(IssueChangedError, match=r"sent to 2 recipient\(s\) in another version: the content .* changed"):
+        store.prepare_issue(ISSUE_ID, version=edited)
+    retitled = IssueVersion("Top ML Papers 10/23", "b" * 64)
+    with pytest.raises(IssueChangedError, match="the subject .*'Top ML Papers 10/16', now 'Top ML Papers 10/23'.* and the content"):
+        store.prepare_issue(ISSUE_ID, version=retitled)
+    assert states(store)["c@example.org"] == "pending"  # the refusal rolled everything back... or kept it pending
+
+    second = store.prepare_issue(ISSUE_ID, version=edited, allow_changed_version=True)
+    assert second.version_id != first.version_id and second.pending == 1
+    send_all(store, second.version_id)
+    assert store.prepare_issue(ISSUE_ID, version=edited).pending == 0  # the new version is now the one sent
+    with pytest.raises(IssueChangedError):
+        store.prepare_issue(ISSUE_ID, version=VERSION_1)  # and going back is a change too
+
+
+def lock_holder(path) -> list[str]:
+    return [
+        sys.executable, "-c",
+        "import sys, time\nfrom newsletter.store import Store\nfrom newsletter.errors import NewsletterError\n"
+        f"store = Store.open({str(path)!r})\n"
+        "lock = store.send_lock()  # kept: a dropped context manager would release the lock\n"
+        "try:\n    lock.__enter__()\nexcept NewsletterError as error:\n    sys.exit(str(error))\n"
+        "print('locked', flush=True)\ntime.sleep(60)\n",
+    ]
+
+
+def test_the_send_lock_holds_through_a_symbolic_link_in_another_folder(tmp_path):
+    path = tmp_path / "data" / "newsletter.db"
+    Store.open(path).close()
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "list.db"
+    link.symlink_to(path)
+    holder = subprocess.Popen(lock_holder(link), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        refused = subprocess.run(lock_holder(path), capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "another send is running" in refused.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_database_with_a_second_hard_link_is_refused_naming_the_fix(tmp_path):
+    path = tmp_path / "newsletter.db"
+    Store.open(path).close()
+    (tmp_path / "elsewhere").mkdir()
+    os.link(path, tmp_path / "elsewhere" / "list.db")
+    for name in (path, tmp_path / "elsewhere" / "list.db"):
+        with pytest.raises(StoreError, match="has 2 names \\(hard links\\).*delete the other link"):
+            Store.open(name)

@@ -162,7 +162,9 @@ def test_throttling_and_5xx_slow_the_send_but_lose_and_duplicate_nothing(tmp_pat
     assert len(rows) == len(addresses) and sum(row.attempts for row in rows) == faults.calls
 
 
-def test_a_call_throttled_past_the_last_attempt_is_failed_with_its_error_not_dropped(tmp_path, moto_ses, secret):
+def test_a_call_throttled_past_the_last_attempt_stops_the_run_and_leaves_the_row_pending(tmp_path, moto_ses, secret):
+    """Throttling that outlasts every attempt is SES's trouble, not the reader's: nobody is
+    `failed` for it; the run stops and a later run sends the row."""
     config_path = sending_config(tmp_path / "newsletter.toml")
     addresses = readers(5)
     subscribe(config_path, addresses)
@@ -171,15 +173,16 @@ def test_a_call_throttled_past_the_last_attempt_is_failed_with_its_error_not_dro
         if recipient == addresses[2] else None
     )
     summary = send_in_process(config_path, transport_factory=faults.transport_factory)
-    assert not summary.complete
-    assert [(f.address, f.kind, f.code) for f in summary.failures] == [
-        (addresses[2], "RetryableSendError", "TooManyRequestsException")
-    ]
+    assert not summary.complete and summary.failures == []
+    assert summary.stopped.startswith("ses refused 6 calls in a row for one message: TooManyRequestsException")
     assert faults.injected["TooManyRequestsException"] == FAST_RETRIES.attempts
+    states = ledger_states(config_path)
+    assert states[addresses[2]] == "pending" and set(states.values()) <= {"sent", "pending"}
     report = status_json(config_path)
-    assert report["counts"]["failed"] == 1 and report["counts"]["sent"] == 4
-    assert report["problems"][0]["attempts"] == FAST_RETRIES.attempts
-    assert report["problems"][0]["error"] == "Maximum sending rate exceeded."
+    assert report["counts"]["failed"] == 0
+
+    assert send_in_process(config_path).complete
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
 
 
 def test_rejections_are_recorded_listed_by_status_and_the_send_goes_on(tmp_path, moto_ses, secret):
@@ -188,7 +191,7 @@ def test_rejections_are_recorded_listed_by_status_and_the_send_goes_on(tmp_path,
     subscribe(config_path, addresses)
     rejected = {addresses[1], addresses[6]}
     faults = SesFaults(
-        lambda _call, recipient: (400, "MessageRejected", "Email address is not verified.") if recipient in rejected else None
+        lambda _call, recipient: (400, "MessageRejected", "Illegal address") if recipient in rejected else None
     )
     summary = send_in_process(config_path, transport_factory=faults.transport_factory)
     assert {f.address for f in summary.failures} == rejected and summary.sent == 6
@@ -197,7 +200,7 @@ def test_rejections_are_recorded_listed_by_status_and_the_send_goes_on(tmp_path,
     result = cli(load_config(config_path).path, "status", str(ISSUE))
     assert result.exit_code == 0
     for address in rejected:
-        assert f"failed: {address}: RecipientRejectedError MessageRejected: Email address is not verified." in result.output
+        assert f"failed: {address}: RecipientRejectedError MessageRejected: Illegal address" in result.output
     assert "sent     6" in result.output
 
     # A rejection is not retried by a later run unless asked.
@@ -216,7 +219,8 @@ def test_an_account_stop_leaves_the_rest_pending_and_a_later_run_finishes_them(t
         lambda call, _recipient: (400, "SendingPausedException", "Sending is paused for this account.") if call > 6 else None
     )
     summary = send_in_process(config_path, transport_factory=faults.transport_factory)
-    assert summary.stopped == "SendingPausedException: Sending is paused for this account."
+    assert summary.stopped == "the account cannot send now: SendingPausedException: Sending is paused for this account."
+    assert "resume it" in summary.stop_fix
     assert not summary.complete and summary.failures == [] and summary.unknown == []
     states = ledger_states(config_path)
     assert sorted(states.values()).count("sent") == 6
@@ -401,20 +405,23 @@ def smtp_config(tmp_path, server, **options):
     return sending_config(tmp_path / "newsletter.toml", transport="smtp", smtp=smtp, **options)
 
 
-def test_smtp_4xx_is_retried_then_failed_and_5xx_fails_that_recipient_only(tmp_path, smtp_server, secret):
+def test_smtp_4xx_is_retried_then_left_pending_and_5xx_fails_that_recipient_only(tmp_path, smtp_server, secret):
     config_path = smtp_config(tmp_path, smtp_server)
     addresses = readers(6)
     subscribe(config_path, addresses)
     smtp_server.rcpt_replies[addresses[1]] = "450 4.2.1 mailbox busy"
     smtp_server.rcpt_replies[addresses[4]] = "550 5.1.1 no such user"
     summary = send_in_process(config_path)
-    assert {(f.address, f.kind, f.code) for f in summary.failures} == {
-        (addresses[1], "RetryableSendError", "450"),
-        (addresses[4], "RecipientRejectedError", "550"),
-    }
+    assert {(f.address, f.kind, f.code) for f in summary.failures} == {(addresses[4], "RecipientRejectedError", "550")}
+    assert {(f.address, f.kind, f.code) for f in summary.deferred} == {(addresses[1], "RecipientDeferredError", "450")}
+    assert summary.stopped is None and summary.ledger["pending"] == 1  # the others were sent all the same
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(set(addresses) - {addresses[1], addresses[4]})
-    problems = {row["address"]: row for row in status_json(config_path)["problems"]}
-    assert problems[addresses[1]]["attempts"] == FAST_RETRIES.attempts and problems[addresses[4]]["attempts"] == 1
+    assert ledger_states(config_path)[addresses[1]] == "pending"
+    assert status_json(config_path)["problems"][0]["attempts"] == 1  # only the 550 is a problem
+
+    del smtp_server.rcpt_replies[addresses[1]]  # the mailbox has room again: a plain rerun sends it
+    summary = send_in_process(config_path)
+    assert summary.sent == 1 and ledger_states(config_path)[addresses[1]] == "sent"
 
 
 def test_smtp_login_refused_stops_the_run_with_everyone_pending(tmp_path, smtp_tls_server, secret, monkeypatch):

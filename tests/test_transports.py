@@ -15,7 +15,6 @@ import threading
 from dataclasses import replace
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from conftest import SMTP_TEST_PASSWORD, SMTP_TEST_USER, write_config
 from newsletter.config import SesSettings, SmtpSettings, load_config
@@ -25,12 +24,15 @@ from newsletter.transports.base import (
     AccountStoppedError,
     OutcomeUnknownError,
     OutgoingMessage,
+    RecipientDeferredError,
     RecipientRejectedError,
     RetryableSendError,
+    UnreachableError,
 )
 from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.ses import SesTransport
 from newsletter.transports.smtp import SmtpTransport
+from sending_fixtures import scripted_smtp, ses_answer, ses_error  # noqa: F401  (fixture)
 
 RAW = (
     "From: Top ML Papers <digest@newsletter.example.com>\r\n"
@@ -57,23 +59,13 @@ def ses(moto_ses):
     transport.close()
 
 
-class _Body:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def stream(self, **_):
-        yield self.data
-
-
 def answer_with(transport: SesTransport, status: int, code: str, text: str) -> list[int]:
     """Make SES's answer to SendEmail `status`/`code`; returns a list counting the HTTP attempts."""
     attempts: list[int] = []
 
     def respond(request, **_):
         attempts.append(1)
-        body = ('{"message": "%s"}' % text).encode()
-        headers = {"x-amzn-ErrorType": code, "Content-Type": "application/json"}
-        return AWSResponse(request.url, status, headers, _Body(body))
+        return ses_error(request, status, code, text)
 
     transport.client.meta.events.register("before-send.sesv2.SendEmail", respond)
     return attempts
@@ -93,12 +85,19 @@ def test_ses_sends_the_raw_message_with_configuration_set_and_issue_tag(moto_ses
     assert requests[0]["Destination"] == {"ToAddresses": ["reader@example.org"]}
 
 
-def test_ses_unverified_sender_is_a_rejection_keeping_ses_code_and_message(moto_ses, ses):
-    with pytest.raises(RecipientRejectedError) as caught:
+def test_ses_unverified_sender_stops_the_account_naming_the_fix(moto_ses, ses):
+    """moto, like SES, refuses a From whose identity is not verified: not the recipient's fault."""
+    with pytest.raises(AccountStoppedError) as caught:
         ses.send(message(raw=RAW.replace(b"newsletter.example.com", b"elsewhere.example")))
     assert caught.value.code == "MessageRejected"
     assert "digest@elsewhere.example" in caught.value.message
+    assert "verify the From address or its domain in SES in region us-east-1" in caught.value.fix
     assert moto_ses.raw_messages() == []
+
+
+SANDBOX_RECIPIENT = (
+    "Email address is not verified. The following identities failed the check in region US-EAST-1: reader@example.org"
+)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +109,22 @@ def test_ses_unverified_sender_is_a_rejection_keeping_ses_code_and_message(moto_
         (400, "SendingPausedException", "Sending paused for this account", AccountStoppedError),
         (400, "AccountSuspendedException", "Account suspended", AccountStoppedError),
         (400, "MailFromDomainNotVerifiedException", "MAIL FROM not verified", AccountStoppedError),
+        (400, "MessageRejected", SANDBOX_RECIPIENT, AccountStoppedError),
+        (400, "MessageRejected", "Did not have authority to send from email digest@newsletter.example.com",
+         AccountStoppedError),
+        (404, "NotFoundException", "Configuration set <newsletter> does not exist.", AccountStoppedError),
+        (400, "ConfigurationSetDoesNotExist", "Configuration set <newsletter> does not exist.", AccountStoppedError),
+        (403, "AccessDeniedException", "User is not authorized to perform ses:SendEmail", AccountStoppedError),
+        (403, "AccessDenied", "User is not authorized to perform ses:SendRawEmail", AccountStoppedError),
+        (403, "UnrecognizedClientException", "The security token included in the request is invalid.",
+         AccountStoppedError),
+        (403, "InvalidClientTokenId", "The security token included in the request is invalid.", AccountStoppedError),
+        (403, "SignatureDoesNotMatch", "The request signature we calculated does not match", AccountStoppedError),
+        (403, "ExpiredTokenException", "The security token included in the request is expired", AccountStoppedError),
+        (403, "ExpiredToken", "The security token included in the request is expired", AccountStoppedError),
+        (403, "SomethingNew", "Forbidden", AccountStoppedError),
         (400, "BadRequestException", "Invalid address", RecipientRejectedError),
+        (400, "MessageRejected", "Illegal address", RecipientRejectedError),
     ],
 )
 def test_ses_errors_are_classified_once_without_sdk_retries(moto_ses, ses, status, code, text, expected):
@@ -119,6 +133,8 @@ def test_ses_errors_are_classified_once_without_sdk_retries(moto_ses, ses, statu
         ses.send(message())
     assert (caught.value.code, caught.value.message) == (code, text)
     assert len(attempts) == 1  # botocore's retries are off: one HTTP request, one answer
+    if expected is AccountStoppedError:
+        assert caught.value.fix and "\n" not in caught.value.fix
 
 
 def _closed_port() -> int:
@@ -127,9 +143,20 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_ses_endpoint_that_refuses_connections_is_retryable():
+def test_ses_endpoint_that_refuses_connections_is_unreachable():
     transport = SesTransport(SesSettings(endpoint_url=f"http://127.0.0.1:{_closed_port()}"))
-    with pytest.raises(RetryableSendError) as caught:
+    with pytest.raises(UnreachableError) as caught:
+        transport.send(message())
+    assert caught.value.code == "EndpointConnectionError"
+
+
+def test_ses_endpoint_whose_name_does_not_resolve_is_unreachable(monkeypatch):
+    def no_such_name(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)  # no DNS here to fail for real
+    transport = SesTransport(SesSettings(endpoint_url="https://email.us-east-1.amazonaws.invalid"))
+    with pytest.raises(UnreachableError) as caught:
         transport.send(message())
     assert caught.value.code == "EndpointConnectionError"
 
@@ -171,7 +198,7 @@ def test_ses_quota_falls_back_to_config_where_get_account_is_missing(moto_ses):
 def test_ses_quota_reads_get_account(moto_ses, ses):
     def account(request, **_):
         body = b'{"SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0, "SentLast24Hours": 12.0}}'
-        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, _Body(body))
+        return ses_answer(request, 200, body)
 
     ses.client.meta.events.register("before-send.sesv2.GetAccount", account)
     quota = ses.quota()
@@ -201,22 +228,46 @@ def test_smtp_delivers_each_message_on_one_connection(smtp_server):
 
 @pytest.mark.parametrize(
     ("reply", "expected"),
-    [("550 5.1.1 no such user", RecipientRejectedError), ("450 4.2.1 mailbox busy", RetryableSendError)],
+    [
+        ("550 5.1.1 no such user", RecipientRejectedError),
+        ("450 4.2.1 mailbox busy", RecipientDeferredError),
+        ("421 4.3.2 service shutting down", RetryableSendError),
+        ("454 Throttling failure: Maximum sending rate exceeded.", RetryableSendError),
+        ("454 Throttling failure: Daily message quota exceeded.", AccountStoppedError),
+        ("530 5.7.0 Authentication required", AccountStoppedError),
+        ("554 5.7.1 Relay access denied", AccountStoppedError),
+    ],
 )
-def test_smtp_recipient_answers_are_classified_and_the_connection_goes_on(smtp_server, reply, expected):
-    smtp_server.rcpt_replies["refused@example.org"] = reply
-    transport = smtp_transport(smtp_server)
+def test_smtp_recipient_answers_are_classified_and_the_connection_goes_on(scripted_smtp, reply, expected):
+    scripted_smtp.rcpt_replies["refused@example.org"] = reply
+    transport = smtp_transport(scripted_smtp)
     with pytest.raises(expected) as caught:
         transport.send(message("refused@example.org"))
     assert caught.value.code == reply[:3]
+    assert (expected is RetryableSendError) == (type(caught.value) is RetryableSendError)  # not a subclass
     transport.send(message("fine@example.org"))
     transport.close()
-    assert [m.rcpt_tos for m in smtp_server.messages] == [["fine@example.org"]]
+    assert [m.rcpt_tos for m in scripted_smtp.messages] == [["fine@example.org"]]
 
 
-def test_smtp_server_that_is_not_there_is_retryable():
+def test_smtp_sender_refused_at_mail_from_stops_the_account(scripted_smtp):
+    scripted_smtp.mail_reply = "554 5.7.1 Sender address rejected: not owned by user"
+    with pytest.raises(AccountStoppedError) as caught:
+        smtp_transport(scripted_smtp).send(message())
+    assert caught.value.code == "554" and "digest@newsletter.example.com" in caught.value.fix
+
+
+def test_smtp_ses_unverified_answer_after_data_stops_the_account(scripted_smtp):
+    """SES's SMTP interface refuses an unverified identity after the message, with a 554."""
+    scripted_smtp.data_reply = f"554 Message rejected: {SANDBOX_RECIPIENT}"
+    with pytest.raises(AccountStoppedError) as caught:
+        smtp_transport(scripted_smtp).send(message())
+    assert caught.value.code == "554"
+
+
+def test_smtp_server_that_is_not_there_is_unreachable():
     transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=_closed_port(), security="none"), "a@b.example")
-    with pytest.raises(RetryableSendError):
+    with pytest.raises(UnreachableError):
         transport.send(message())
 
 
@@ -271,10 +322,10 @@ def test_smtp_starttls_and_login_with_password_from_the_environment(smtp_tls_ser
         wrong.send(message())
 
 
-def test_smtp_starttls_refuses_a_certificate_it_cannot_verify(smtp_tls_server):
+def test_smtp_starttls_refuses_a_certificate_it_cannot_verify_and_stops(smtp_tls_server):
     settings = SmtpSettings(host="127.0.0.1", port=smtp_tls_server.port, security="starttls", timeout=5)
     transport = SmtpTransport(settings, "digest@newsletter.example.com")  # the system's CAs only
-    with pytest.raises(RetryableSendError) as caught:
+    with pytest.raises(AccountStoppedError) as caught:  # a setting to fix, not an outage to wait out
         transport.send(message())
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     assert smtp_tls_server.messages == []

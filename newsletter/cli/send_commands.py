@@ -76,17 +76,18 @@ def _describe_summary(summary: SendSummary) -> None:
         for sample in summary.sample_files:
             click.echo(f"sample: {sample}")
         click.echo(f"manifest (every recipient and message size): {summary.manifest}")
-    for label, failures in (("failed", summary.failures), ("unknown", summary.unknown)):
+    for label, failures in (("failed", summary.failures), ("unknown", summary.unknown), ("deferred", summary.deferred)):
         for failure in failures:
             code = f" {failure.code}" if failure.code else ""
             click.echo(f"{label}: {failure.address}: {failure.kind}{code}: {failure.message}", err=True)
     if summary.skipped:
         click.echo(f"skipped: {summary.skipped} recipient(s) who left the list after the send was queued")
     if summary.retries:
-        click.echo(f"retried: {summary.retries} call(s) after throttling or a server error "
+        click.echo(f"retried: {summary.retries} call(s) after throttling, a server error or no connection "
                    f"(rate lowered {summary.slow_downs} time(s))")
     if summary.stopped:
-        click.echo(f"stopped: the account cannot send now: {summary.stopped}", err=True)
+        click.echo(f"stopped: {summary.stopped}. To fix: {summary.stop_fix}; then run the same "
+                   "`newsletter send` again (no one was marked failed for it)", err=True)
     if summary.interrupted:
         click.echo(f"stopped: {summary.interrupted}; calls in flight were finished and recorded", err=True)
     if summary.ledger and summary.ledger["pending"]:
@@ -106,14 +107,16 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--retry-failed", is_flag=True, help="Send again to recipients whose earlier send failed.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="Send to at most N recipients now (e.g. what the daily quota allows); the rest stay pending.")
+@click.option("--send-changed-version", is_flag=True,
+              help="The issue was edited after some got it: send the new version to those who do not have it yet.")
 @click.option("--workers", type=click.IntRange(1, 256), metavar="N",
               help="Worker threads per process, fixed (default: sized to the rate and the measured latency).")
 @click.option("--processes", type=click.IntRange(1, 64), metavar="N",
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
-         resend_unknown: bool, retry_failed: bool, limit: int | None, workers: int | None,
-         processes: int | None) -> None:
+         resend_unknown: bool, retry_failed: bool, limit: int | None, send_changed_version: bool,
+         workers: int | None, processes: int | None) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
@@ -121,7 +124,8 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     Exits 0 only when every recipient was sent.
     """
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
-                        resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit)
+                        resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
+                        send_changed_version=send_changed_version)
     plan = dataclasses.replace(plan, workers=workers, processes=processes)
     if not as_json:
         _describe_plan(plan)

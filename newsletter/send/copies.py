@@ -10,7 +10,7 @@ from ..errors import MessageError, SendError
 from ..model import Subscriber
 from ..transports.base import AccountStoppedError, Transport
 from ..transports.outbox import OutboxTransport
-from .plan import Failure, SendPlan, SendSummary
+from .plan import Failure, SendPlan, SendSummary, Stop
 
 
 def send_copies(
@@ -43,7 +43,7 @@ def _send_one(plan: SendPlan, transport: Transport, recipient: Subscriber, summa
         message = plan.message_for(recipient.address, recipient.name)
         transport.send(message)
     except AccountStoppedError as error:
-        summary.stopped = str(error)
+        summary.note_stop(Stop.account(error))
         return None
     except (SendError, MessageError) as error:  # this recipient only: the others still get theirs
         code, text = getattr(error, "code", None), getattr(error, "message", str(error))

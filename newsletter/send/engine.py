@@ -7,14 +7,21 @@
 Each worker has its own transport (its own HTTP or SMTP connection) and its own SQLite connection.
 What happens to a row depends only on the error class the transport raised:
 
+    UnreachableError        back to `pending`, retried after a full-jitter backoff for as long as
+                            the outage budget allows (counted from the first failure while no call
+                            gets through); then the run stops
     RetryableSendError      back to `pending`, limiter slowed, retried after a full-jitter backoff;
-                            `failed` once the attempts run out
+                            if the attempts run out the run stops (the provider is in trouble)
+    RecipientDeferredError  back to `pending`, retried like the above; if the attempts run out the
+                            row waits for the next run and this run goes on
     RecipientRejectedError  `failed`; the run goes on
     OutcomeUnknownError     `unknown`; never sent again unless the editor asks (--resend-unknown)
-    AccountStoppedError     back to `pending`; the run stops: calls in flight finish and are
-                            recorded, every other row stays `pending` for a later run
+    AccountStoppedError     back to `pending`; the run stops
 
-SIGINT and SIGTERM stop a run the same way, so an interrupted run leaves no row `sending`.
+A run that stops lets calls in flight finish and be recorded; every other row stays `pending` for
+the next run, so nobody is `failed` for a reason that is not about their address. SIGINT and
+SIGTERM stop a run the same way, so an interrupted run leaves no row `sending`. A database that
+stays locked or becomes unwritable stops the run too (`StoreError`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MessageError
+from ..errors import MessageError, StoreError
 from ..model import Delivery
 from ..ratelimit import Backoff, RateLimiter
 from ..store import Store
@@ -38,11 +45,14 @@ from ..transports.base import (
     AccountStoppedError,
     OutcomeUnknownError,
     OutgoingMessage,
+    RecipientDeferredError,
     RecipientRejectedError,
     RetryableSendError,
+    SendError,
     Transport,
+    UnreachableError,
 )
-from .plan import Failure, SendPlan, SendSummary
+from .plan import Failure, SendPlan, SendSummary, Stop
 from .processes import WORKER_PROCESS_CONTEXT, WorkerProcesses
 from .quota import prepare_ledger
 from .sizing import CallLatency, workers_for
@@ -52,12 +62,17 @@ _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
 _RESIZE_SECONDS = 0.5  # how often the pool is sized to the measured latency
 
 
+# How long a worker keeps trying to record an outcome while the database is locked by another
+# program: a row left `sending` would become `unknown` although its outcome is known.
+RECORD_PATIENCE_SECONDS = 120
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What became of one row in this run (for the summary and the progress bar)."""
 
     delivery: Delivery
-    state: str  # sent | failed | unknown | skipped
+    state: str  # sent | failed | unknown | skipped | deferred (pending for the next run) | taken (another run's)
     error_kind: str | None = None
     error_code: str | None = None
     error: str | None = None
@@ -71,25 +86,47 @@ class _Halt:
 
     def __init__(self, event=None) -> None:
         self.event = event if event is not None else threading.Event()
-        self.account_stop: str | None = None  # the provider's words
-        self.interrupted: str | None = None  # which signal
-        self.report: Callable[[str, str], None] | None = None
+        self.stop: Stop | None = None
+        self.interrupted: str | None = None  # which signal, or the error that ended the run
+        self.report: Callable[[str, Stop | str], None] | None = None
         self._lock = threading.Lock()
 
-    def account(self, reason: str) -> None:
-        self._give("account_stop", reason)
+    def stop_for(self, stop: Stop) -> None:
+        self._give("stop", stop)
 
     def interrupt(self, reason: str) -> None:
         self._give("interrupted", reason)
 
-    def _give(self, kind: str, reason: str) -> None:
+    def _give(self, kind: str, reason: Stop | str) -> None:
         with self._lock:
-            first = self.account_stop is None and self.interrupted is None
+            first = self.stop is None and self.interrupted is None
             if first:
                 setattr(self, kind, reason)
             self.event.set()
         if first and self.report is not None:
             self.report(kind, reason)
+
+
+class _Outage:
+    """Since when no call has got through to the provider (shared by the workers): a call that
+    reaches it, whatever its answer, ends the outage."""
+
+    def __init__(self, budget_seconds: float):
+        self.budget_seconds = budget_seconds
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self) -> float:
+        """Note a call that could not reach the provider; seconds the outage has lasted."""
+        with self._lock:
+            now = time.monotonic()
+            if self._since is None:
+                self._since = now
+            return now - self._since
+
+    def reached(self) -> None:
+        with self._lock:
+            self._since = None
 
 
 @contextlib.contextmanager
@@ -123,7 +160,8 @@ class BulkSend:
 
     It starts `workers` threads and, from the rate and the call latency it measures, grows to
     `max_workers` (sizing.workers_for); with `processes` > 1 the threads live in that many worker
-    processes (processes.py), which take rows from one queue and turns from one shared limiter."""
+    processes (processes.py), which take rows from one queue and turns from one shared limiter.
+    Each process keeps its own outage clock; a stop in any of them stops all."""
 
     def __init__(
         self,
@@ -137,6 +175,8 @@ class BulkSend:
         max_workers: int | None = None,
         processes: int = 1,
         backoff: Backoff = Backoff(),
+        outage_budget_seconds: float = 300.0,
+        version_id: int | None = None,
         limit: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
     ):
@@ -148,6 +188,8 @@ class BulkSend:
         self.max_workers = max(workers, max_workers or workers)
         self.processes = processes
         self.backoff = backoff
+        self.outage = _Outage(outage_budget_seconds)
+        self.version_id = version_id
         self.limit = limit
         self.on_outcome = on_outcome
         self.retries = 0
@@ -170,8 +212,8 @@ class BulkSend:
         return max(len(self._threads), self.workers_per_process)
 
     @property
-    def account_stop(self) -> str | None:
-        return self.halt.account_stop
+    def stop(self) -> Stop | None:
+        return self.halt.stop
 
     @property
     def interrupted(self) -> str | None:
@@ -226,7 +268,8 @@ class BulkSend:
         """Start more threads when the calls' measured latency asks for more in flight (Little's
         law); a thread too many only waits for the limiter, so the pool never shrinks."""
         now = time.monotonic()
-        if now - self._resized < _RESIZE_SECONDS or self.halt.event.is_set() or self._feeding_done.is_set() and self._jobs.empty():
+        drained = self._feeding_done.is_set() and self._jobs.empty()
+        if now - self._resized < _RESIZE_SECONDS or self.halt.event.is_set() or drained:
             return
         self._resized = now
         latency = self.latency.mean()
@@ -282,19 +325,24 @@ class BulkSend:
             self.halt.interrupt(f"stopped by an error: {type(error).__name__}: {error}")
 
     def _deliver(self, delivery: Delivery, transport: Transport, store: Store) -> None:
+        """Send one row: claim it, make the call, record the outcome; retry what surely sent
+        nothing while the error class allows. A database error stops the run, not the program."""
         try:
             message = self.compose(delivery)
         except MessageError as error:
-            store.fail_unsent_delivery(delivery.id, error)
+            self._database(store.fail_unsent_delivery, delivery.id, error)
             self._record(Outcome(delivery, "failed", type(error).__name__, None, str(error)))
             return
-        for attempt in range(1, self.backoff.attempts + 1):
+        refused = unreachable = 0  # calls answered with a retryable refusal; calls that got nowhere
+        while True:
             started_at = self.limiter.acquire(self.halt.event)
             if started_at is None:
                 return  # stopped while waiting: the row was never claimed and stays pending
-            state = store.claim_delivery(delivery.id, started_at)
-            if state != "sending":  # left the list since it was queued (or another run took it)
-                self._record(Outcome(delivery, state))
+            claim = self._database(store.claim_delivery, delivery.id, started_at, self.version_id)
+            if claim is None:
+                return  # the database stopped the run before the call: the row stays pending
+            if claim != "claimed":  # left the list since it was queued, or another run has it
+                self._record(Outcome(delivery, claim))
                 return
             try:
                 called = time.monotonic()
@@ -302,38 +350,98 @@ class BulkSend:
                     result = transport.send(message)
                 finally:
                     self.latency.add(time.monotonic() - called)
-            except RetryableSendError as error:
-                self.limiter.slow_down()
-                if attempt == self.backoff.attempts:
-                    self._finish(store, delivery, "failed", error, message)
+            except UnreachableError as error:
+                self._finish(store, delivery, "pending", error)
+                down_for = self.outage.failed()
+                if down_for >= self.outage.budget_seconds:
+                    self.halt.stop_for(Stop(
+                        f"cannot reach {transport.name} for {down_for:.0f} s (the outage budget, "
+                        f"sending.outage_budget_seconds): {error}",
+                        "check the network connection (or a proxy or VPN)",
+                    ))
                     return
-                store.finish_delivery(delivery.id, "pending", error=error)
-                with self._record_lock:
-                    self.retries += 1
-                if self.halt.event.wait(self.backoff.delay(attempt)):
+                unreachable += 1
+                wait = min(self.backoff.delay(unreachable), self.outage.budget_seconds - down_for)
+            except RetryableSendError as error:  # an answer, so not an outage; deferrals included
+                self.outage.reached()
+                refused += 1
+                self._finish(store, delivery, "pending", error)
+                if not isinstance(error, RecipientDeferredError):
+                    self.limiter.slow_down()
+                if refused >= self.backoff.attempts:
+                    if isinstance(error, RecipientDeferredError):  # this address only: the run goes on
+                        self._record(self._outcome(delivery, "deferred", error, message))
+                    else:
+                        self.halt.stop_for(Stop(
+                            f"{transport.name} refused {refused} calls in a row for one message: {error}",
+                            "wait a few minutes for the provider to recover",
+                        ))
                     return
+                wait = self.backoff.delay(refused)
             except RecipientRejectedError as error:
+                self.outage.reached()
                 self._finish(store, delivery, "failed", error, message)
                 return
             except OutcomeUnknownError as error:
                 self._finish(store, delivery, "unknown", error, message)
                 return
             except AccountStoppedError as error:
-                store.finish_delivery(delivery.id, "pending", error=error)  # SES refused: nothing went out
-                self.halt.account(str(error))
+                self.outage.reached()
+                self._finish(store, delivery, "pending", error)  # refused: nothing went out
+                self.halt.stop_for(Stop.account(error))
                 return
             except BaseException as error:
                 # Not an answer the transport understood: the request may have gone out.
-                store.finish_delivery(delivery.id, "unknown", error=error)
+                self._finish(store, delivery, "unknown", error)
                 raise
             else:
-                store.finish_delivery(delivery.id, "sent", message_id=result.message_id)
-                self._record(Outcome(delivery, "sent", message_bytes=len(message.raw)))
+                self.outage.reached()
+                self._finish(store, delivery, "sent", message=message, message_id=result.message_id)
+                return
+            with self._record_lock:
+                self.retries += 1
+            if self.halt.event.wait(wait):
                 return
 
-    def _finish(self, store: Store, delivery: Delivery, state: str, error, message: OutgoingMessage) -> None:
-        store.finish_delivery(delivery.id, state, error=error)
-        self._record(Outcome(delivery, state, type(error).__name__, error.code, error.message, len(message.raw)))
+    def _database(self, operation: Callable, *arguments):
+        """`operation(*arguments)` on the ledger; None (and the run stopped) if the database
+        cannot be written: locked by another program past the busy timeout, or read-only."""
+        try:
+            return operation(*arguments)
+        except StoreError as error:
+            self.halt.stop_for(Stop.database(error))
+            return None
+
+    def _finish(
+        self,
+        store: Store,
+        delivery: Delivery,
+        state: str,
+        error: SendError | BaseException | None = None,
+        message: OutgoingMessage | None = None,
+        *,
+        message_id: str | None = None,
+    ) -> None:
+        """Commit the row's outcome, waiting out another program's lock on the database (the call
+        is made: its outcome must not be lost); then report it unless the row goes back to wait."""
+        deadline = time.monotonic() + RECORD_PATIENCE_SECONDS
+        while True:
+            try:
+                store.finish_delivery(delivery.id, state, message_id=message_id, error=error)
+                break
+            except StoreError as store_error:
+                self.halt.stop_for(Stop.database(store_error))  # no new calls meanwhile
+                if time.monotonic() > deadline:
+                    raise
+        if state != "pending" and message is not None:
+            self._record(self._outcome(delivery, state, error, message))
+
+    @staticmethod
+    def _outcome(delivery: Delivery, state: str, error, message: OutgoingMessage) -> Outcome:
+        if error is None:
+            return Outcome(delivery, state, message_bytes=len(message.raw))
+        code, text = getattr(error, "code", None), getattr(error, "message", str(error))
+        return Outcome(delivery, state, type(error).__name__, code, text, len(message.raw))
 
     def _record(self, outcome: Outcome) -> None:
         if self.on_outcome is not None:
@@ -361,9 +469,9 @@ def send_to_list(
             summary.note_sent(outcome.delivery.address, outcome.message_bytes)
         elif outcome.state == "skipped":
             summary.skipped += 1
-        else:
+        elif outcome.state != "taken":  # a row another run holds is that run's to report
             failure = Failure(outcome.delivery.address, outcome.error_kind or "", outcome.error_code, outcome.error or "")
-            (summary.unknown if outcome.state == "unknown" else summary.failures).append(failure)
+            summary.problems(outcome.state).append(failure)
         if on_result is not None:
             on_result(outcome.delivery.address, failure)
 
@@ -383,6 +491,8 @@ def send_to_list(
             max_workers=sizing.max_workers,
             processes=sizing.processes,
             backoff=backoff,
+            outage_budget_seconds=config.outage_budget_seconds,
+            version_id=preparation.version_id,
             limit=plan.limit,
             on_outcome=on_outcome,
         )
@@ -392,7 +502,8 @@ def send_to_list(
     summary.rate = run.limiter.target_rate
     summary.workers = run.workers
     summary.processes = sizing.processes
-    summary.stopped = run.account_stop
+    if run.stop is not None:
+        summary.note_stop(run.stop)
     summary.interrupted = run.interrupted
     summary.retries = run.retries
     summary.slow_downs = run.limiter.slow_downs

@@ -6,6 +6,7 @@ also reads the account's quota and the ledger as the send will find it, changing
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -13,12 +14,14 @@ from pathlib import Path
 
 from ..compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
 from ..config import Config
-from ..model import Subscriber
+from ..errors import StoreError
+from ..model import RenderedIssue, Subscriber
 from ..parse import parse_issue
 from ..render import render_issue
 from ..store import Store
+from ..store.ledger import IssueVersion
 from ..transports import make_transport
-from ..transports.base import OutgoingMessage, SendQuota, Transport
+from ..transports.base import AccountStoppedError, OutgoingMessage, SendQuota, Transport
 from ..unsubscribe import UnsubscribeLinks, load_signing_key
 from .quota import LedgerRequest, prepare_ledger, read_quota
 from .sizing import Sizing, size_send
@@ -38,6 +41,7 @@ class SendPlan:
     links: UnsubscribeLinks
     transport_kind: str  # ses | smtp | outbox
     recipient_count: int
+    version: IssueVersion  # the subject and a hash of the rendered content: what everyone gets
     test_addresses: tuple[str, ...] = ()  # --to: these instead of the list, recorded nowhere
     development_key: bool = False  # links signed with the public key (allowed in a dry run only)
     # A real send to the list only:
@@ -49,6 +53,7 @@ class SendPlan:
     limit: int | None = None  # send at most this many now; the rest stay pending
     workers: int | None = None  # --workers: threads per worker process, fixed (None: sized)
     processes: int | None = None  # --processes: worker processes, fixed (None: sized)
+    send_changed_version: bool = False  # rows were sent another version: send this one to the rest
 
     @property
     def dry_run(self) -> bool:
@@ -78,7 +83,9 @@ class SendPlan:
 
     @property
     def ledger_request(self) -> LedgerRequest:
-        return LedgerRequest(self.issue_id, self.resend_unknown, self.retry_failed, self.limit)
+        return LedgerRequest(
+            self.issue_id, self.version, self.resend_unknown, self.retry_failed, self.limit, self.send_changed_version
+        )
 
     def new_transport(self) -> Transport:
         """A new transport of the plan's kind, for one thread's use."""
@@ -98,6 +105,23 @@ class SendPlan:
 
 
 @dataclass(frozen=True)
+class Stop:
+    """Why a run stopped before the end: the cause, and what to do before running the same send
+    again (every row not sent is still `pending`)."""
+
+    cause: str
+    fix: str
+
+    @classmethod
+    def account(cls, error: AccountStoppedError) -> Stop:
+        return cls(f"the account cannot send now: {error}", error.fix)
+
+    @classmethod
+    def database(cls, error: StoreError) -> Stop:
+        return cls(str(error), "make the database writable by this send alone")
+
+
+@dataclass(frozen=True)
 class Failure:
     address: str
     kind: str  # the SendError subclass: RecipientRejectedError, OutcomeUnknownError, ...
@@ -113,9 +137,11 @@ class SendSummary:
     recipients: int  # how many the send was meant for
     sent: int = 0
     failures: list[Failure] = field(default_factory=list)
-    stopped: str | None = None  # why the account stopped the run, if it did
+    stopped: str | None = None  # why the run stopped before the end (the account, an outage, ...)
+    stop_fix: str | None = None  # what to do about it before running the same send again
     # A real send to the list only:
     unknown: list[Failure] = field(default_factory=list)  # may or may not have been delivered
+    deferred: list[Failure] = field(default_factory=list)  # the server asked to try later: still pending
     skipped: int = 0  # left the list after being queued
     interrupted: str | None = None  # the signal that ended the run early
     retries: int = 0  # calls repeated after throttling or a 5xx answer
@@ -149,6 +175,13 @@ class SendSummary:
         left = self.ledger is not None and self.ledger["pending"] > 0
         return self.stopped is None and self.interrupted is None and not self.failures and not self.unknown and not left
 
+    def note_stop(self, stop: Stop) -> None:
+        self.stopped, self.stop_fix = stop.cause, stop.fix
+
+    def problems(self, state: str) -> list[Failure]:
+        """The list a row's failure goes in, by the state it was left in."""
+        return {"failed": self.failures, "unknown": self.unknown, "deferred": self.deferred}[state]
+
     def note_sent(self, address: str, message_bytes: int) -> None:
         self.sent += 1
         self.largest_message_bytes = max(self.largest_message_bytes, message_bytes)
@@ -169,13 +202,15 @@ def prepare_send(
     resend_unknown: bool = False,
     retry_failed: bool = False,
     limit: int | None = None,
+    send_changed_version: bool = False,
     transport_factory: Callable[[], Transport] | None = None,
 ) -> SendPlan:
     """Parse and render the issue once, build its message template, load the signing key and
     count the recipients. A real send refuses the development signing key; a real send to the
     list also reads the account's quota (through a transport from `transport_factory`, default
     the plan's kind) and what the ledger holds for the issue (changing nothing yet), and refuses
-    one that would pass the daily quota."""
+    one that would pass the daily quota, or one of an issue whose rows were sent another version
+    (unless `send_changed_version`)."""
     for address in test_addresses:
         check_address("--to", address)
     issue = parse_issue(issue_path)
@@ -190,15 +225,27 @@ def prepare_send(
         links=UnsubscribeLinks(config, key),
         transport_kind="outbox" if dry_run else config.transport,
         recipient_count=len(test_addresses) or _count_subscribed(config),
+        version=issue_version(rendered),
         test_addresses=tuple(test_addresses),
         development_key=key.is_development,
         resend_unknown=resend_unknown,
         retry_failed=retry_failed,
         limit=limit,
+        send_changed_version=send_changed_version,
     )
     if plan.list_send:
         plan = _with_ledger_preview(plan, transport_factory or plan.new_transport)
     return plan
+
+
+def issue_version(rendered: RenderedIssue) -> IssueVersion:
+    """The subject and a hash of both rendered parts (before anyone's unsubscribe link goes in):
+    an edit of the issue file or of the email templates changes it."""
+    digest = hashlib.sha256()
+    for part in (rendered.html, rendered.text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return IssueVersion(rendered.subject, digest.hexdigest())
 
 
 def _count_subscribed(config: Config) -> int:
@@ -208,8 +255,9 @@ def _count_subscribed(config: Config) -> int:
 
 def _with_ledger_preview(plan: SendPlan, new_transport: Callable[[], Transport]) -> SendPlan:
     """`plan` with the account's quota read, and the ledger as the send will find it (nothing is
-    written); QuotaError if the send would pass the daily quota."""
-    with Store.open(plan.config.database) as store:
+    written); QuotaError if the send would pass the daily quota. SendError at once if another send
+    is running: its rows in flight are not an earlier run's leftovers to report."""
+    with Store.open(plan.config.database) as store, store.send_lock():
         quota = read_quota(new_transport, store)
         preparation, to_send = prepare_ledger(store, plan.ledger_request, quota, commit=False)
     return dataclasses.replace(

@@ -3,8 +3,8 @@ calls' CPU under one GIL), the send forks `processes` workers that share its que
 stop flag and one rate limiter kept in shared memory.
 
     parent:  holds the send lock, feeds pending rows into one queue, reads the outcomes back
-             (summary, progress bar), tells everyone to stop (account stop, Ctrl-C, SIGTERM, a
-             worker process that died)
+             (summary, progress bar), tells everyone to stop (an account stop, an outage, Ctrl-C,
+             SIGTERM, a worker process that died)
     workers: forked copies of the run (plan, composer, transports) whose threads take rows from
              the queue: limiter turn -> claim (`sending`, committed) -> call -> outcome (committed)
 
@@ -78,8 +78,8 @@ class WorkerProcesses:
         run = self.run
         if kind == "outcome":
             run._record(payload)
-        elif kind == "account_stop":
-            run.halt.account(payload)
+        elif kind == "stop":
+            run.halt.stop_for(payload)
         elif kind == "interrupted":
             run.halt.interrupt(payload)
         elif kind == "ended":

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..errors import QuotaError
 from ..store import Store
-from ..store.ledger import Preparation
+from ..store.ledger import IssueVersion, Preparation
 from ..transports.base import SendQuota, Transport
 
 
@@ -52,16 +52,23 @@ class LedgerRequest:
     """What the editor asked of the ledger for this run."""
 
     issue_id: str
+    version: IssueVersion  # what is about to be sent
     resend_unknown: bool = False  # send `unknown` rows again (they may get a second copy)
     retry_failed: bool = False  # send `failed` rows again
     limit: int | None = None  # send at most this many now; the rest stay pending
+    send_changed_version: bool = False  # rows were sent another version: send this one to the rest
 
 
 def prepare_ledger(store: Store, request: LedgerRequest, quota: SendQuota, *, commit: bool) -> tuple[Preparation, int]:
     """Bring the issue's ledger up to date (or see what that would do, commit=False) and check
     that what is to be sent now fits the daily quota. Returns the preparation and that number."""
     preparation = store.prepare_issue(
-        request.issue_id, resend_unknown=request.resend_unknown, retry_failed=request.retry_failed, commit=commit
+        request.issue_id,
+        resend_unknown=request.resend_unknown,
+        retry_failed=request.retry_failed,
+        version=request.version,
+        allow_changed_version=request.send_changed_version,
+        commit=commit,
     )
     to_send = preparation.pending if request.limit is None else min(request.limit, preparation.pending)
     check_daily_quota(quota, to_send)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -26,6 +27,20 @@ from . import subscribers as subscriber_table
 from .subscribers import address_key
 
 __all__ = ["Delivery", "Store", "Subscriber", "address_key", "utc_now"]
+
+
+def _explained(method: Callable) -> Callable:
+    """SQLite's own errors (locked past the busy timeout, read-only, disk full) as a StoreError
+    that says what to do, instead of a traceback in the middle of a send."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as error:
+            raise db.explain(self.path, error) from None
+
+    return call
 
 
 def utc_now() -> dt.datetime:
@@ -121,14 +136,23 @@ class Store:
 
     # The send ledger (one row per issue and recipient; see `ledger.py`)
 
+    @_explained
     def prepare_issue(
-        self, issue_id: str, *, resend_unknown: bool = False, retry_failed: bool = False, commit: bool = True
+        self,
+        issue_id: str,
+        *,
+        resend_unknown: bool = False,
+        retry_failed: bool = False,
+        version: ledger.IssueVersion | None = None,
+        allow_changed_version: bool = False,
+        commit: bool = True,
     ) -> ledger.Preparation:
         """Bring the issue's ledger up to date before a run, in one transaction: rows a crashed run
         left `sending` become `unknown`, subscribed addresses without a row are queued, queued
         addresses that left the list are skipped (and back if they returned), and `unknown` or
-        `failed` rows go back to `pending` if asked. commit=False: what it would do, changing
-        nothing (to show before asking)."""
+        `failed` rows go back to `pending` if asked. With `version`, IssueChangedError if rows
+        were sent a different version (unless `allow_changed_version`). commit=False: what it
+        would do, changing nothing (to show before asking)."""
         requeued_states = [state for state, asked in (("unknown", resend_unknown), ("failed", retry_failed)) if asked]
         now = ledger.precise_now()
         with self.transaction(commit=commit):
@@ -136,15 +160,23 @@ class Store:
             queued = ledger.enqueue_subscribed(self.connection, issue_id, now)
             ledger.sync_with_list(self.connection, issue_id)
             ledger.requeue(self.connection, issue_id, requeued_states)
-            return ledger.Preparation(interrupted, queued, ledger.counts(self.connection, issue_id))
+            version_id = None
+            if version is not None:
+                version_id = ledger.check_version(
+                    self.connection, issue_id, version, now, allow_change=allow_changed_version
+                )
+            return ledger.Preparation(interrupted, queued, ledger.counts(self.connection, issue_id), version_id)
 
+    @_explained
     def delivery_counts(self, issue_id: str) -> dict[str, int]:
         return ledger.counts(self.connection, issue_id)
 
+    @_explained
     def count_unqueued(self, issue_id: str) -> int:
         """Subscribed addresses the issue has not been queued for (the next send queues them)."""
         return ledger.count_unqueued(self.connection, issue_id)
 
+    @_explained
     def pending_deliveries(self, issue_id: str, *, after_id: int = 0, limit: int = 500) -> list[Delivery]:
         return ledger.pending_page(self.connection, issue_id, after_id, limit)
 
@@ -152,20 +184,25 @@ class Store:
         """The issue's rows in `states`, in queueing order (e.g. the failed and unknown ones)."""
         return ledger.with_states(self.connection, issue_id, tuple(states))
 
-    def claim_delivery(self, delivery_id: int, started_at: dt.datetime | None = None) -> str:
-        """Mark the row `sending` (committed before the call); returns the row's state after.
-        `started_at`: when the rate limiter let the call go (default: now)."""
-        return ledger.claim(self.connection, delivery_id, started_at or ledger.precise_now())
+    @_explained
+    def claim_delivery(self, delivery_id: int, started_at: dt.datetime | None = None, version_id: int | None = None) -> str:
+        """Mark the row `sending` (committed before the call) if it is still `pending`: "claimed",
+        or "skipped" (left the list) or "taken" (another run has it). `started_at`: when the rate
+        limiter let the call go (default: now); `version_id`: what is being sent."""
+        return ledger.claim(self.connection, delivery_id, started_at or ledger.precise_now(), version_id)
 
+    @_explained
     def finish_delivery(self, delivery_id: int, state: str, *, message_id: str | None = None, error=None) -> None:
         ledger.finish(self.connection, delivery_id, state, ledger.precise_now(), message_id=message_id, error=error)
 
+    @_explained
     def fail_unsent_delivery(self, delivery_id: int, error: Exception) -> None:
         ledger.fail_unsent(self.connection, delivery_id, error, ledger.precise_now())
 
+    @_explained
     def sent_in_last_24h(self) -> int:
         return ledger.sent_since(self.connection, ledger.precise_now() - dt.timedelta(hours=24))
 
     def send_lock(self) -> contextlib.AbstractContextManager[None]:
-        """Held for a whole send: SendError if another send holds this database."""
+        """Held for a whole send: SendError if another send holds this database file."""
         return ledger.send_lock(self.path)

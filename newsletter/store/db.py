@@ -83,6 +83,23 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX delivery_sent_recently ON delivery (state, finished_at)",
         ),
     ),
+    Migration(
+        3,
+        "what version of an issue each row was sent",
+        (
+            """
+            CREATE TABLE issue_version (
+                id INTEGER PRIMARY KEY,
+                issue_id TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                content_hash TEXT NOT NULL,  -- sha256 of the rendered HTML and text parts
+                first_used_at TEXT NOT NULL,  -- ISO 8601, UTC
+                UNIQUE (issue_id, subject, content_hash)
+            )
+            """,
+            "ALTER TABLE delivery ADD COLUMN version_id INTEGER REFERENCES issue_version (id)",
+        ),
+    ),
 ]
 
 
@@ -95,6 +112,40 @@ def _check_numbering(migrations: list[Migration]) -> None:
 _check_numbering(MIGRATIONS)
 
 
+def explain(path: str | Path, error: sqlite3.Error) -> StoreError:
+    """An SQLite failure in the words of what the editor can do about it."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"{path}: the database is busy: another program has been writing to it for more than "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s (another newsletter command, or a tool holding it open); "
+            "let it finish or close it, then try again"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"{path}: the database cannot be written (a read-only file, folder or disk): SQLite must "
+            "write the file and create its -wal and -shm files in the same folder; make them writable"
+        )
+    if "disk is full" in text:
+        return StoreError(f"{path}: the disk is full; free some space, then try again")
+    return StoreError(f"{path}: not a usable newsletter database ({text})")
+
+
+def check_single_name(path: Path) -> None:
+    """Refuse a database file with a second hard link: SQLite keeps its -wal and -shm files next
+    to the name it was opened by, so two names would be two journals for one file."""
+    try:
+        links = path.stat().st_nlink
+    except OSError:
+        return  # not there yet (it is created on open) or not readable (the open says so)
+    if links > 1:
+        raise StoreError(
+            f"{path}: the database file has {links} names (hard links); SQLite keeps its journal next "
+            "to the name used, so opening it by two names can corrupt it: delete the other link "
+            "(a symbolic link is safe)"
+        )
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database; raise StoreError if it cannot be used.
 
@@ -104,6 +155,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     try:
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
+            check_single_name(path)
         connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     except (OSError, sqlite3.Error) as error:
         raise StoreError(f"{path}: cannot open the database ({error})") from None
@@ -114,9 +166,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         _migrate(connection, path)
-    except sqlite3.DatabaseError as error:
+    except sqlite3.DatabaseError as error:  # locked, read-only, disk full, or not a database at all
         connection.close()
-        raise StoreError(f"{path}: not a usable newsletter database ({error})") from None
+        raise explain(path, error) from None
     except BaseException:
         connection.close()
         raise

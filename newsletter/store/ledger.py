@@ -4,6 +4,10 @@
 A row moves pending -> sending -> sent | failed | unknown. `claim` commits `sending` before the
 network call and `finish` commits the outcome right after it, so a killed process leaves at most
 one `sending` row per worker, which `mark_interrupted` turns into `unknown` at the next start.
+`claim` is a compare-and-set: of two processes claiming one row, exactly one wins.
+
+Each row also records which version of the issue it was sent (`issue_version`: the subject and a
+hash of the rendered content), so a resume of an edited issue is noticed (`check_version`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SendError
+from ..errors import SendError, StoreError
 from ..model import DELIVERY_STATES, Delivery
+from .db import check_single_name
 
 _COLUMNS = (
     "d.id, d.issue_id, d.address, d.state, d.attempts, d.message_id, d.error_kind, d.error_code, d.error, "
@@ -34,12 +39,25 @@ LEFT_LIST_ERROR = "no longer subscribed"
 
 
 @dataclass(frozen=True)
+class IssueVersion:
+    """What the recipients of an issue get: two runs send the same issue only if these match."""
+
+    subject: str
+    content_hash: str  # of the rendered HTML and text parts (compose.content_hash)
+
+
+class IssueChangedError(SendError):
+    """Rows of this issue were sent a different version than the one about to be sent."""
+
+
+@dataclass(frozen=True)
 class Preparation:
     """What bringing an issue's ledger up to date before a run found."""
 
     interrupted: int  # rows a crashed run had left `sending`, now `unknown`
     queued: int  # subscribed addresses newly queued
     counts: dict[str, int]  # rows by state afterwards
+    version_id: int | None = None  # the `issue_version` row the run's claims record
 
     @property
     def pending(self) -> int:
@@ -146,24 +164,71 @@ def with_states(connection: sqlite3.Connection, issue_id: str, states: Collectio
     return (_delivery(row) for row in rows)
 
 
-def claim(connection: sqlite3.Connection, delivery_id: int, now: dt.datetime) -> str:
-    """pending -> sending, counting the attempt; only while the address is still subscribed.
+def claim(connection: sqlite3.Connection, delivery_id: int, now: dt.datetime, version_id: int | None = None) -> str:
+    """pending -> sending, counting the attempt and recording the version sent; only while the
+    address is still subscribed, and only if the row is still `pending` (compare-and-set).
 
-    Returns "sending" when claimed, "skipped" when the address left the list (the row says so),
-    or the state another process gave the row meanwhile.
+    Returns "claimed" when this call won the row, "skipped" when the address left the list (the row
+    says so), or "taken" when another run claimed or finished it first (leave it alone).
     """
     claimed = connection.execute(
-        f"UPDATE delivery SET state = 'sending', attempts = attempts + 1, started_at = ?, finished_at = NULL "
-        f"WHERE id = ? AND state = 'pending' AND {_STILL_SUBSCRIBED}",
-        (_time(now), delivery_id),
+        f"UPDATE delivery SET state = 'sending', attempts = attempts + 1, started_at = ?, finished_at = NULL, "
+        f"version_id = coalesce(?, version_id) WHERE id = ? AND state = 'pending' AND {_STILL_SUBSCRIBED}",
+        (_time(now), version_id, delivery_id),
     ).rowcount
     if claimed:
-        return "sending"
-    connection.execute(
+        return "claimed"
+    left = connection.execute(
         "UPDATE delivery SET state = 'skipped', error = ? WHERE id = ? AND state = 'pending'",
         (LEFT_LIST_ERROR, delivery_id),
+    ).rowcount
+    return "skipped" if left else "taken"
+
+
+def _delivered_version(connection: sqlite3.Connection, issue_id: str) -> tuple[int, IssueVersion, int] | None:
+    """The version the issue's most recently sent rows got (sent or unknown: they may have it),
+    with how many rows got that version; None if no row with a known version was sent."""
+    row = connection.execute(
+        "SELECT v.id, v.subject, v.content_hash FROM delivery d JOIN issue_version v ON v.id = d.version_id "
+        "WHERE d.issue_id = ? AND d.state IN ('sent', 'unknown') ORDER BY d.started_at DESC LIMIT 1",
+        (issue_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    count = connection.execute(
+        "SELECT count(*) FROM delivery WHERE issue_id = ? AND version_id = ? AND state IN ('sent', 'unknown')",
+        (issue_id, row[0]),
+    ).fetchone()[0]
+    return row[0], IssueVersion(row[1], row[2]), count
+
+
+def check_version(
+    connection: sqlite3.Connection, issue_id: str, version: IssueVersion, now: dt.datetime, *, allow_change: bool
+) -> int:
+    """The `issue_version` id the run's claims record. IssueChangedError if rows of the issue were
+    sent another version and the editor did not allow sending the changed one to the rest."""
+    delivered = _delivered_version(connection, issue_id)
+    if delivered is not None and delivered[1] != version and not allow_change:
+        _, before, count = delivered
+        changed = [
+            f"the subject ({before.subject!r}, now {version.subject!r})" if before.subject != version.subject else "",
+            "the content (the issue file or the email templates)" if before.content_hash != version.content_hash else "",
+        ]
+        pending = counts(connection, issue_id)["pending"]
+        raise IssueChangedError(
+            f"issue {issue_id} was already sent to {count} recipient(s) in another version: "
+            f"{' and '.join(part for part in changed if part)} changed since. If this is a new issue, "
+            f"give it its own date; to send this version to the {pending} who do not have the issue "
+            "yet, run the send again with --send-changed-version"
+        )
+    connection.execute(
+        "INSERT OR IGNORE INTO issue_version (issue_id, subject, content_hash, first_used_at) VALUES (?, ?, ?, ?)",
+        (issue_id, version.subject, version.content_hash, _time(now)),
     )
-    return connection.execute("SELECT state FROM delivery WHERE id = ?", (delivery_id,)).fetchone()[0]
+    return connection.execute(
+        "SELECT id FROM issue_version WHERE issue_id = ? AND subject = ? AND content_hash = ?",
+        (issue_id, version.subject, version.content_hash),
+    ).fetchone()[0]
 
 
 def finish(
@@ -205,11 +270,21 @@ def sent_since(connection: sqlite3.Connection, since: dt.datetime) -> int:
 
 @contextlib.contextmanager
 def send_lock(database: Path) -> Iterator[None]:
-    """One send at a time per database. Without it a second run would take the first one's
-    `sending` rows for crash leftovers. An flock dies with its process, so a kill leaves no stale
-    lock behind."""
-    lock_path = Path(f"{database}.send-lock")
-    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    """One send at a time per database file, whatever path it is reached by. Without it a second
+    run would take the first one's `sending` rows for crash leftovers.
+
+    The lock is an flock on a file next to the database's real path (symbolic links resolved), the
+    folder where SQLite keeps the -wal and -shm files that every connection to the database shares;
+    a database with a second hard link is refused (SQLite would keep a second journal for it). An
+    flock dies with its process, so a kill leaves no stale lock behind."""
+    real = Path(os.path.realpath(database))
+    check_single_name(real)
+    lock_path = real.with_name(f"{real.name}.send-lock")
+    try:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise StoreError(f"{lock_path}: cannot create the send lock ({error.strerror}); the database's folder "
+                         "must be writable") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

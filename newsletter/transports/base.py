@@ -2,7 +2,8 @@
 
 Like django-anymail's backends: the rest of the program hands over a finished message and gets back
 either a result or an error that says what the sending engine may do next. A transport never
-retries on its own and never decides whether a run goes on; it only classifies what happened.
+retries on its own and never decides whether a run goes on; it only classifies what happened,
+and for an account-level stop says what the editor must fix.
 """
 
 from __future__ import annotations
@@ -52,16 +53,61 @@ class Transport(Protocol):
 
 
 class RetryableSendError(SendError):
-    """Surely not sent (throttled, a 5xx answer, a connection that never opened): safe to retry."""
+    """Surely not sent, and the provider's trouble (throttled, a 5xx answer): safe to retry. If it
+    lasts through every attempt the run stops, the row still `pending`."""
+
+
+class RecipientDeferredError(RetryableSendError):
+    """Surely not sent; the server asks to try this recipient later (SMTP 4xx at RCPT). If it
+    lasts through every attempt the row stays `pending` for the next run; the run goes on."""
+
+
+class UnreachableError(RetryableSendError):
+    """The provider could not be reached (connection refused, DNS failure, network unreachable,
+    connect timeout): the request never left, so nothing was sent. Retried for as long as the
+    outage budget (`sending.outage_budget_seconds`) allows."""
 
 
 class RecipientRejectedError(SendError):
-    """The provider refused this one message (bad address, rejected content): record, go on."""
+    """The provider refused this one message (bad address): record, go on."""
 
 
 class AccountStoppedError(SendError):
-    """The account cannot send now (quota, paused, suspended, unverified sender): stop the run."""
+    """The account cannot send now (quota, paused, suspended, unverified sender or domain, missing
+    configuration set, bad credentials, the sandbox): stop the run; every row stays `pending`.
+    `fix` says what the editor does about it before running the same send again."""
+
+    def __init__(self, message: str, *, code: str | None = None, fix: str):
+        self.fix = fix
+        super().__init__(message, code=code)
 
 
 class OutcomeUnknownError(SendError):
     """The request may have gone out but no answer came back: never retry automatically."""
+
+
+# Words in a refusal that make it about the sender, the account or its settings, not about the one
+# recipient: SES answers an unverified sender, and in the sandbox an unverified recipient, with
+# MessageRejected "Email address is not verified. The following identities failed the check in
+# region ...", and its SMTP interface with the same words after a 554.
+_ACCOUNT_PHRASES = (
+    "not verified",
+    "did not have authority to send",
+    "not authorized to send",
+    "sending paused",
+    "sending is paused",
+    "account is suspended",
+    "quota exceeded",
+    "authentication required",
+    "relay access denied",
+    "relaying denied",
+)
+
+
+def names_account_condition(text: str) -> bool:
+    """Whether a provider's refusal is about the account (stop the run), not one recipient."""
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in _ACCOUNT_PHRASES)
+
+
+QUOTA_FIX = "wait until the daily sending quota allows more (or ask the provider to raise it)"

@@ -16,17 +16,18 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
     ProfileNotFound,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import SSLError as BotoSSLError
 
 from ..config import SesSettings
 from ..errors import ConfigError, SendError
 from .base import (
+    QUOTA_FIX,
     AccountStoppedError,
     OutcomeUnknownError,
     OutgoingMessage,
@@ -34,43 +35,76 @@ from .base import (
     RetryableSendError,
     SendQuota,
     SendResult,
+    UnreachableError,
+    names_account_condition,
 )
 
-# SES error codes by what they mean for the run (botocore's sesv2 model and SES's documentation).
-_ACCOUNT_CODES = {
-    "AccountSuspendedException",
-    "SendingPausedException",
-    "MailFromDomainNotVerifiedException",
-    "NotFoundException",
-    "LimitExceededException",
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
+_CREDENTIALS_FIX = (
+    "check the AWS credentials the send uses (AWS_ACCESS_KEY_ID and its secret, or transport.ses.profile)"
+)
+# SES error codes (v2 and the v1 spellings) that are about the account or its settings, with the
+# fix the editor needs; from botocore's sesv2 model and SES's and IAM's documentation.
+_ACCOUNT_FIXES = {
+    "AccountSuspendedException": "the SES account is suspended: contact AWS Support",
+    "SendingPausedException": "sending is paused for the SES account: see the SES console's reputation page and resume it",
+    "AccountSendingPausedException": "sending is paused for the SES account: see the SES console's reputation page and resume it",
+    "ConfigurationSetSendingPausedException": "sending is paused for the configuration set: resume it in SES",
+    "MailFromDomainNotVerifiedException": "the custom MAIL FROM domain is not verified: fix its MX and SPF records in DNS, or turn it off in SES",
+    "MailFromDomainNotVerified": "the custom MAIL FROM domain is not verified: fix its MX and SPF records in DNS, or turn it off in SES",
+    "NotFoundException": "create the configuration set transport.ses.configuration_set names in this SES region, or correct the name",
+    "ConfigurationSetDoesNotExist": "create the configuration set transport.ses.configuration_set names in this SES region, or correct the name",
+    "ConfigurationSetDoesNotExistException": "create the configuration set transport.ses.configuration_set names in this SES region, or correct the name",
+    "LimitExceededException": "an SES account limit was reached: see the message, or ask AWS to raise it",
+    "AccessDenied": "allow ses:SendEmail for the sender's identity in the IAM policy of the credentials in use",
+    "AccessDeniedException": "allow ses:SendEmail for the sender's identity in the IAM policy of the credentials in use",
+    "OptInRequired": "the AWS account is not signed up for SES in this region",
+    "UnrecognizedClientException": _CREDENTIALS_FIX,
+    "InvalidClientTokenId": _CREDENTIALS_FIX,
+    "SignatureDoesNotMatch": _CREDENTIALS_FIX,
+    "IncompleteSignature": _CREDENTIALS_FIX,
+    "InvalidSignatureException": _CREDENTIALS_FIX,
+    "MissingAuthenticationToken": _CREDENTIALS_FIX,
+    "ExpiredToken": "the AWS session credentials have expired: renew them (e.g. aws sso login)",
+    "ExpiredTokenException": "the AWS session credentials have expired: renew them (e.g. aws sso login)",
+    "RequestExpired": "this machine's clock is off by more than five minutes: correct it",
 }
+_UNVERIFIED_FIX = (
+    "verify the From address or its domain in SES in region {region}; if the identities named are "
+    "recipients, the account is still in the SES sandbox: request production access"
+)
+_NOT_AUTHORISED_FIX = "verify the From address or its domain in SES in region {region}, or allow this sender in its identity policy"
 _THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 _RECIPIENT_CODES = {"MessageRejected", "BadRequestException"}
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def classify_client_error(error: ClientError) -> SendError:
-    """An SES error answer -> the domain error, keeping SES's code and message."""
+def _account_fix(code: str, message: str, status: int, region: str) -> str | None:
+    """What the editor must fix when the error is the account's or its settings', else None."""
+    lowered = message.lower()
+    if "quota" in lowered:  # "Daily message quota exceeded." arrives as a throttle code
+        return QUOTA_FIX
+    if code in _ACCOUNT_FIXES:
+        return _ACCOUNT_FIXES[code]
+    if "authority to send" in lowered or "not authorized to send" in lowered:
+        return _NOT_AUTHORISED_FIX.format(region=region)
+    if names_account_condition(message):  # "Email address is not verified. ... failed the check in region ..."
+        return _UNVERIFIED_FIX.format(region=region)
+    if status in (401, 403):  # an authorisation failure SES named in some other way
+        return _CREDENTIALS_FIX
+    return None
+
+
+def classify_client_error(error: ClientError, region: str = "the one in use") -> SendError:
+    """An SES error answer -> the domain error, keeping SES's code and message: the account's
+    (stop), a throttle or SES's own failure (retry), or this one recipient's."""
     details = error.response.get("Error", {})
     code = details.get("Code") or "Unknown"
     message = details.get("Message") or str(error)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    if "quota" in message.lower():  # "Daily message quota exceeded." arrives as a throttle code
-        return AccountStoppedError(message, code=code)
-    if code in _THROTTLE_CODES:
-        return RetryableSendError(message, code=code)
-    if code in _ACCOUNT_CODES:
-        return AccountStoppedError(message, code=code)
-    if code in _RECIPIENT_CODES:
-        return RecipientRejectedError(message, code=code)
-    if status >= 500:  # SES answered that it failed: nothing was accepted
+    fix = _account_fix(code, message, status, region)
+    if fix is not None:
+        return AccountStoppedError(message, code=code, fix=fix)
+    if code in _THROTTLE_CODES or status >= 500:  # SES answered that it did not take it
         return RetryableSendError(message, code=code)
     return RecipientRejectedError(message, code=code)
 
@@ -79,12 +113,19 @@ def classify_botocore_error(error: BotoCoreError) -> SendError:
     """A failure without an SES answer -> the domain error (did the request go out or not?)."""
     name = type(error).__name__
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return AccountStoppedError(f"{error} (set them the way boto3 reads them)", code=name)
+        return AccountStoppedError(
+            str(error), code=name, fix="set AWS credentials the way boto3 reads them (environment, ~/.aws, transport.ses.profile)"
+        )
     if isinstance(error, ParamValidationError):
         return RecipientRejectedError(str(error), code=name)
-    # The connection never opened: the request cannot have reached SES.
-    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
-        return RetryableSendError(str(error), code=name)
+    if isinstance(error, BotoSSLError):  # reached something, but TLS failed: a setting, not an outage
+        return AccountStoppedError(
+            str(error), code=name, fix="check the SES endpoint (transport.ses.region, endpoint_url) and any HTTPS proxy"
+        )
+    # No connection was made (refused, DNS, unreachable, connect timeout, proxy, TLS handshake):
+    # the request cannot have reached SES.
+    if isinstance(error, BotoConnectionError):
+        return UnreachableError(str(error), code=name)
     # Read timeouts, connections closed mid-answer and anything else: it may have been sent.
     return OutcomeUnknownError(str(error), code=name)
 
@@ -119,7 +160,7 @@ class SesTransport:
         try:
             answer = self.client.send_email(**request)
         except ClientError as error:
-            raise classify_client_error(error) from error
+            raise classify_client_error(error, self.client.meta.region_name) from error
         except BotoCoreError as error:
             raise classify_botocore_error(error) from error
         return SendResult(message_id=answer.get("MessageId"))

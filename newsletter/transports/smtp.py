@@ -15,30 +15,57 @@ from email.utils import parseaddr
 from ..config import SmtpSettings
 from ..errors import ConfigError, SendError
 from .base import (
+    QUOTA_FIX,
     AccountStoppedError,
     OutcomeUnknownError,
     OutgoingMessage,
+    RecipientDeferredError,
     RecipientRejectedError,
     RetryableSendError,
     SendQuota,
     SendResult,
+    UnreachableError,
+    names_account_condition,
 )
+
+# Reply codes about the session, not the recipient: 421 the service is closing, 454 SES's SMTP
+# throttling ("Throttling failure: Maximum sending rate exceeded"); 530/534/535/538 authentication.
+_SERVICE_TEMPORARY = {421, 454}
+_AUTHENTICATION = {530, 534, 535, 538}
+_LOGIN_FIX = "check transport.smtp.username and the password in ${env} (for SES: SMTP credentials, not the AWS keys)"
 
 
 def _reply_text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
 
-def _by_reply_code(code: int, reply: bytes | str) -> SendError:
-    """4xx: the server asks us to come back later; 5xx: it refuses this message for good."""
-    text = _reply_text(reply)
-    if 400 <= code < 500:
-        return RetryableSendError(text, code=str(code))
-    return RecipientRejectedError(text, code=str(code))
+def _account_fix(code: int, text: str, envelope_from: str, password_env: str) -> str | None:
+    """What the editor must fix when the reply is about the account or the sender, else None."""
+    if "quota" in text.lower():
+        return QUOTA_FIX
+    if code in _AUTHENTICATION:
+        return _LOGIN_FIX.format(env=password_env)
+    if names_account_condition(text):
+        return f"verify the sender {envelope_from} (or its domain) with the provider, and check the SMTP login"
+    return None
 
 
 class SmtpTransport:
     name = "smtp"
+
+    def _classify(self, code: int, reply: bytes | str, *, at_recipient: bool) -> SendError:
+        """An answer other than success -> the domain error: the account's (stop), the server's
+        temporary trouble (retry), or this recipient's (deferred 4xx, rejected 5xx)."""
+        text = _reply_text(reply)
+        fix = _account_fix(code, text, self.envelope_from, self.settings.password_env)
+        if fix is not None:
+            return AccountStoppedError(text, code=str(code), fix=fix)
+        if 400 <= code < 500:
+            if at_recipient and code not in _SERVICE_TEMPORARY:
+                return RecipientDeferredError(text, code=str(code))
+            return RetryableSendError(text, code=str(code))
+        return RecipientRejectedError(text, code=str(code))
+
 
     def __init__(self, settings: SmtpSettings, envelope_from: str, *, ssl_context: ssl.SSLContext | None = None):
         self.settings = settings
@@ -69,12 +96,28 @@ class SmtpTransport:
             if settings.username:
                 connection.login(settings.username, self.password or "")
         except smtplib.SMTPAuthenticationError as error:
-            raise AccountStoppedError(_reply_text(error.smtp_error), code=str(error.smtp_code)) from error
+            raise AccountStoppedError(_reply_text(error.smtp_error), code=str(error.smtp_code),
+                                      fix=_LOGIN_FIX.format(env=settings.password_env)) from error
         except smtplib.SMTPNotSupportedError as error:
-            raise AccountStoppedError(f"{settings.host}: {error}", code="SMTPNotSupported") from error
+            raise AccountStoppedError(
+                f"{settings.host}: {error}", code="SMTPNotSupported",
+                fix="check transport.smtp.security and port (the server offers no login there)",
+            ) from error
+        except smtplib.SMTPResponseException as error:  # refused at the greeting, e.g. 554 or 421
+            if 400 <= error.smtp_code < 500:
+                raise self._classify(error.smtp_code, error.smtp_error, at_recipient=False) from error
+            raise AccountStoppedError(
+                _reply_text(error.smtp_error), code=str(error.smtp_code),
+                fix=f"the server {settings.host} refuses this machine: check transport.smtp.host and port",
+            ) from error
+        except ssl.SSLError as error:  # reached, but TLS failed: a setting, not an outage
+            raise AccountStoppedError(
+                f"{settings.host}:{settings.port}: {error}", code=type(error).__name__,
+                fix="check transport.smtp.host, port and security (the server's certificate must match the host)",
+            ) from error
         except (smtplib.SMTPException, OSError) as error:  # no connection: nothing was sent
-            raise RetryableSendError(f"cannot connect to {settings.host}:{settings.port}: {error}",
-                                     code=type(error).__name__) from error
+            raise UnreachableError(f"cannot connect to {settings.host}:{settings.port}: {error}",
+                                   code=type(error).__name__) from error
         return connection
 
     def _drop_connection(self) -> None:
@@ -101,8 +144,12 @@ class SmtpTransport:
         if code != 250:
             self._reset()
             if 400 <= code < 500:
-                raise RetryableSendError(_reply_text(reply), code=str(code))
-            raise AccountStoppedError(f"sender {self.envelope_from} refused: {_reply_text(reply)}", code=str(code))
+                raise self._classify(code, reply, at_recipient=False)
+            fix = _account_fix(code, _reply_text(reply), self.envelope_from, self.settings.password_env)
+            raise AccountStoppedError(  # a sender refused at MAIL FROM is refused for every recipient
+                f"sender {self.envelope_from} refused: {_reply_text(reply)}", code=str(code),
+                fix=fix or f"make the server accept the sender {self.envelope_from} (verify it, or check the SMTP login)",
+            )
         return self._connection
 
     def _reset(self) -> None:
@@ -121,19 +168,19 @@ class SmtpTransport:
             raise RetryableSendError(f"connection lost before DATA: {error}", code=type(error).__name__) from error
         if code not in (250, 251):
             self._reset()
-            raise _by_reply_code(code, reply)
+            raise self._classify(code, reply, at_recipient=True)
         try:
             code, reply = connection.data(message.raw)
         except smtplib.SMTPDataError as error:
             self._reset()
-            raise _by_reply_code(error.smtp_code, error.smtp_error) from error
+            raise self._classify(error.smtp_code, error.smtp_error, at_recipient=False) from error
         except (smtplib.SMTPException, OSError) as error:
             # The message may have been transmitted and accepted before the answer was lost.
             self._drop_connection()
             raise OutcomeUnknownError(f"connection lost during DATA: {error}", code=type(error).__name__) from error
         if code != 250:
             self._reset()
-            raise _by_reply_code(code, reply)
+            raise self._classify(code, reply, at_recipient=False)
         return SendResult(message_id=_reply_text(reply))
 
     def quota(self) -> SendQuota:
