@@ -5,16 +5,19 @@
     python bench/send.py --moto                  # moto's SES: 1,000 recipients at 50/s, shares 1.0 and 0.9
 
 The local mode (the default) runs `bench/ses_endpoint.py` in its own process on 127.0.0.1: it
-answers SendEmail after `--latency` seconds and GetAccount with MaxSendRate = the rate under test,
-so the engine reads its rate and sizes itself as it would against SES. It is a load fixture that
+answers SendEmail after `--latency` seconds and GetAccount with MaxSendRate = rate / `--share`, so
+that the engine, reading its rate and sizing itself as it would against SES, sets its limiter to
+the rate under test (at the default share 0.9, as a real send does: "500/s set" is MaxSendRate
+555.6). It is a load fixture that
 measures our client and engine (moto itself caps near 135 calls/s); behaviour is tested against
 moto. For each rate: a store of rate x `--seconds` subscribers, `prepare_send` + `send_issue`
-through the real engine at `--share` (default 1.0, so the set rate is the rate), and it prints
+through the real engine, and it prints
 
 - the achieved rate, N / (last arrival - first arrival + 1/rate), from the endpoint's own arrival
   times, as a ratio of the set rate. Target at 500/s and 50 ms: at least 0.9;
-- the busiest one-second window of arrivals at the endpoint (and of the ledger's start times).
-  Target: never above the set rate;
+- the busiest one-second window of arrivals at the endpoint (and of the ledger's start times, when
+  the limiter let each call go). Target: never above the set rate; the endpoint's count adds the
+  jitter between a turn and the request's arrival, which the share's headroom absorbs;
 - CPU per message: this process's and its worker processes' CPU time over the send / messages,
   and what bounds the run (the rate, the workers, or the CPU).
 
@@ -182,7 +185,8 @@ def achieved_rate(times, set_rate: float) -> float:
 def run_local(rate: float, latency: float, seconds: float, share: float, overrides: dict) -> None:
     from newsletter.ratelimit import busiest_window
 
-    server, url = start_endpoint(latency, rate)
+    account_rate = rate / share
+    server, url = start_endpoint(latency, account_rate)
     recipients = int(rate * seconds)
     try:
         run = send_list(url, None, share, recipients, overrides)
@@ -191,17 +195,19 @@ def run_local(rate: float, latency: float, seconds: float, share: float, overrid
         stop(server)
 
     summary, cpu, wall = run.summary, run.cpu, run.wall
-    set_rate = rate * share
+    set_rate = rate
     achieved = achieved_rate(arrivals, set_rate)
     window = busiest_window(arrivals)
     cpu_per_message = cpu / max(1, summary.sent)
-    print(f"set {set_rate:g}/s (MaxSendRate {rate:g} x {share:g}), {latency * 1000:g} ms a call, {recipients} recipients, "
+    print(f"set {set_rate:g}/s (MaxSendRate {account_rate:.4g} x {share:g}), {latency * 1000:g} ms a call, {recipients} recipients, "
           f"{summary.processes} process(es) x {summary.workers} workers")
     print(f"  {run.outcome()}; the endpoint got {len(arrivals)} calls")
     print(f"  achieved {achieved:.1f}/s = {achieved / set_rate:.3f} of the set rate  [target at 500/s: >= 0.9]")
-    verdict = "within" if window <= set_rate else "ABOVE"
-    print(f"  busiest one-second window at the endpoint: {window} calls ({verdict} the set rate {set_rate:g}); "
-          f"by the ledger's start times: {busiest_window(run.starts)}")
+    verdict = {True: "within", False: "ABOVE"}
+    by_start = busiest_window(run.starts)
+    print(f"  busiest one-second window: {by_start} turns by the ledger's start times ({verdict[by_start <= set_rate]} "
+          f"the set rate {set_rate:g}); {window} arrivals at the endpoint ({verdict[window <= set_rate]} the set rate, "
+          f"{verdict[window <= account_rate]} MaxSendRate {account_rate:.4g})")
     print(f"  CPU {cpu:.1f} s over {wall:.1f} s of sending: {cpu_per_message * 1000:.2f} ms per message, "
           f"{cpu / wall:.2f} cores busy (of {os.cpu_count()}); load average before: {os.getloadavg()[0]:.2f}")
     if achieved < 0.9 * set_rate:
@@ -245,10 +251,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moto", action="store_true", help="against moto's SES instead of the local endpoint")
     parser.add_argument("--rates", type=float, nargs="+", default=[200.0, 500.0, 1000.0],
-                        help="local: the MaxSendRates to try")
+                        help="local: the rates to set the limiter to (MaxSendRate = rate / share)")
     parser.add_argument("--latency", type=float, default=0.05, help="local: seconds before each answer")
     parser.add_argument("--seconds", type=float, default=8.0, help="local: recipients = rate x seconds")
-    parser.add_argument("--share", type=float, default=1.0, help="local: sending.rate_share")
+    parser.add_argument("--share", type=float, default=0.9, help="local: sending.rate_share")
     parser.add_argument("--recipients", type=int, default=1000, help="moto: list size")
     parser.add_argument("--rate", type=float, default=50.0, help="moto: MaxSendRate, messages per second")
     parser.add_argument("--shares", type=float, nargs="+", default=[1.0, 0.9], help="moto: rate shares")

@@ -41,6 +41,7 @@ from ..errors import MessageError, StoreError
 from ..model import Delivery
 from ..ratelimit import Backoff, RateLimiter
 from ..store import Store
+from ..transports import transport_factory as new_transports
 from ..transports.base import (
     AccountStoppedError,
     OutcomeUnknownError,
@@ -485,7 +486,7 @@ def send_to_list(
             database=config.database,
             issue_id=plan.issue_id,
             compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
-            transport_factory=transport_factory or plan.new_transport,
+            transport_factory=transport_factory or new_transports(plan.config, plan.transport_kind),
             limiter=limiter,
             workers=sizing.workers,
             max_workers=sizing.max_workers,
