@@ -14,7 +14,7 @@ import pytest
 from newsletter.config import load_config
 from newsletter.ratelimit import Backoff, RateLimiter, busiest_window
 from newsletter.send import prepare_send, send_issue
-from newsletter.send.sizing import AUTO_MAX_WORKERS, CallLatency, size_send, workers_for
+from newsletter.send.sizing import ASSUMED_LATENCY, AUTO_MAX_WORKERS, CallLatency, size_send, workers_for
 from sending_fixtures import (
     ISSUE,
     cli,
@@ -45,7 +45,7 @@ def test_one_process_while_it_keeps_up_then_one_per_core():
     assert (small.processes, small.max_workers) == (1, AUTO_MAX_WORKERS)
     big = size_send(900, 100_000, cpu_count=2)
     assert big.processes == 2  # 900/s needs 3 at ~300/s each; 2 cores
-    assert big.workers == workers_for(450, 0.1, ceiling=AUTO_MAX_WORKERS)  # each process keeps half the rate
+    assert big.workers == workers_for(450, ASSUMED_LATENCY, ceiling=AUTO_MAX_WORKERS)  # each process keeps half the rate
     assert "2 processes" in big.reason and "450/s" in big.reason
     assert size_send(900, 100_000, cpu_count=8).processes == 3
     assert size_send(900, 100_000, cpu_count=8, max_processes=2).processes == 2

@@ -61,6 +61,7 @@ from .sizing import CallLatency, workers_for
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
 _RESIZE_SECONDS = 0.5  # how often the pool is sized to the measured latency
+_TURN_WAIT_SECONDS = 0.001  # a worker that waited this long for the limiter had a turn to spare
 
 
 # How long a worker keeps trying to record an outcome while the database is locked by another
@@ -204,6 +205,7 @@ class BulkSend:
         self.workers_per_process = 0  # set by WorkerProcesses when the run ends
         self._threads: list[threading.Thread] = []
         self._resized = 0.0
+        self._waited_for_turn = False  # since the last resize: the pool keeps up with the limiter
         self._record_lock = threading.Lock()
         self._crash: BaseException | None = None
 
@@ -267,12 +269,18 @@ class BulkSend:
 
     def _resize(self) -> None:
         """Start more threads when the calls' measured latency asks for more in flight (Little's
-        law); a thread too many only waits for the limiter, so the pool never shrinks."""
+        law) and no worker had to wait for a turn meanwhile: then the workers, not the limiter,
+        set the pace. The latency measured includes waits for the CPU, so without that check a
+        busy machine would grow the pool to its ceiling for nothing. A thread too many only waits
+        for the limiter, so the pool never shrinks."""
         now = time.monotonic()
         drained = self._feeding_done.is_set() and self._jobs.empty()
         if now - self._resized < _RESIZE_SECONDS or self.halt.event.is_set() or drained:
             return
         self._resized = now
+        if self._waited_for_turn:  # a worker had to wait for the limiter: there are enough
+            self._waited_for_turn = False
+            return
         latency = self.latency.mean()
         if latency is not None and self._threads:
             wanted = workers_for(self.limiter.target_rate / self.processes, latency, ceiling=self.max_workers)
@@ -336,7 +344,10 @@ class BulkSend:
             return
         refused = unreachable = 0  # calls answered with a retryable refusal; calls that got nowhere
         while True:
+            asked = time.monotonic()
             started_at = self.limiter.acquire(self.halt.event)
+            if time.monotonic() - asked > _TURN_WAIT_SECONDS:
+                self._waited_for_turn = True
             if started_at is None:
                 return  # stopped while waiting: the row was never claimed and stays pending
             claim = self._database(store.claim_delivery, delivery.id, started_at, self.version_id)

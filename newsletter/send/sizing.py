@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 
 HEADROOM = 1.5  # calls in flight over rate x mean latency
-ASSUMED_LATENCY = 0.1  # seconds: the first guess (SES SendEmail from outside AWS: 50 to 150 ms)
+ASSUMED_LATENCY = 0.05  # seconds: the first guess, until calls are measured
 AUTO_MAX_WORKERS = 64  # threads per process when the config says "auto"
 # Messages a second one process keeps to steadily (measured with bench/send.py on 2 cores: one
 # process tops out near 400/s, its CPU then spent on the GIL's hand-offs as much as on the calls).
@@ -40,7 +40,11 @@ class Sizing:
     def describe(self) -> str:
         processes = f"{self.processes} processes x " if self.processes > 1 else ""
         grows = f", up to {self.max_workers} as the measured latency asks" if self.max_workers > self.workers else ""
-        return f"{processes}{self.workers} workers{grows}"
+        return f"{processes}{_workers(self.workers)}{grows}"
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'s' if count != 1 else ''}"
 
 
 def workers_for(rate: float, latency: float, *, ceiling: int) -> int:
@@ -91,7 +95,7 @@ def size_send(
         ceiling = min(max_workers or AUTO_MAX_WORKERS, per_process_recipients)
         start = workers_for(per_process_rate, ASSUMED_LATENCY, ceiling=ceiling)
         why.append(
-            f"{start} workers{' each' if process_count > 1 else ''} for {per_process_rate:.4g}/s x "
+            f"{_workers(start)}{' each' if process_count > 1 else ''} for {per_process_rate:.4g}/s x "
             f"{ASSUMED_LATENCY:g} s latency (assumed until measured) x {HEADROOM:g}, at most {ceiling}"
         )
     return Sizing(processes=process_count, workers=start, max_workers=ceiling, reason="; ".join(why))
