@@ -65,6 +65,7 @@ class WorkerProcesses:
 
     def _read(self) -> None:
         while True:
+            self.run.halt.follow_shared()
             try:
                 kind, payload = self._results.get(timeout=_POLL_SECONDS)
             except queue.Empty:
