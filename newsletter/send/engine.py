@@ -61,7 +61,7 @@ from .sizing import CallLatency, workers_for
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
 _RESIZE_SECONDS = 0.5  # how often the pool is sized to the measured latency
-_TURN_WAIT_SECONDS = 0.001  # a worker that waited this long for the limiter had a turn to spare
+_KEEPING_UP = 0.95  # of the rate: workers that call this fast are enough
 
 
 # How long a worker keeps trying to record an outcome while the database is locked by another
@@ -85,10 +85,11 @@ class _Halt:
     """Why a run ends early; the first reason given wins. `report(kind, reason)`, when set, is
     called with a reason this process gave first (a worker process passes it on to the parent).
 
-    `shared`, a multiprocessing Event, is the flag of a run that spans processes. The workers
+    `shared`, a byte in shared memory, is the flag of a run that spans processes. The workers
     wait on `event`, this process's own: a multiprocessing Event takes a lock shared by every
-    process at each look, which slowed a two-process send at 500/s by a third. `follow_shared()`,
-    called every poll, brings a halt given in another process into this one."""
+    process at each look, which slowed a two-process send at 500/s by a third. `follow_shared()`
+    brings a halt given in another process into this one; it reads one byte, so a worker calls it
+    before each claim, and the main thread every poll (for threads that are waiting)."""
 
     def __init__(self, shared=None) -> None:
         self.event = threading.Event()
@@ -111,13 +112,15 @@ class _Halt:
                 setattr(self, kind, reason)
             self.event.set()
         if self.shared is not None:
-            self.shared.set()
+            self.shared.value = 1
         if first and self.report is not None:
             self.report(kind, reason)
 
-    def follow_shared(self) -> None:
-        if self.shared is not None and not self.event.is_set() and self.shared.is_set():
+    def follow_shared(self) -> bool:
+        """Whether the run is halting, in this process or another."""
+        if self.shared is not None and self.shared.value and not self.event.is_set():
             self.event.set()
+        return self.event.is_set()
 
 
 class _Outage:
@@ -209,14 +212,14 @@ class BulkSend:
         self.latency = CallLatency()
         self.parent_pid: int | None = None  # set in a worker process: it stops if the parent dies
         sync = WORKER_PROCESS_CONTEXT if processes > 1 else _InThisProcess
-        self.halt = _Halt(WORKER_PROCESS_CONTEXT.Event() if processes > 1 else None)
+        self.halt = _Halt(WORKER_PROCESS_CONTEXT.RawValue("b", 0) if processes > 1 else None)
         self._jobs = sync.Queue(maxsize=2 * self.max_workers * processes)
         self._feeding_done = sync.Event()
         self._initial_workers = workers
         self.workers_per_process = 0  # set by WorkerProcesses when the run ends
         self._threads: list[threading.Thread] = []
-        self._resized = 0.0
-        self._waited_for_turn = False  # since the last resize: the pool keeps up with the limiter
+        self._resized = time.monotonic()
+        self._calls_at_resize = 0
         self._record_lock = threading.Lock()
         self._crash: BaseException | None = None
 
@@ -281,22 +284,21 @@ class BulkSend:
 
     def _resize(self) -> None:
         """Start more threads when the calls' measured latency asks for more in flight (Little's
-        law) and no worker had to wait for a turn meanwhile: then the workers, not the limiter,
-        set the pace. The latency measured includes waits for the CPU, so without that check a
-        busy machine would grow the pool to its ceiling for nothing. A thread too many only waits
-        for the limiter, so the pool never shrinks."""
+        law), while the calls made since the last look fall short of the rate: then the workers,
+        not the limiter, set the pace. The latency measured includes waits for the CPU, so without
+        that check a busy machine would grow the pool to its ceiling for nothing. A thread too
+        many only waits for the limiter, so the pool never shrinks."""
         now = time.monotonic()
         drained = self._feeding_done.is_set() and self._jobs.empty()
         if now - self._resized < _RESIZE_SECONDS or self.halt.event.is_set() or drained:
             return
-        self._resized = now
-        if self._waited_for_turn:  # a worker had to wait for the limiter: there are enough
-            self._waited_for_turn = False
-            return
+        elapsed, self._resized = now - self._resized, now
+        calls = self.latency.calls
+        pace, self._calls_at_resize = (calls - self._calls_at_resize) / elapsed, calls
+        rate = self.limiter.target_rate / self.processes
         latency = self.latency.mean()
-        if latency is not None and self._threads:
-            wanted = workers_for(self.limiter.target_rate / self.processes, latency, ceiling=self.max_workers)
-            self._add_workers(wanted - len(self._threads))
+        if latency is not None and self._threads and pace < _KEEPING_UP * rate:
+            self._add_workers(workers_for(rate, latency, ceiling=self.max_workers) - len(self._threads))
 
     def _feed(self, store: Store) -> None:
         after, fed = 0, 0
@@ -356,11 +358,8 @@ class BulkSend:
             return
         refused = unreachable = 0  # calls answered with a retryable refusal; calls that got nowhere
         while True:
-            asked = time.monotonic()
             started_at = self.limiter.acquire(self.halt.event)
-            if time.monotonic() - asked > _TURN_WAIT_SECONDS:
-                self._waited_for_turn = True
-            if started_at is None:
+            if started_at is None or self.halt.follow_shared():
                 return  # stopped while waiting: the row was never claimed and stays pending
             claim = self._database(store.claim_delivery, delivery.id, started_at, self.version_id)
             if claim is None:

@@ -102,17 +102,20 @@ def size_send(
 
 
 class CallLatency:
-    """The mean latency of a process's calls, weighted to the recent ones (thread-safe)."""
+    """The mean latency of a process's calls, weighted to the recent ones, and their number
+    (thread-safe)."""
 
     WEIGHT = 0.1  # of each new call: the mean follows a change within a few dozen calls
 
     def __init__(self) -> None:
         self._mean: float | None = None
+        self.calls = 0  # how many were measured
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
         with self._lock:
             self._mean = seconds if self._mean is None else self._mean + self.WEIGHT * (seconds - self._mean)
+            self.calls += 1
 
     def mean(self) -> float | None:
         with self._lock:
