@@ -168,6 +168,33 @@ def test_a_multi_process_send_killed_mid_way_resumes_with_no_duplicate_and_no_on
     assert set(addresses) - set(copies) <= unknown  # no one missing but the unknown
 
 
+def test_worker_processes_whose_parent_is_killed_finish_their_calls_and_stop(tmp_path, moto_ses, secret):
+    """SIGKILL to the parent alone: its worker processes must not go on sending the list, nor
+    leave rows `sending`; they record their calls in flight and end, and a resumed send finishes."""
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
+    addresses = readers(1000)
+    subscribe(config_path, addresses)
+    options = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
+    child = start_send(config_path, *options, start_new_session=True)
+    try:
+        wait_until(lambda: list(ledger_states(config_path).values()).count("sent") >= 200, timeout=120,
+                   what="a multi-process send mid-way")
+        child.kill()  # the parent only: its worker processes live on in the group
+        child.communicate(timeout=30)
+        wait_until(lambda: _group_is_gone(child.pid), what="the orphaned worker processes to stop")
+    finally:
+        if not _group_is_gone(child.pid):
+            os.killpg(child.pid, signal.SIGKILL)
+    states = ledger_states(config_path)
+    assert set(states.values()) == {"sent", "pending"}  # calls in flight were recorded; no one left `sending`
+    assert set(delivered(moto_ses)) == {address for address, state in states.items() if state == "sent"}
+
+    resumed = start_send(config_path, *options)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
 def send_in_processes(config_path, processes: int, transport_factory):
     """prepare_send + send_issue as the CLI does with --processes, with the test's transports."""
     config = load_config(config_path)
