@@ -1,9 +1,12 @@
-"""Render figures for the sample issue: time per stage and sizes. Prints; asserts nothing.
+"""Render figures for the sample issue and a synthetic 15-paper issue: time per stage and sizes.
+Prints; asserts nothing.
 
 usage: python bench/render.py [ISSUE.md] [--runs N]
 
-Targets (issue 3): the sample's base64-encoded HTML part under 90 KB (Gmail clips near 102 KB), a
-15-paper issue under the clip or warned about by `newsletter build`, the whole render under 100 ms.
+The figure that matters is the HTML part as it is sent (base64, CRLF lines): Gmail clips a
+message whose HTML passes 104,448 bytes, hiding the rest of the issue and the unsubscribe link.
+Targets (issue 11): the sample under 70 KB (70,000 bytes), 15 papers under 100 KB (100,000 bytes);
+the whole render under 100 ms.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from newsletter.parse import parse_issue
 from newsletter.render import GMAIL_CLIP_BYTES, measure, render_issue
 
 REPO = Path(__file__).resolve().parent.parent
+SAMPLE_TARGET = 70_000  # bytes of the encoded HTML part
+FIFTEEN_TARGET = 100_000
 
 
 def repeated_papers(issue: Issue, count: int) -> Issue:
@@ -42,14 +47,17 @@ def sent_html_part_bytes(html: str) -> int:
     return len(message.get_payload().encode("ascii"))
 
 
-def report_sizes(label: str, issue: Issue, config) -> None:
+def report_sizes(label: str, issue: Issue, config, target: int) -> None:
     rendered = render_issue(issue, config)
     sizes = measure(rendered)
     verdict = "over the clip: build warns" if sizes.clipped_by_gmail else "under the clip"
+    met = "met" if sizes.encoded_html_bytes < target else "MISSED"
     print(f"{label}: {len(issue.papers)} papers")
     print(f"  HTML                 {sizes.html_bytes:>9,} bytes")
-    print(f"  HTML part, base64    {sizes.encoded_html_bytes:>9,} bytes  (stdlib, LF ends: "
-          f"{sent_html_part_bytes(rendered.html):,}; Gmail clips above {GMAIL_CLIP_BYTES:,}: {verdict})")
+    print(f"  HTML part as sent    {sizes.encoded_html_bytes:>9,} bytes  base64, CRLF; "
+          f"{GMAIL_CLIP_BYTES - sizes.encoded_html_bytes:,} below Gmail's {GMAIL_CLIP_BYTES:,} ({verdict}); "
+          f"target {target:,}: {met}")
+    print(f"  (stdlib payload)     {sent_html_part_bytes(rendered.html):>9,} bytes  (LF line ends: a cross-check)")
     print(f"  text content         {sizes.text_content_bytes:>9,} bytes")
     print(f"  markup-to-text ratio {sizes.markup_ratio:>9.2f}  (HTML bytes per byte of visible text)")
     print(f"  text part            {sizes.text_part_bytes:>9,} bytes")
@@ -81,8 +89,8 @@ def main() -> None:
         print(f"  {stage:<14} {median * 1000:7.2f} ms")
     print(f"  {'whole render':<14} {statistics.median(total for total, _ in runs) * 1000:7.2f} ms")
     print()
-    report_sizes("sample issue", issue, config)
-    report_sizes("synthetic issue", repeated_papers(issue, 15), config)
+    report_sizes("sample issue", issue, config, SAMPLE_TARGET)
+    report_sizes("synthetic issue", repeated_papers(issue, 15), config, FIFTEEN_TARGET)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .draft.markers import draft_parts
 from .model import Bilingual, Issue
 
 
@@ -46,3 +47,11 @@ def _one_sided(passage: Bilingual) -> bool:
 
 def _lacks_english(passages: tuple[Bilingual, ...]) -> bool:
     return any(passage.ko and not passage.en for passage in passages)
+
+
+# --- drafts -------------------------------------------------------------------------------------
+
+
+def draft_warnings(issue: Issue) -> list[Warning]:
+    """One per Korean part not finished: still to be written, or a machine's text to review."""
+    return [Warning(part.line, f"draft: {part.where}: {part.state}") for part in draft_parts(issue)]

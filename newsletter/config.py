@@ -7,13 +7,17 @@ named in the file.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import difflib
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from . import addresses
 from .errors import ConfigError
 
 CONFIG_FILENAME = "newsletter.toml"
@@ -43,6 +47,70 @@ class SmtpSettings:
     max_24h_send: int = 10_000
 
 
+DEFAULT_DRAFT_TITLE = "[{date:%Y/%m/%d} ~ {end:%m/%d}] 이번 주의 주요 ML 논문 (Top ML Papers of the Week)"
+DEFAULT_DRAFT_PREHEADER = "{titles} 등 이번 주의 ML 논문 {count}편 · Top ML Papers of the Week"
+DEFAULT_DRAFT_NOTICE = (
+    "이 글은 언어 모델로 자동 번역·요약한 설명으로, 잘못된 내용이 있을 수 있으니 원문을 참고해주세요!",
+    "읽으시면서 어색하거나 잘못된 내용을 발견하시면 덧글로 알려주시기를 부탁드립니다!",
+)
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    """`newsletter new`: where drafts go and how their front matter and notice start out."""
+
+    folder: Path = Path("issues")
+    title: str = DEFAULT_DRAFT_TITLE  # str.format fields: date, end (date + 6 days)
+    preheader: str = DEFAULT_DRAFT_PREHEADER  # fields: titles (the first ones), count, date, end
+    notice: tuple[str, ...] = DEFAULT_DRAFT_NOTICE  # one notice bullet each
+
+
+@dataclass(frozen=True)
+class TranslateSettings:
+    """`newsletter translate`: the command each English text is piped through (no shell)."""
+
+    command: str | None = None  # e.g. "llm -s '다음 글을 한국어로 번역해 주세요.'"
+    title_command: str | None = None  # for titles; default: command
+    timeout: float = 120.0  # seconds per call
+    retries: int = 2  # further tries after a failed or timed-out call
+    retry_wait: float = 2.0  # seconds before the first retry, doubled each time
+
+
+@dataclass(frozen=True)
+class ArxivSettings:
+    """Title and abstract for arXiv ids (`newsletter new --from ids.txt`), from the Atom API."""
+
+    api_url: str = "https://export.arxiv.org/api/query"
+    interval: float = 3.0  # seconds between calls: arXiv asks for at least 3
+    timeout: float = 30.0  # seconds per call
+    retries: int = 2  # further tries after a 5xx answer or a timeout
+    batch_size: int = 10  # ids per call
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """The feedback loop (`[events]`): SES events and unsubscribes reach the list through SNS and
+    SQS (`newsletter setup aws` creates them, `newsletter sync` drains the queue)."""
+
+    region: str = "us-east-1"
+    profile: str | None = None
+    topic: str = "newsletter-events"
+    queue: str = "newsletter-events"
+    dead_letter_queue: str = "newsletter-events-dlq"
+    configuration_set: str = "newsletter"
+    # A message received this many times without being applied moves to the dead-letter queue.
+    max_receive_count: int = 5
+    # Seconds a received message stays hidden from other readers before it can be received again.
+    visibility_timeout: int = 60
+    # SQS long polling per receive (0: short polling, which may miss messages on real SQS).
+    wait_seconds: int = 1
+    # This many transient bounces of one address within the window make it `bounced`.
+    transient_bounce_limit: int = 3
+    transient_bounce_window_days: int = 30
+    tracking: bool = False  # also publish Open and Click events (SES rewrites links, adds a pixel)
+    inbound_address: str | None = None  # SES receives unsubscribe mail here (a receipt rule)
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
@@ -68,6 +136,13 @@ class Config:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8025
     outbox: Path = Path("build/outbox")
+    events: EventSettings | None = None  # None: no [events] table, no feedback loop
+    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
+    # index (web_base_url) at its #subscribe form.
+    subscribe_url: str = ""
+    draft: DraftSettings = field(default_factory=DraftSettings)
+    translate: TranslateSettings = field(default_factory=TranslateSettings)
+    arxiv: ArxivSettings = field(default_factory=ArxivSettings)
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -93,18 +168,119 @@ def load_config(explicit: str | Path | None = None) -> Config:
     return _Reader(raw, path).config()
 
 
-class _Reader:
-    """Reads keys out of the parsed TOML, each failure naming `section.key` and the file."""
+REQUIRED = object()  # a Key's default when the file must give the value
 
-    KNOWN = {
-        "newsletter": {"name", "list_id", "web_base_url", "postal_address"},
-        "sender": {"from", "reply_to"},
-        "subscribers": {"database"},
-        "unsubscribe": {"url", "mailto", "key_file"},
-        "transport": {"kind", "ses", "smtp"},
-        "sending": {"rate_share", "workers", "processes", "outbox", "outage_budget_seconds"},
-        "serve": {"host", "port"},
-    }
+
+@dataclass(frozen=True)
+class Key:
+    """How one setting is read: its kind, its default (REQUIRED: no default) and its bounds.
+
+    kind: text (one non-empty line), url (http/https), address (one email address), path
+    (relative to the file's folder), int, float, bool, choice (one of `choices`), pattern (a
+    str.format pattern for `new`), lines (a list of one-line strings), command (a command line,
+    shlex-split), auto_int (an int, or "auto": None)."""
+
+    kind: str
+    default: Any = REQUIRED
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+# Every key newsletter.toml may hold: adding a setting is one line here plus where it is read.
+# Anything else in the file is an error naming the closest known key.
+KEYS: dict[str, Key] = {
+    "newsletter.name": Key("text"),
+    "newsletter.list_id": Key("text"),
+    "newsletter.web_base_url": Key("url"),
+    "newsletter.postal_address": Key("text"),
+    "newsletter.subscribe_url": Key("url", None),
+    "sender.from": Key("address"),
+    "sender.reply_to": Key("address", None),
+    "subscribers.database": Key("path"),
+    "unsubscribe.url": Key("url"),
+    "unsubscribe.mailto": Key("text"),
+    "unsubscribe.key_file": Key("path", None),
+    "transport.kind": Key("choice", "ses", choices=("ses", "smtp")),
+    "transport.ses.region": Key("text", "us-east-1"),
+    "transport.ses.profile": Key("text", None),
+    "transport.ses.endpoint_url": Key("text", None),
+    "transport.ses.configuration_set": Key("text", None),
+    "transport.ses.max_send_rate": Key("float", 14.0, 0.1, 100_000),
+    "transport.ses.max_24h_send": Key("int", 50_000, 1, 10**9),
+    "transport.smtp.host": Key("text", "localhost"),
+    "transport.smtp.port": Key("int", 587, 1, 65535),
+    "transport.smtp.security": Key("choice", "starttls", choices=("starttls", "ssl", "none")),
+    "transport.smtp.username": Key("text", None),
+    "transport.smtp.password_env": Key("text", "NEWSLETTER_SMTP_PASSWORD"),
+    "transport.smtp.timeout": Key("float", 30.0, 0.1, 600),
+    "transport.smtp.max_send_rate": Key("float", 10.0, 0.1, 100_000),
+    "transport.smtp.max_24h_send": Key("int", 10_000, 1, 10**9),
+    "sending.rate_share": Key("float", 0.9, 0.01, 1.0),
+    "sending.workers": Key("auto_int", None, 1, 256),
+    "sending.processes": Key("auto_int", None, 1, 64),
+    "sending.outbox": Key("path", "build/outbox"),
+    "sending.outage_budget_seconds": Key("float", 300.0, 0.0, 86_400),
+    "serve.host": Key("text", "127.0.0.1"),
+    "serve.port": Key("int", 8025, 1, 65535),
+    "events.region": Key("text", None),
+    "events.profile": Key("text", None),
+    "events.topic": Key("text", "newsletter-events"),
+    "events.queue": Key("text", "newsletter-events"),
+    "events.dead_letter_queue": Key("text", "newsletter-events-dlq"),
+    "events.configuration_set": Key("text", None),
+    "events.max_receive_count": Key("int", 5, 1, 1000),
+    "events.visibility_timeout": Key("int", 60, 0, 43_200),
+    "events.wait_seconds": Key("int", 1, 0, 20),
+    "events.transient_bounce_limit": Key("int", 3, 1, 1000),
+    "events.transient_bounce_window_days": Key("int", 30, 1, 3650),
+    "events.tracking": Key("bool", False),
+    "events.inbound_address": Key("address", None),
+    "draft.folder": Key("path", "issues"),
+    "draft.title": Key("pattern", DEFAULT_DRAFT_TITLE),
+    "draft.preheader": Key("pattern", DEFAULT_DRAFT_PREHEADER),
+    "draft.notice": Key("lines", DEFAULT_DRAFT_NOTICE),
+    "translate.command": Key("command", None),
+    "translate.title_command": Key("command", None),
+    "translate.timeout": Key("float", 120.0, 0.1, 3600),
+    "translate.retries": Key("int", 2, 0, 10),
+    "translate.retry_wait": Key("float", 2.0, 0, 600),
+    "arxiv.api_url": Key("url", "https://export.arxiv.org/api/query"),
+    "arxiv.interval": Key("float", 3.0, 0, 600),
+    "arxiv.timeout": Key("float", 30.0, 0.1, 600),
+    "arxiv.retries": Key("int", 2, 0, 10),
+    "arxiv.batch_size": Key("int", 10, 1, 100),
+}
+# The tables that hold those keys: "transport", "transport.ses", ...
+TABLES = frozenset(key.rsplit(".", n)[0] for key in KEYS for n in range(1, key.count(".") + 1))
+
+
+def unknown_keys(raw: dict[str, Any], table: str = "") -> list[tuple[str, str]]:
+    """(dotted key, what is wrong) for every key or table of `raw` that KEYS does not know."""
+    found: list[tuple[str, str]] = []
+    for name, value in raw.items():
+        dotted = f"{table}.{name}" if table else name
+        if dotted in TABLES:
+            if isinstance(value, dict):
+                found += unknown_keys(value, dotted)
+            else:
+                found.append((dotted, f"expected a [{dotted}] table"))
+        elif dotted not in KEYS:
+            known = _children(table)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
+            found.append((dotted, f"{'unknown key' if table else 'unknown section'}; {hint}"))
+    return found
+
+
+def _children(table: str) -> list[str]:
+    """The names KEYS allows directly inside `table` ("" for the top level)."""
+    prefix = f"{table}." if table else ""
+    return sorted({key.removeprefix(prefix).split(".")[0] for key in KEYS if key.startswith(prefix)})
+
+
+class _Reader:
+    """Reads keys out of the parsed TOML as KEYS says, each failure naming `section.key` and the file."""
 
     def __init__(self, raw: dict[str, Any], path: Path):
         self.raw = raw
@@ -114,134 +290,195 @@ class _Reader:
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(message, key=key, path=self.path)
 
-    def get(self, dotted: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    def raw_value(self, dotted: str) -> Any:
         node: Any = self.raw
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
-                if default is ...:
-                    raise self.fail(dotted, "required key is missing")
-                return default
+                return None
             node = node[part]
-        if kind is float and isinstance(node, int) and not isinstance(node, bool):
-            node = float(node)
-        if not isinstance(node, kind) or (isinstance(node, bool) and kind is not bool):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(dotted, f"expected {expected}, got {type(node).__name__} {node!r}")
         return node
 
-    def text(self, dotted: str, default: Any = ...) -> Any:
-        value = self.get(dotted, str, default)
-        if isinstance(value, str):
-            if not value.strip():
-                raise self.fail(dotted, "must not be empty")
-            if "\r" in value or "\n" in value:
-                raise self.fail(dotted, "must be one line")
-        return value
-
-    def url(self, dotted: str, schemes: tuple[str, ...] = ("https://", "http://")) -> str:
-        value = self.text(dotted)
-        if not value.startswith(schemes):
-            raise self.fail(dotted, f"must start with {' or '.join(schemes)}, got {value!r}")
-        return value
-
-    def address(self, dotted: str, default: Any = ...) -> Any:
-        value = self.text(dotted, default)
-        if isinstance(value, str) and "@" not in parseaddr(value)[1]:
-            raise self.fail(dotted, f"not an email address: {value!r}")
-        return value
-
-    def number(self, dotted: str, kind: type, default: Any, low: float, high: float) -> Any:
-        value = self.get(dotted, kind, default)
-        if not low <= value <= high:
-            raise self.fail(dotted, f"must be between {low:g} and {high:g}, got {value!r}")
-        return value
-
-    def auto_or_number(self, dotted: str, low: int, high: int) -> int | None:
-        """A whole number in [low, high], or "auto" (the default): None."""
-        if self.get(dotted, (int, str), "auto") == "auto":
-            return None
-        return self.number(dotted, int, None, low, high)
-
-    def local_path(self, dotted: str, default: Any = ...) -> Any:
-        value = self.text(dotted, default)
+    def read(self, dotted: str) -> Any:
+        """The value of a KEYS entry, checked, with its default applied."""
+        key = KEYS[dotted]
+        value = self.raw_value(dotted)
         if value is None:
-            return None
-        path = Path(value).expanduser()
+            if key.default is REQUIRED:
+                raise self.fail(dotted, "required key is missing")
+            value = key.default
+            if value is None or key.kind != "path":
+                return value
+        reader = getattr(self, f"read_{key.kind}")
+        return reader(dotted, key, value)
+
+    def typed(self, dotted: str, kind: type, value: Any) -> Any:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise self.fail(dotted, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    def read_text(self, dotted: str, key: Key, value: Any) -> str:
+        value = self.typed(dotted, str, value)
+        if not value.strip():
+            raise self.fail(dotted, "must not be empty")
+        if "\r" in value or "\n" in value:
+            raise self.fail(dotted, "must be one line")
+        return value
+
+    def read_url(self, dotted: str, key: Key, value: Any) -> str:
+        value = self.read_text(dotted, key, value)
+        if not value.startswith(("https://", "http://")):
+            raise self.fail(dotted, f"must start with https:// or http://, got {value!r}")
+        return value
+
+    def read_address(self, dotted: str, key: Key, value: Any) -> str:
+        value = self.read_text(dotted, key, value)
+        try:
+            addresses.parse(value)
+        except addresses.AddressError as error:
+            raise self.fail(dotted, f"not one email address: {value!r} ({error})") from None
+        return value
+
+    def read_path(self, dotted: str, key: Key, value: Any) -> Path:
+        path = Path(self.read_text(dotted, key, value)).expanduser()
         return path if path.is_absolute() else self.base / path
 
-    def check_unknown(self) -> None:
-        for section, value in self.raw.items():
-            if section not in self.KNOWN:
-                raise self.fail(section, f"unknown section; expected one of {', '.join(sorted(self.KNOWN))}")
-            if not isinstance(value, dict):
-                raise self.fail(section, "expected a [section] table")
-            for key in value:
-                if key not in self.KNOWN[section]:
-                    raise self.fail(f"{section}.{key}", "unknown key")
+    def read_choice(self, dotted: str, key: Key, value: Any) -> str:
+        value = self.read_text(dotted, key, value)
+        if value not in key.choices:
+            expected = " or ".join(repr(choice) for choice in key.choices)
+            raise self.fail(dotted, f"must be {expected}, got {value!r}")
+        return value
 
-    REQUIRED = (
-        "newsletter.name", "newsletter.list_id", "newsletter.web_base_url", "newsletter.postal_address",
-        "sender.from", "subscribers.database", "unsubscribe.url", "unsubscribe.mailto",
-    )
+    def read_number(self, dotted: str, key: Key, value: Any) -> Any:
+        value = self.typed(dotted, int if key.kind == "int" else float, value)
+        if not key.low <= value <= key.high:
+            raise self.fail(dotted, f"must be between {key.low:g} and {key.high:g}, got {value!r}")
+        return value
+
+    read_int = read_float = read_number
+
+    def read_auto_int(self, dotted: str, key: Key, value: Any) -> int | None:
+        """A whole number within the bounds, or "auto": None (the program decides)."""
+        if value == "auto":
+            return None
+        if isinstance(value, str):
+            raise self.fail(dotted, f'expected a whole number or "auto", got {value!r}')
+        return self.read_number(dotted, dataclasses.replace(key, kind="int"), value)
+
+    def read_bool(self, dotted: str, key: Key, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(dotted, f"expected true or false, got {value!r}")
+        return value
+
+    # --- drafts (`newsletter new`, `translate`) ---
+
+    def read_pattern(self, dotted: str, key: Key, value: Any) -> str:
+        """A str.format pattern with the fields `new` fills: date, end, titles, count."""
+        value = self.read_text(dotted, key, value)
+        sample = dt.date(2023, 10, 16)
+        try:
+            value.format(date=sample, end=sample, titles="A, B", count=2)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise self.fail(dotted, f"not a usable pattern ({error!r}); fields: {{date}}, {{end}}, {{titles}}, {{count}}") from None
+        return value
+
+    def read_lines(self, dotted: str, key: Key, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise self.fail(dotted, f"expected a list of one-line strings, got {type(value).__name__}")
+        return tuple(self.read_text(dotted, key, line) for line in value)
+
+    def read_command(self, dotted: str, key: Key, value: Any) -> str:
+        value = self.read_text(dotted, key, value)
+        try:
+            shlex.split(value)
+        except ValueError as error:
+            raise self.fail(dotted, f"not a command line ({error})") from None
+        return value
+
+    def check_unknown(self) -> None:
+        unknown = unknown_keys(self.raw)
+        if len(unknown) == 1:
+            raise self.fail(*unknown[0])
+        if unknown:
+            listed = "; ".join(f"{key}: {problem}" for key, problem in unknown)
+            raise ConfigError(f"{len(unknown)} unknown keys: {listed}", path=self.path)
 
     def check_required(self) -> None:
         """Name every missing key at once, in the file's order, not one per attempt."""
-        missing = [key for key in self.REQUIRED if self.get(key, object, None) is None]
+        missing = [key for key, spec in KEYS.items() if spec.default is REQUIRED and self.raw_value(key) is None]
         if len(missing) > 1:
             raise ConfigError(f"required keys are missing: {', '.join(missing)}", path=self.path)
 
     def config(self) -> Config:
         self.check_unknown()
         self.check_required()
-        transport = self.text("transport.kind", "ses")
-        if transport not in ("ses", "smtp"):
-            raise self.fail("transport.kind", f"must be 'ses' or 'smtp', got {transport!r}")
-        security = self.text("transport.smtp.security", "starttls")
-        if security not in ("starttls", "ssl", "none"):
-            raise self.fail("transport.smtp.security", f"must be starttls, ssl or none, got {security!r}")
-        mailto = self.text("unsubscribe.mailto")
+        read = self.read
+        mailto = read("unsubscribe.mailto")
         if "@" not in mailto.removeprefix("mailto:"):
             raise self.fail("unsubscribe.mailto", f"not an email address: {mailto!r}")
-        unsubscribe_url = self.url("unsubscribe.url")
+        unsubscribe_url = read("unsubscribe.url")
         if not unsubscribe_url.endswith("/"):
             # Each recipient's token is appended as the last path segment.
             raise self.fail("unsubscribe.url", f"must end with '/', got {unsubscribe_url!r}")
+        events = self.events()
+        ses = SesSettings(**self.table("transport.ses"))
+        if events and not ses.configuration_set:
+            ses = dataclasses.replace(ses, configuration_set=events.configuration_set)
+        web_base_url = read("newsletter.web_base_url")
         return Config(
             path=self.path,
-            name=self.text("newsletter.name"),
-            from_address=self.address("sender.from"),
-            reply_to=self.address("sender.reply_to", None),
-            list_id=self.text("newsletter.list_id"),
-            web_base_url=self.url("newsletter.web_base_url"),
-            postal_address=self.text("newsletter.postal_address"),
-            database=self.local_path("subscribers.database"),
+            name=read("newsletter.name"),
+            from_address=read("sender.from"),
+            reply_to=read("sender.reply_to"),
+            list_id=read("newsletter.list_id"),
+            web_base_url=web_base_url,
+            subscribe_url=read("newsletter.subscribe_url") or web_base_url + "#subscribe",
+            postal_address=read("newsletter.postal_address"),
+            database=read("subscribers.database"),
             unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=mailto.removeprefix("mailto:"),
-            unsubscribe_key_file=self.local_path("unsubscribe.key_file", None),
-            transport=transport,
-            ses=SesSettings(
-                region=self.text("transport.ses.region", "us-east-1"),
-                profile=self.text("transport.ses.profile", None),
-                endpoint_url=self.text("transport.ses.endpoint_url", None),
-                configuration_set=self.text("transport.ses.configuration_set", None),
-                max_send_rate=self.number("transport.ses.max_send_rate", float, 14.0, 0.1, 100_000),
-                max_24h_send=self.number("transport.ses.max_24h_send", int, 50_000, 1, 10**9),
-            ),
-            smtp=SmtpSettings(
-                host=self.text("transport.smtp.host", "localhost"),
-                port=self.number("transport.smtp.port", int, 587, 1, 65535),
-                security=security,
-                username=self.text("transport.smtp.username", None),
-                password_env=self.text("transport.smtp.password_env", "NEWSLETTER_SMTP_PASSWORD"),
-                timeout=self.number("transport.smtp.timeout", float, 30.0, 0.1, 600),
-                max_send_rate=self.number("transport.smtp.max_send_rate", float, 10.0, 0.1, 100_000),
-                max_24h_send=self.number("transport.smtp.max_24h_send", int, 10_000, 1, 10**9),
-            ),
-            rate_share=self.number("sending.rate_share", float, 0.9, 0.01, 1.0),
-            workers=self.auto_or_number("sending.workers", 1, 256),
-            processes=self.auto_or_number("sending.processes", 1, 64),
-            outage_budget_seconds=self.number("sending.outage_budget_seconds", float, 300.0, 0.0, 86_400.0),
-            outbox=self.local_path("sending.outbox", "build/outbox"),
-            serve_host=self.text("serve.host", "127.0.0.1"),
-            serve_port=self.number("serve.port", int, 8025, 1, 65535),
+            unsubscribe_key_file=read("unsubscribe.key_file"),
+            transport=read("transport.kind"),
+            ses=ses,
+            smtp=SmtpSettings(**self.table("transport.smtp")),
+            rate_share=read("sending.rate_share"),
+            workers=read("sending.workers"),
+            processes=read("sending.processes"),
+            outbox=read("sending.outbox"),
+            outage_budget_seconds=read("sending.outage_budget_seconds"),
+            serve_host=read("serve.host"),
+            serve_port=read("serve.port"),
+            events=events,
+            draft=DraftSettings(**self.table("draft")),
+            translate=TranslateSettings(**self.table("translate")),
+            arxiv=ArxivSettings(**self.table("arxiv")),
         )
+
+    def events(self) -> EventSettings | None:
+        if "events" not in self.raw:
+            return None
+        settings = self.table("events")
+        sending_set = self.read("transport.ses.configuration_set")
+        configuration_set = settings["configuration_set"] or sending_set or "newsletter"
+        if sending_set and sending_set != configuration_set:
+            raise self.fail("events.configuration_set", f"{configuration_set!r} differs from "
+                            f"transport.ses.configuration_set {sending_set!r}; the send must use the set "
+                            "that publishes its events")
+        settings.update(
+            configuration_set=configuration_set,
+            # The queue lives where SES sends from unless the file says otherwise.
+            region=settings["region"] or self.read("transport.ses.region"),
+            profile=settings["profile"] or self.read("transport.ses.profile"),
+        )
+        return EventSettings(**settings)
+
+    def table(self, table: str) -> dict[str, Any]:
+        """Every key of one table, by its name in the table (the settings dataclass's fields)."""
+        prefix = f"{table}."
+        return {
+            key.removeprefix(prefix): self.read(key)
+            for key in KEYS
+            if key.startswith(prefix) and "." not in key.removeprefix(prefix)
+        }

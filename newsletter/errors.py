@@ -6,6 +6,7 @@ these; the CLI prints `str(error)` as one line and exits non-zero. Anything else
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -18,11 +19,21 @@ class NewsletterError(Exception):
 class ParseError(NewsletterError):
     """An issue file that cannot become an `Issue`: where it is wrong and what was expected."""
 
-    def __init__(self, path: str | Path, line: int, message: str):
+    def __init__(self, path: str | Path, line: int, message: str, *, errors: Sequence[ParseError] = ()):
         self.path = str(path)
         self.line = line
         self.message = " ".join(message.split())  # one line, whatever a library's text held
+        # Every error found in the file, in line order (this one is the first); the CLI prints
+        # one line for each.
+        self.errors: tuple[ParseError, ...] = tuple(errors) or (self,)
         super().__init__(f"{self.path}:{line}: {self.message}")
+
+    @classmethod
+    def collect(cls, errors: Sequence[ParseError]) -> ParseError:
+        """One ParseError for several: the first, carrying them all (each (line, message) once)."""
+        unique = list({(error.line, error.message): error for error in errors}.values())
+        first = unique[0]
+        return cls(first.path, first.line, first.message, errors=unique)
 
 
 class ConfigError(NewsletterError):
@@ -44,6 +55,10 @@ class StoreError(NewsletterError):
     """The subscriber database or an import into it could not be used as asked."""
 
 
+class ServeError(NewsletterError):
+    """A local server (`serve`, `preview`) could not start: its port is taken, the host is wrong."""
+
+
 class SendError(NewsletterError):
     """A message could not be handed to the transport; `code` keeps the provider's error code."""
 
@@ -63,3 +78,25 @@ class QuotaError(SendError):
     def __init__(self, message: str, *, allowance: int):
         self.allowance = allowance
         super().__init__(message)
+
+
+class AwsError(NewsletterError):
+    """An AWS call of the feedback loop (SNS, SQS, SES setup) failed: what failed and what to do,
+    in one line; `code` keeps AWS's error code (AccessDenied, QueueDoesNotExist, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+class DraftError(NewsletterError):
+    """A draft that cannot be made or filled as asked (a paper list, arXiv, the translate command),
+    or a draft where a finished issue is needed (a send to the list)."""
+
+
+class ListError(DraftError):
+    """Entries of a paper list that cannot become papers: one `path:line: message` line each."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[int, str]]):
+        self.path = str(path)
+        self.problems = [(line, " ".join(message.split())) for line, message in problems]
+        super().__init__("\n".join(f"{self.path}:{line}: {message}" for line, message in self.problems))

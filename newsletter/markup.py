@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from . import labels
 from .model import Text
 
 LINK_SCHEMES = ("http", "https", "mailto")
@@ -53,8 +54,25 @@ def _renderer() -> MarkdownIt:
 
 
 def to_html(text: Text) -> str:
-    """Safe HTML for a Text: raw HTML escaped, only http/https/mailto links."""
-    return _renderer().render(text.markdown).strip()
+    """Safe HTML for a Text: raw HTML escaped, only http/https/mailto links, emoji for
+    `:shortcodes:`, and a long URL written as a link's own text shown as a label instead."""
+    md = _renderer()
+    tokens = md.parse(text.markdown)
+    for token in tokens:
+        if token.type == "inline" and token.children:
+            _present(token.children)
+    return md.renderer.render(tokens, md.options, {}).strip()
+
+
+def _present(children) -> None:
+    for index, token in enumerate(children):
+        if token.type == "text":
+            token.content = labels.emojize(token.content)
+        elif token.type == "link_open" and index + 2 < len(children):
+            label, closing = children[index + 1], children[index + 2]
+            href = str(token.attrs.get("href", ""))
+            if label.type == "text" and closing.type == "link_close" and label.content in (href, href.removeprefix("mailto:")):
+                label.content = labels.shown_url(label.content)
 
 
 def to_plain(text: Text) -> str:

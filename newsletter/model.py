@@ -30,6 +30,7 @@ class Bilingual:
 
     ko: Text | None = None
     en: Text | None = None
+    line: int = field(default=0, compare=False)  # where the passage starts in the issue file
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Issue:
     preheader: str | None = None
     source_url: str | None = None
     path: str = ""
+    # The notice as the email edition words it (front matter `email_notice:`), where the notice
+    # blockquote speaks for the forum ("reply in the comments"); None: the email shows `notice`.
+    email_notice: Text | None = None
 
     @property
     def issue_id(self) -> str:
@@ -86,7 +90,10 @@ class Issue:
 
     @property
     def email_subject(self) -> str:
-        return self.subject or self.title
+        """The Subject line: the front matter's, else derived from the title (labels.subject)."""
+        from .labels import subject  # labels reads these dataclasses: imported here, not at the top
+
+        return subject(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for `newsletter check --json`)."""

@@ -2,6 +2,11 @@
 
 The format is written down in docs/issue-format.md. The walk goes over markdown-it-py's syntax
 tree, not over lines; source lines are only sliced to keep each passage's Markdown as written.
+
+The parse goes on after most errors, so that `check` can list every one of them: the ParseError
+raised at the end is the first, and carries them all (`.errors`). The input stage makes sure that
+what passes the parser can be rendered: line breaks from Word and Unicode (VT, FF, NEL, LS, PS)
+become line breaks, and any other invisible control character is an error on its line.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ FRONT_MATTER_KEYS = {  # key -> required
     "subject": False,
     "preheader": False,
     "source_url": False,
+    "email_notice": False,
 }
 
 INTRO_HEADINGS = {"소개", "introduction", "intro"}
@@ -81,15 +87,81 @@ def parse_issue_bytes(data: bytes, path: str | Path = "<issue>") -> Issue:
 
 
 def parse_issue_text(source: str, path: str | Path = "<issue>") -> Issue:
-    lines = _normalise(source)
-    front, body_start = _split_front_matter(lines, str(path))
-    return _IssueBuilder(str(path), lines, body_start, front).build()
+    problems = _Problems(str(path))
+    text = _read_lines(source, problems)
+    front, body_start = _split_front_matter(text, problems)
+    return _IssueBuilder(problems, text, body_start, front).build()
 
 
-def _normalise(source: str) -> list[str]:
+class _Problems:
+    """Every error found in one file, so that one `check` lists them all."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.errors: list[ParseError] = []
+
+    def add(self, line: int, message: str) -> None:
+        self.errors.append(ParseError(self.path, line, message))
+
+    def fatal(self, line: int, message: str) -> ParseError:
+        """The error after which nothing more can be read, with every error found before it."""
+        self.add(line, message)
+        return self.collected()
+
+    def collected(self) -> ParseError:
+        return ParseError.collect(sorted(self.errors, key=lambda error: error.line))
+
+
+@dataclass
+class _Lines:
+    """The file's lines after the input stage, and where each one is in the file (1-based): a
+    line break from Word (VT) splits a line in two that the editor sees as one."""
+
+    lines: list[str]
+    numbers: list[int]
+
+    def number(self, index: int) -> int:
+        if not self.numbers:
+            return 1
+        return self.numbers[min(max(index, 0), len(self.numbers) - 1)]
+
+
+# Word's manual line break (VT) and page break (FF), and Unicode's NEL, LINE and PARAGRAPH
+# SEPARATOR: line breaks to the editor, line breaks here.
+_LINE_BREAKS = re.compile("[\v\f\x85\u2028\u2029]")
+# Invisible characters that no email should carry and MJML refuses: C0 and C1 controls (tabs
+# and line ends aside), lone surrogates, Unicode non-characters.
+_NONCHARACTERS = "".join(chr(plane + end) for plane in range(0, 0x110000, 0x10000) for end in (0xFFFE, 0xFFFF))
+_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufdd0-\ufdef" + _NONCHARACTERS + "]"
+)
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "BS", 0x1B: "ESC", 0x7F: "DEL"}
+
+
+def _read_lines(source: str, problems: _Problems) -> _Lines:
     """CRLF/CR line ends, a BOM, leading tabs and trailing spaces are all accepted silently."""
-    text = source.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
-    return [_expand_indent(line.rstrip()) for line in text.split("\n")]
+    text = source.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    lines: list[str] = []
+    numbers: list[int] = []
+    for number, physical in enumerate(text.split("\n"), start=1):
+        bad = _FORBIDDEN.search(physical)
+        if bad:
+            problems.add(number, f"{_describe(bad.group())} at column {bad.start() + 1}; delete it")
+            physical = _FORBIDDEN.sub("\ufffd", physical)
+        for piece in _LINE_BREAKS.split(physical):
+            lines.append(_expand_indent(piece.rstrip()))
+            numbers.append(number)
+    return _Lines(lines, numbers)
+
+
+def _describe(char: str) -> str:
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        return f"a lone surrogate U+{code:04X}"
+    if unicodedata.category(char) == "Cc":
+        name = _CONTROL_NAMES.get(code)
+        return f"an invisible control character U+{code:04X}" + (f" ({name})" if name else "")
+    return f"the Unicode non-character U+{code:04X}"
 
 
 def _expand_indent(line: str) -> str:
@@ -107,36 +179,43 @@ class _FrontMatter:
     key_lines: dict[str, int]
 
 
-def _split_front_matter(lines: list[str], path: str) -> tuple[_FrontMatter, int]:
+def _split_front_matter(source: _Lines, problems: _Problems) -> tuple[_FrontMatter, int]:
+    lines = source.lines
     first = next((n for n, line in enumerate(lines) if line.strip()), None)
     if first is None or lines[first] != "---":
-        raise ParseError(
-            path,
-            (first or 0) + 1,
+        raise problems.fatal(
+            source.number(first or 0),
             "the file must start with YAML front matter: a '---' line, 'title:' and 'date:', "
             "then '---'",
         )
     end = next((n for n in range(first + 1, len(lines)) if lines[n] in ("---", "...")), None)
     if end is None:
-        raise ParseError(path, first + 1, "the front matter opened here is never closed by a '---' line")
+        raise problems.fatal(source.number(first), "the front matter opened here is never closed by a '---' line")
     text = "\n".join(lines[first + 1 : end])
-    offset = first + 2  # the 1-based line number of the front matter's first line
+    top = first + 1  # index in lines of the front matter's first line
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         values = yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        line = offset + (mark.line if mark else 0)
-        raise ParseError(path, line, f"front matter is not valid YAML: {error.problem or error}") from None
+        line = source.number(top + (mark.line if mark else 0))
+        raise problems.fatal(line, f"front matter is not valid YAML: {error.problem or error}") from None
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as error:
-        raise ParseError(path, offset, f"front matter is not valid YAML: {error}") from None
+        raise problems.fatal(source.number(top), f"front matter is not valid YAML: {error}") from None
     if values is None:
         values, node = {}, None
     if not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
-        raise ParseError(path, offset, "front matter must be 'key: value' lines (title, date, ...)")
-    key_lines = {
-        str(key.value): offset + key.start_mark.line for key, _ in node.value if isinstance(key, yaml.ScalarNode)
-    }
+        raise problems.fatal(source.number(top), "front matter must be 'key: value' lines (title, date, ...)")
+    key_lines: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        line = source.number(top + key.start_mark.line)
+        if str(key.value) in key_lines:
+            # YAML keeps the last one silently: two dates would make two issues of one.
+            problems.add(line, f"'{key.value}:' is given twice (first at line {key_lines[str(key.value)]}); keep one")
+        else:
+            key_lines[str(key.value)] = line
     return _FrontMatter(values, key_lines), end + 1
 
 
@@ -153,10 +232,24 @@ class _PaperDraft:
     tags: list[str] = field(default_factory=list)
 
 
+# Lists and quotes nested deeper than this are an error: markdown-it stops reading at 20 levels of
+# its own (a list is two: the list and its item), and would drop the text below without a word.
+MAX_NESTING = 8
+_NESTERS = ("bullet_list", "ordered_list", "blockquote")
+# The section of a misplaced or unknown heading: its blocks are skipped, as its error says.
+_SKIPPED = "skipped"
+
+
 class _IssueBuilder:
-    def __init__(self, path: str, lines: list[str], body_start: int, front: _FrontMatter):
-        self.path = path
-        self.lines = lines
+    """Walks the body's syntax tree once, top-level block by block, keeping the current paper and
+    section, then reads each section's blocks as passages or links. Errors are collected in
+    `problems`; a misplaced block is reported once and what hangs under it is skipped."""
+
+    def __init__(self, problems: _Problems, source: _Lines, body_start: int, front: _FrontMatter):
+        self.problems = problems
+        self.path = problems.path
+        self.source = source
+        self.lines = source.lines
         self.body_start = body_start  # index into lines of the body's first line
         self.front = front
         self.notice: Text | None = None
@@ -166,59 +259,78 @@ class _IssueBuilder:
         self.section: str | None = None  # the current paper's current section
 
     # Every error goes through here, so each one names the file and a line.
-    def fail(self, line: int, message: str) -> ParseError:
-        return ParseError(self.path, line, message)
+    def fail(self, line: int, message: str) -> None:
+        self.problems.add(line, message)
 
     def line_of(self, node: SyntaxTreeNode) -> int:
         """1-based line number in the file of a body node."""
-        return self.body_start + (node.map[0] if node.map else 0) + 1
+        return self.source.number(self.body_start + (node.map[0] if node.map else 0))
 
     def build(self) -> Issue:
         header = self.read_front_matter()
         body = "\n".join(self.lines[self.body_start :])
         root = SyntaxTreeNode(_markdown.parse(body))
         for node in root.children:
+            self.check_nesting(node)
             self.visit_top_level(node)
         if not self.papers:
-            last_line = len(self.lines)
-            raise self.fail(
-                last_line,
+            self.fail(
+                self.source.number(len(self.lines) - 1),
                 "the issue has no paper; expected at least one '## 한국어 제목 / English Title' heading",
             )
-        return Issue(
-            papers=self.finish_papers(),
-            intro=self.passages(self.intro_nodes or [], "introduction"),
-            notice=self.notice,
-            path=self.path,
-            **header,
-        )
+        papers = self.finish_papers()
+        intro = self.passages(self.intro_nodes or [], "introduction")
+        if self.problems.errors:
+            raise self.problems.collected()
+        return Issue(papers=papers, intro=intro, notice=self.notice, path=self.path, **header)
 
     def read_front_matter(self) -> dict[str, object]:
         values, key_lines = self.front.values, self.front.key_lines
-        top = self.body_start  # the closing '---' line, for keys that are missing altogether
+        # The closing '---' line, for keys that are missing altogether.
+        top = self.source.number(self.body_start - 1)
         for key in values:
             if key not in FRONT_MATTER_KEYS:
                 allowed = ", ".join(FRONT_MATTER_KEYS)
-                raise self.fail(key_lines.get(str(key), top), f"unknown front matter key {key!r}; expected {allowed}")
+                self.fail(key_lines.get(str(key), top), f"unknown front matter key {key!r}; expected {allowed}")
         for key, required in FRONT_MATTER_KEYS.items():
             if required and values.get(key) in (None, ""):
-                raise self.fail(top, f"front matter has no '{key}:'; it is required")
+                self.fail(top, f"front matter has no '{key}:'; it is required")
         header: dict[str, object] = {}
         for key in ("title", "subject", "preheader", "source_url"):
             value = values.get(key)
             if value is None:
                 continue
             if isinstance(value, (dict, list)) or not str(value).strip():
-                raise self.fail(key_lines.get(key, top), f"'{key}:' must be one line of text")
+                self.fail(key_lines.get(key, top), f"'{key}:' must be one line of text")
+                continue
             header[key] = " ".join(str(value).split())
         if "source_url" in header:
             problem = link_problem(str(header["source_url"]))
             if problem:
-                raise self.fail(key_lines["source_url"], f"'source_url:' {problem}")
-        header["date"] = self.read_date(values["date"], key_lines.get("date", top))
+                self.fail(key_lines["source_url"], f"'source_url:' {problem}")
+        if values.get("email_notice") is not None:
+            notice = self.read_email_notice(values["email_notice"], key_lines.get("email_notice", top))
+            if notice is not None:
+                header["email_notice"] = notice
+        if values.get("date") not in (None, ""):
+            header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
 
-    def read_date(self, value: object, line: int) -> dt.date:
+    def read_email_notice(self, value: object, line: int) -> Text | None:
+        """The notice as the email edition words it (Markdown, several lines with `|`)."""
+        if isinstance(value, (dict, list)) or not str(value).strip():
+            self.fail(line, "'email_notice:' must be text (Markdown; use '|' for several lines)")
+            return None
+        text = str(value).strip()
+        for node in SyntaxTreeNode(_markdown.parse(text)).walk():
+            if node.type == "link":
+                problem = link_problem(str(node.attrs.get("href", "")))
+                if problem:
+                    self.fail(line, f"in 'email_notice:': {problem}")
+                    return None
+        return Text(text)
+
+    def read_date(self, value: object, line: int) -> dt.date | None:
         if isinstance(value, dt.datetime):
             return value.date()
         if isinstance(value, dt.date):
@@ -226,7 +338,24 @@ class _IssueBuilder:
         try:
             return dt.date.fromisoformat(str(value).strip())
         except ValueError:
-            raise self.fail(line, f"'date: {value}' is not a date; expected YYYY-MM-DD") from None
+            self.fail(line, f"'date: {value}' is not a date; expected YYYY-MM-DD")
+            return None
+
+    def check_nesting(self, block: SyntaxTreeNode) -> None:
+        """One error per top-level block whose lists or quotes nest deeper than MAX_NESTING."""
+        def deepest(node: SyntaxTreeNode, depth: int) -> SyntaxTreeNode | None:
+            depth += node.type in _NESTERS
+            if depth > MAX_NESTING:
+                return node
+            return next((found for child in node.children if (found := deepest(child, depth))), None)
+
+        too_deep = deepest(block, 0)
+        if too_deep is not None:
+            self.fail(
+                self.line_of(_nearest_block(too_deep)),
+                f"lists or quotes nested more than {MAX_NESTING} levels deep; text this deep would be "
+                "lost, so nest less",
+            )
 
     # --- top-level blocks ---
 
@@ -238,26 +367,30 @@ class _IssueBuilder:
             self.add_to_section(node)
         elif self.papers:
             if not self.take_tags(node):
-                raise self.fail(
+                self.fail(
                     line,
                     f"text directly under a paper's title; expected a section heading first: {EXPECTED_SECTIONS}",
                 )
+                self.section = _SKIPPED
         elif self.intro_nodes is not None:
             self.intro_nodes.append(node)
         elif node.type == "blockquote" and self.notice is None:
+            self.check_blocks(node, "notice")
             self.notice = Text(self.source_of([node], strip_quote=True))
         elif node.type != "hr":
-            raise self.fail(
+            self.fail(
                 line,
                 "text before the first '##' heading; expected only a notice blockquote ('> ...') "
                 "before '## 소개' or the first paper",
             )
+            self.section = _SKIPPED
 
     def visit_heading(self, node: SyntaxTreeNode, line: int) -> None:
         title = _plain_inline(node).strip()
         level = len(node.markup) if node.markup.startswith("#") else (1 if node.markup == "=" else 2)
         if level == 1:
-            raise self.fail(line, "a level-1 heading; the issue's title belongs in the front matter ('title:')")
+            self.fail(line, "a level-1 heading; the issue's title belongs in the front matter ('title:')")
+            return
         if level == 2:
             self.section = None
             if title.rstrip(":").strip().lower() in INTRO_HEADINGS:
@@ -268,44 +401,52 @@ class _IssueBuilder:
         if level == 3:
             self.start_section(title, line)
             return
-        raise self.fail(line, f"a level-{level} heading; expected '##' for a paper or '###' for its sections")
+        self.fail(line, f"a level-{level} heading; expected '##' for a paper or '###' for its sections")
 
     def start_intro(self, line: int) -> None:
         if self.intro_nodes is not None:
-            raise self.fail(line, f"a second introduction (the first is at line {self.intro_line})")
+            self.fail(line, f"a second introduction (the first is at line {self.intro_line})")
+            self.section = _SKIPPED
+            return
         if self.papers:
-            raise self.fail(line, "the introduction comes after a paper; move '## 소개' above the first paper")
+            self.fail(line, "the introduction comes after a paper; move '## 소개' above the first paper")
+            self.section = _SKIPPED
+            return
         self.intro_line = line
         self.intro_nodes = []
 
     def start_paper(self, title: str, line: int) -> None:
         if not title.strip(" /"):
-            raise self.fail(line, "a paper heading with no title; expected '## 한국어 제목 / English Title'")
+            self.fail(line, "a paper heading with no title; expected '## 한국어 제목 / English Title'")
         self.papers.append(_PaperDraft(line, *_split_title(title)))
 
     def start_section(self, title: str, line: int) -> None:
+        self.section = _SKIPPED  # until the heading proves to be a section of the current paper
         if not self.papers:
-            raise self.fail(
+            self.fail(
                 line,
                 f"section heading '### {title}' before any paper; a section belongs under a "
                 "'## 한국어 제목 / English Title' paper heading",
             )
+            return
         key = SECTION_HEADINGS.get(title.rstrip(":").strip().lower())
         if key is None:
-            raise self.fail(line, f"unknown section heading '### {title}'; expected one of {EXPECTED_SECTIONS}")
+            self.fail(line, f"unknown section heading '### {title}'; expected one of {EXPECTED_SECTIONS}")
+            return
         paper = self.papers[-1]
         if key in paper.sections:
-            raise self.fail(
+            self.fail(
                 line,
                 f"a second '{SECTION_NAMES[key]}' section in paper '{paper.title_ko or paper.title_en}' "
                 f"(the first is at line {paper.section_lines[key]})",
             )
+            return
         paper.sections[key] = []
         paper.section_lines[key] = line
         self.section = key
 
     def add_to_section(self, node: SyntaxTreeNode) -> None:
-        if self.take_tags(node):
+        if self.take_tags(node) or self.section == _SKIPPED:
             return
         self.papers[-1].sections[self.section].append(node)  # type: ignore[union-attr,index]
 
@@ -358,6 +499,7 @@ class _IssueBuilder:
                     Bilingual(
                         ko=Text(self.source_of(korean)) if korean else None,
                         en=Text(self.source_of([english], strip_quote=True)) if english is not None else None,
+                        line=self.line_of(korean[0] if korean else english),  # type: ignore[arg-type]
                     )
                 )
             korean.clear()
@@ -382,9 +524,9 @@ class _IssueBuilder:
                 href = str(inner.attrs.get("href", ""))
                 problem = link_problem(href)
                 if problem:
-                    raise self.fail(self.line_of(_nearest_block(inner)), f"in the {where}: {problem}")
+                    self.fail(self.line_of(_nearest_block(inner)), f"in the {where}: {problem}")
             elif inner.type == "heading" and inner is not node:
-                raise self.fail(self.line_of(inner), f"a heading inside the {where}'s list or quote")
+                self.fail(self.line_of(inner), f"a heading inside the {where}'s list or quote")
 
     def links(self, nodes: list[SyntaxTreeNode], where: str) -> tuple[Link, ...]:
         """Each line is a bare URL or a [text](url) link, as paragraphs or list items."""
@@ -402,18 +544,18 @@ class _IssueBuilder:
                         for word in child.content.split():
                             problem = link_problem(word)
                             if problem:
-                                raise self.fail(
+                                self.fail(
                                     line,
                                     f"in '{where}': expected a link (a bare URL or [text](url)), "
                                     f"found {word[:60]!r}",
                                 )
+                                break
                             found.append(Link(word))
                     elif child.type not in ("softbreak", "hardbreak"):
-                        raise self.fail(
-                            line, f"in '{where}': expected only links, one per line or as a list"
-                        )
+                        self.fail(line, f"in '{where}': expected only links, one per line or as a list")
+                        break
             if node.type not in ("paragraph", "bullet_list", "ordered_list"):
-                raise self.fail(self.line_of(node), f"in '{where}': expected links, one per line or as a list")
+                self.fail(self.line_of(node), f"in '{where}': expected links, one per line or as a list")
         return tuple(found)
 
     # --- source slices ---

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from . import markup
+from . import labels, markup
 from .config import Config
 from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
 
@@ -61,7 +61,8 @@ def _wrap_block(block: str, indent: str = "") -> str:
 
 
 def _text(text: Text, indent: str = "") -> str:
-    return "\n\n".join(_wrap_block(block, indent) for block in markup.to_plain(text).split("\n\n"))
+    plain = labels.emojize(markup.to_plain(text))
+    return "\n\n".join(_wrap_block(block, indent) for block in plain.split("\n\n"))
 
 
 def _passages(items: Iterable[Bilingual]) -> list[str]:
@@ -77,20 +78,20 @@ def _passages(items: Iterable[Bilingual]) -> list[str]:
     return out
 
 
-def _links(links: Iterable[Link]) -> str:
-    return "\n".join(f"- {link.label}: {link.url}" if link.label else f"- {link.url}" for link in links)
+def _links(links: Iterable[Link], *, paper: bool = False) -> str:
+    return "\n".join(f"- {labels.link_label(link, paper=paper)}:\n  {link.url}" for link in links)
 
 
 def _paper(number: int, paper: Paper) -> str:
-    parts = [wrap(f"{number}. {paper.title}", hanging="   ")]
+    parts = [wrap(f"{number}. {labels.emojize(paper.title)}", hanging="   ")]
     if paper.title_ko and paper.title_en:
-        parts[0] += "\n" + wrap(paper.title_en, indent="   ")
+        parts[0] += "\n" + wrap(labels.emojize(paper.title_en), indent="   ")
     if paper.summary:
         parts += ["[논문 소개 · Summary]", *_passages(paper.summary)]
     if paper.abstract:
         parts += ["[논문 초록 · Abstract]", *_passages(paper.abstract)]
     if paper.links:
-        parts += ["[논문 링크 · Paper]\n" + _links(paper.links)]
+        parts += ["[논문 링크 · Paper]\n" + _links(paper.links, paper=True)]
     if paper.read_more:
         parts += ["[더 읽어보기 · Read more]\n" + _links(paper.read_more)]
     if paper.tags:
@@ -98,28 +99,37 @@ def _paper(number: int, paper: Paper) -> str:
     return "\n\n".join(parts)
 
 
-def render_text(issue: Issue, config: Config, *, web_url: str, preheader: str) -> str:
+def render_text(issue: Issue, config: Config, *, web_url: str) -> str:
+    """The text part. It opens with the issue's name and week, not the preheader: the inbox
+    has just shown that."""
+    headline = labels.headline(issue)
+    heading = [wrap(part) for part in headline if part]
+    if not labels.title_is_the_name(issue, config.name):
+        heading.insert(0, wrap(config.name))
     sections = [
-        "\n".join([wrap(config.name), wrap(issue.title), issue.date.isoformat()]),
-        wrap(preheader),
+        "\n".join([*heading, labels.dateline(issue)]),
         "웹에서 보기 · View on the web:\n" + web_url,
     ]
-    if issue.notice:
-        sections.append(_text(issue.notice))
-    sections += _passages(issue.intro)
-    contents = "\n".join(wrap(f"{number}. {paper.title}", hanging="   ")
+    notice = issue.email_notice or issue.notice
+    if notice:
+        sections.append(_text(notice))
+    contents = "\n".join(wrap(f"{number}. {labels.emojize(paper.title)}", hanging="   ")
                          for number, paper in enumerate(issue.papers, start=1))
-    sections.append("이번 주의 논문 · Contents\n\n" + contents)
+    sections.append("이번 주의 논문 · In this issue\n\n" + contents)
+    if issue.intro:
+        sections += ["소개 · Introduction", *_passages(issue.intro)]
     for number, paper in enumerate(issue.papers, start=1):
         sections.append(RULE + "\n\n" + _paper(number, paper))
     sections.append(
         THIN_RULE
         + "\n\n"
         + "\n\n".join([
-            wrap(f"{config.name}을(를) 구독하셨기 때문에 이 메일을 받으셨습니다. "
-                 f"You are receiving this because you subscribed to {config.name}."),
+            wrap("이 메일은 뉴스레터를 구독하신 분께 보내 드립니다. "
+                 "You are receiving this because you subscribed to this newsletter."),
             "수신 거부 · Unsubscribe:\n" + UNSUBSCRIBE_URL_PLACEHOLDER,
-            wrap(config.postal_address),
+            "구독하기 · Subscribe:\n" + (config.subscribe_url or config.web_base_url + "#subscribe"),
+            "지난 호 · Archive:\n" + config.web_base_url,
+            wrap(config.name) + "\n" + wrap(config.postal_address),
         ])
     )
     return "\n\n".join(sections) + "\n"

@@ -15,10 +15,11 @@ import watchfiles
 from waitress.server import create_server
 
 from .config import Config
-from .errors import NewsletterError
+from .errors import NewsletterError, ParseError
 from .model import RenderedIssue
 from .parse import parse_issue
 from .render import bundled_templates_dir, measure, render_issue
+from .web import listen
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class PreviewSite:
         try:
             rendered, error = render_issue(parse_issue(self.issue_path), self.config, self.templates_dir), None
         except NewsletterError as failure:
-            rendered, error = None, str(failure)
+            errors = failure.errors if isinstance(failure, ParseError) else (failure,)
+            rendered, error = None, "\n".join(str(each) for each in errors)
         with self._lock:
             self.rendered, self.error = rendered, error
             self.renders += 1
@@ -75,7 +77,7 @@ class PreviewSite:
 
     def _index(self, rendered: RenderedIssue | None, error: str | None) -> str:
         if rendered is None:
-            status = f'<p style="color:#b91c1c">error: {html.escape(error or "")}</p>'
+            status = f'<pre style="color:#b91c1c;white-space:pre-wrap">error: {html.escape(error or "")}</pre>'
         else:
             sizes = measure(rendered)
             status = (
@@ -99,4 +101,4 @@ class PreviewSite:
 
 def create_preview_server(site: PreviewSite, host: str = "127.0.0.1", port: int = 0):
     """A waitress server for `site` (port 0: any free port; read `.effective_port`)."""
-    return create_server(site, host=host, port=port, threads=2)
+    return listen(lambda: create_server(site, host=host, port=port, threads=2), host, port)

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import as_file, files
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import jinja2
 import mjml
 from markupsafe import Markup
 from premailer import Premailer
 
-from . import markup
+from . import labels, markup
 from .config import Config
 from .errors import ParseError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, Link, RenderedIssue, Text
+from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue, Text
 from .plaintext import render_text
 
 EMAIL_TEMPLATE = "email.mjml.j2"
@@ -36,6 +36,16 @@ INLINE_CSS = "inline.css"
 # counted on the raw (transfer-encoded) source.
 GMAIL_CLIP_BYTES = 102 * 1024
 
+# After the preheader: inbox previews show up to about 140 characters, and without padding they
+# run on into the first words of the body. Zero-width non-joiners keep the no-break spaces from
+# being collapsed into one.
+PREVIEW_CHARACTERS = 150
+PREHEADER_PAD = "\u200c\u00a0"
+
+
+def preheader_padding(preheader: str) -> str:
+    return PREHEADER_PAD * max(0, (PREVIEW_CHARACTERS - len(preheader)) // len(PREHEADER_PAD))
+
 _LEFTOVER_MJML_TAG = re.compile(r"</?mj-[a-z-]*", re.IGNORECASE)
 _IMAGE_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)[^>]*>", re.IGNORECASE)
 _STYLE_TAG = re.compile(r"<style\b", re.IGNORECASE)
@@ -44,6 +54,10 @@ _TAG = re.compile(r"<[^>]*>")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _SPACE_RUN = re.compile(r"\s+")
+# Spaces CSS does not need: around braces, semicolons, commas and ~, after a declaration's colon
+# (": " never occurs in a selector here), before !important.
+_CSS_STRING = re.compile(r"(\"[^\"]*\"|'[^']*')")
+_CSS_SPACE = re.compile(r"\s*([{};,~])\s*|(?<=:)\s+|\s+(?=!important)")
 _DECLARATION_GAP = re.compile(r";\s+")
 _STYLE_ATTRIBUTE = re.compile(r'style="([^"]*)"')
 
@@ -108,13 +122,6 @@ def web_url(issue: Issue, config: Config) -> str:
     return urljoin(base, f"{issue.issue_id}.web.html")
 
 
-def preheader(issue: Issue) -> str:
-    """The inbox preview line: the front matter's, else the first paper titles."""
-    if issue.preheader:
-        return issue.preheader
-    return " · ".join(paper.title for paper in issue.papers[:3])
-
-
 def bundled_templates_dir() -> Path:
     """The templates that ship in the wheel (templates/email/ in a checkout). Wheels install
     unzipped, so this is a real folder that Jinja2 and the preview's file watcher can use."""
@@ -137,12 +144,22 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
     for a template that cannot make a valid email, ParseError for a link with a bad scheme."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
+    subject = labels.subject(issue)
+    headline = labels.headline(issue)
     context = {
         "issue": issue,
         "config": config,
-        "subject": issue.email_subject,
-        "preheader": preheader(issue),
+        "subject": subject,
+        "preheader": labels.preheader(issue),
+        "preheader_padding": preheader_padding(labels.preheader(issue)),
+        "headline": headline,
+        "dateline": labels.dateline(issue),
+        "show_brand": not labels.title_is_the_name(issue, config.name),
+        "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
+        "notice": issue.email_notice or issue.notice,
         "web_url": web_url(issue, config),
+        "archive_url": config.web_base_url,
+        "subscribe_url": config.subscribe_url or config.web_base_url + "#subscribe",
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
     }
     timings: dict[str, float] = {}
@@ -161,12 +178,12 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
 
     started = time.perf_counter()
     web_html = _render_template(env, WEB_TEMPLATE, context)
-    text = render_text(issue, config, web_url=context["web_url"], preheader=context["preheader"])
+    text = render_text(issue, config, web_url=context["web_url"])
     timings["web_and_text"] = time.perf_counter() - started
 
     return RenderedIssue(
         issue_id=issue.issue_id,
-        subject=issue.email_subject,
+        subject=subject,
         preheader=context["preheader"],
         html=html,
         text=text,
@@ -189,7 +206,8 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
         auto_reload=True,
     )
     env.filters["html"] = _markdown_html
-    env.filters["link_label"] = link_label
+    env.filters["link_label"] = labels.link_label
+    env.filters["emoji"] = labels.emojize
     env.filters["compact_css"] = compact_css
     return env
 
@@ -197,19 +215,16 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
 def compact_css(css: str) -> str:
     """CSS without comments or runs of blank space: every byte counts towards Gmail's clip,
     and the templates keep their comments for the editor."""
-    return _SPACE_RUN.sub(" ", _CSS_COMMENT.sub("", css)).strip()
+    parts = _CSS_STRING.split(_SPACE_RUN.sub(" ", _CSS_COMMENT.sub("", css)))
+    # Odd parts are quoted strings (content: "…"), kept as written.
+    return "".join(part if n % 2 else _CSS_SPACE.sub(r"\1", part).replace(";}", "}")
+                   for n, part in enumerate(parts)).strip()
 
 
+@lru_cache(maxsize=4096)
 def _markdown_html(text: Text) -> Markup:
+    """Cached: the email and the web page render the same passages."""
     return Markup(markup.to_html(text))
-
-
-def link_label(link: Link) -> str:
-    """A paper link's button text: the editor's label, else the site's host name."""
-    if link.label:
-        return link.label
-    host = urlsplit(link.url).hostname or link.url
-    return host.removeprefix("www.")
 
 
 def _render_template(env: jinja2.Environment, name: str, context: dict) -> str:

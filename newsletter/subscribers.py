@@ -4,27 +4,28 @@ An import is planned in full before anything is written (every row read, every a
 validated, duplicates merged) and then applied in one transaction: it changes the whole list as
 the file says, or nothing. Addresses that unsubscribed, bounced or complained are never
 subscribed again by an import unless the editor asks for it (`resubscribe=True`).
+
+The file is streamed: rows go through a temporary SQLite table that merges duplicates as they
+arrive (`store.import_staging()`), so memory does not grow with the file, only with its bad rows.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import email.utils
 import datetime as dt
-import io
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import email_validator
-
+from . import addresses
 from .errors import StoreError
 from .model import SUBSCRIBER_STATUSES, Subscriber
-from .store import Store, address_key, utc_now
+from .store import Store, utc_now
 
 # Header cells (compared without case, spaces, dots, hyphens or underscores) that name a column.
 EMAIL_HEADERS = frozenset(
@@ -64,6 +65,7 @@ class ImportReport:
     unchanged: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # by reason
     problems: list[RowProblem] = field(default_factory=list)
+    notes: list[RowProblem] = field(default_factory=list)  # rows imported with a change, e.g. a cleaned name
     applied: bool = False
 
     def summary(self) -> str:
@@ -109,26 +111,40 @@ def unguard_formula(cell: str) -> str:
     return cell
 
 
-def decode(data: bytes, source: str) -> tuple[str, str]:
-    """(text, encoding): UTF-8 with or without a BOM, UTF-16 with a BOM, else CP949."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
-    elif data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
-    else:
-        candidates = ["utf-8", "cp949"]  # Korean Excel saves "CSV" as CP949
-    for encoding in candidates:
-        try:
-            return data.decode(encoding), encoding
-        except UnicodeDecodeError as error:
-            failure = error
-    line = data[: failure.start].count(b"\n") + 1
-    raise StoreError(f"{source}:{line}: not {' or '.join(candidates)} text ({failure.reason})")
+DECODE_CHUNK = 1 << 20
 
 
-def _delimiter(text: str) -> str:
+def detect_encoding(path: Path) -> str:
+    """UTF-8 with or without a BOM, UTF-16 with a BOM, else CP949: the first that decodes the whole
+    file, read a chunk at a time. StoreError with the line where the last candidate failed."""
+    with path.open("rb") as binary:
+        start = binary.read(4)
+        if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            candidates = ["utf-16"]
+        elif start.startswith(codecs.BOM_UTF8):
+            candidates = ["utf-8-sig"]
+        else:
+            candidates = ["utf-8", "cp949"]  # Korean Excel saves "CSV" as CP949
+        for encoding in candidates:
+            binary.seek(0)
+            decoder = codecs.getincrementaldecoder(encoding)()
+            lines_before = 0
+            try:
+                while chunk := binary.read(DECODE_CHUNK):
+                    decoder.decode(chunk)
+                    lines_before += chunk.count(b"\n")
+                decoder.decode(b"", final=True)
+                return encoding
+            except UnicodeDecodeError as error:
+                # error.object: the chunk, after at most a few bytes of an unfinished character
+                failure = (lines_before + error.object[: error.start].count(b"\n") + 1, error.reason)
+    raise StoreError(f"{path}:{failure[0]}: not {' or '.join(candidates)} text ({failure[1]})")
+
+
+def _delimiter(text: TextIO) -> str:
     """The separator of the first non-blank line: Excel writes ';' in some locales, tabs as text."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    first = next((line for line in text if line.strip()), "")
+    text.seek(0)
     counts = {delimiter: first.count(delimiter) for delimiter in (",", ";", "\t")}
     best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","
@@ -176,62 +192,53 @@ def _time(value: str) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def validate_address(value: str) -> tuple[str, str | None]:
-    """(normalised ASCII address, display name if one was given as `Name <address>`), or
-    EmailNotValidError with the reason.
-
-    Addresses must be ASCII before the @ (SES does not take SMTPUTF8); Korean domain names are
-    kept in their ASCII (IDNA) form. No DNS lookups: imports must work offline and fast.
-    """
-    display_name = None
-    if value.endswith(">") and "<" in value:
-        # Editors paste `홍길동 <hong@example.org>` unquoted, which email-validator refuses.
-        display_name, value = email.utils.parseaddr(value)
-        if not value:
-            raise email_validator.EmailSyntaxError("not an address in the form Name <address>")
-    result = email_validator.validate_email(value, check_deliverability=False)
-    return result.ascii_email, display_name or None
-
-
 def checked_address(value: str) -> tuple[str, str | None]:
-    """`validate_address` for an address typed on the command line: StoreError if it is bad."""
+    """`addresses.parse` for an address typed on the command line: StoreError if it is bad."""
     try:
-        return validate_address(value)
-    except email_validator.EmailNotValidError as error:
+        return addresses.parse(value)
+    except addresses.AddressError as error:
         raise StoreError(f"{value!r}: {error}") from None
 
 
-def _clean_name(value: str) -> str | None:
-    # Names go into a To: header; newlines and tabs inside a quoted CSV cell become spaces.
-    return " ".join(value.split()) or None
+NAME_CLEANED = "control characters removed from the name"
 
 
-def _parse_row(cells: list[str], columns: _Columns, source: str) -> Subscriber:
-    """One data row as a subscriber (times None unless the file has them), or ValueError."""
+def clean_name(value: str) -> tuple[str | None, bool]:
+    """(the name fit for a To: line, whether invisible control characters had to be removed).
+
+    Newlines and tabs inside a quoted CSV cell become spaces; other control characters (a BEL,
+    an ESC from a terminal paste) cannot go into a header and would fail the send, so they go."""
+    name = " ".join(value.split())
+    kept = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cs"))
+    return " ".join(kept.split()) or None, kept != name
+
+
+def _parse_row(cells: list[str], columns: _Columns, source: str) -> tuple[Subscriber, bool]:
+    """One data row as a subscriber (times None unless the file has them) and whether its name
+    was cleaned; ValueError with the reason for a bad row."""
     value = _cell(cells, columns.email)
     if not value:
         raise ValueError("no address")
-    try:
-        address, display_name = validate_address(value)
-    except email_validator.EmailNotValidError as error:
-        raise ValueError(str(error)) from None
+    address, display_name = addresses.parse(value)  # AddressError is a ValueError
     status = _cell(cells, columns.extra.get("status")).lower() or "subscribed"
     if status not in SUBSCRIBER_STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(SUBSCRIBER_STATUSES)}")
-    return Subscriber(
+    name, cleaned = clean_name(_cell(cells, columns.name) or display_name or "")
+    subscriber = Subscriber(
         address=address,
-        name=_clean_name(_cell(cells, columns.name)) or display_name,
+        name=name,
         status=status,
         source=_cell(cells, columns.extra.get("source")) or source,
         joined_at=_time(_cell(cells, columns.extra.get("joined_at"))),
         changed_at=_time(_cell(cells, columns.extra.get("changed_at"))),
         reason=_cell(cells, columns.extra.get("reason")) or None,
     )
+    return subscriber, cleaned
 
 
-def read_rows(text: str, source: str, report: ImportReport) -> Iterator[Subscriber]:
-    """The good rows of a CSV text; bad rows and blank lines go into `report`."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+def read_rows(text: TextIO, source: str, report: ImportReport) -> Iterator[Subscriber]:
+    """The good rows of a CSV text stream; bad rows, notes and blank lines go into `report`."""
+    reader = csv.reader(text, delimiter=_delimiter(text))
     columns: _Columns | None = None
     label = f"import:{Path(source).name}"
     try:
@@ -250,69 +257,54 @@ def read_rows(text: str, source: str, report: ImportReport) -> Iterator[Subscrib
                     continue
             report.rows += 1
             try:
-                yield _parse_row(cells, columns, label)
+                subscriber, cleaned = _parse_row(cells, columns, label)
             except ValueError as error:
                 report.problems.append(RowProblem(line, _cell(cells, columns.email), str(error)))
+                continue
+            if cleaned:
+                report.notes.append(RowProblem(line, _cell(cells, columns.email), NAME_CLEANED))
+            yield subscriber
     except csv.Error as error:
         raise StoreError(f"{source}:{reader.line_num}: not valid CSV ({error})") from None
-
-
-def _merge_duplicates(rows: Iterable[Subscriber], report: ImportReport) -> list[Subscriber]:
-    """One subscriber per address: the first row wins, a later one may add a missing name, and an
-    opt-out anywhere in the file is kept."""
-    merged: dict[str, Subscriber] = {}
-    for row in rows:
-        key = address_key(row.address)
-        first = merged.get(key)
-        if first is None:
-            merged[key] = row
-            continue
-        report.skipped[SKIP_REASON_DUPLICATE] += 1
-        if first.name is None and row.name:
-            first = replace(first, name=row.name)
-        if first.status == "subscribed" and row.status != "subscribed":
-            first = replace(first, status=row.status, reason=row.reason)
-        merged[key] = first
-    return list(merged.values())
 
 
 # Applying
 
 
-def _apply(
-    store: Store, incoming: list[Subscriber], report: ImportReport, *, resubscribe: bool, dry_run: bool = False
+def _import(
+    store: Store, rows: Iterable[Subscriber], report: ImportReport, *,
+    resubscribe: bool, skip_invalid: bool = False, dry_run: bool = False,
 ) -> None:
-    now = utc_now()
-    # A dry run makes the same writes and rolls them back: its counts cannot drift from a real one.
-    with store.transaction(commit=not dry_run):
-        existing = store.find(subscriber.address for subscriber in incoming)
-        new: list[Subscriber] = []
-        changed: list[Subscriber] = []
-        for subscriber in incoming:
-            old = existing.get(address_key(subscriber.address))
-            if old is None:
-                new.append(replace(subscriber, joined_at=subscriber.joined_at or now,
-                                   changed_at=subscriber.changed_at or now))
-                report.added[subscriber.status] += 1
-            elif old.status == "subscribed" and subscriber.status != "subscribed":
-                changed.append(replace(old, status=subscriber.status, changed_at=now,
-                                       reason=subscriber.reason or f"{subscriber.status} in {report.source}"))
-                report.updated += 1
-            elif old.status != "subscribed" and subscriber.status == "subscribed":
-                if not resubscribe:
-                    report.skipped[old.status] += 1
-                    continue
-                changed.append(replace(old, name=subscriber.name or old.name, status="subscribed",
-                                       changed_at=now, reason=f"resubscribed by {report.source}"))
-                report.resubscribed += 1
-            elif subscriber.name and subscriber.name != old.name:
-                changed.append(replace(old, name=subscriber.name, changed_at=now))
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        store.insert(new)
-        store.update(changed)
+    """Stage `rows` (merging duplicates), refuse them all if any row was bad (unless
+    `skip_invalid`), then apply the plan in one transaction."""
+    with store.import_staging() as staging:
+        staging.add(rows)
+        duplicates = staging.duplicates()
+        if duplicates:
+            report.skipped[SKIP_REASON_DUPLICATE] = duplicates
+        if report.problems and not skip_invalid:
+            raise ImportRejected(report)
+        if report.problems:
+            report.skipped["invalid"] = len(report.problems)
+        # A dry run makes the same writes and rolls them back: its counts cannot drift from a real one.
+        with store.transaction(commit=not dry_run):
+            for (verdict, status), count in staging.plan(resubscribe=resubscribe).items():
+                _count(report, verdict, status, count)
+            staging.apply(utc_now(), report.source)
     report.applied = not dry_run
+
+
+def _count(report: ImportReport, verdict: str, status: str, count: int) -> None:
+    if verdict == "new":
+        report.added[status] += count
+    elif verdict in ("opt-out", "rename"):
+        report.updated += count
+    elif verdict == "resubscribe":
+        report.resubscribed += count
+    elif verdict == "unchanged":
+        report.unchanged += count
+    else:  # left:STATUS, an address that left and stays out
+        report.skipped[verdict.removeprefix("left:")] += count
 
 
 def import_csv(
@@ -324,18 +316,15 @@ def import_csv(
     then still lists every bad row. `dry_run` plans and counts but writes nothing.
     """
     path = Path(path)
+    report = ImportReport(source=str(path))
     try:
-        data = path.read_bytes()
+        report.encoding = detect_encoding(path)
+        text = path.open(encoding=report.encoding, newline="")
     except OSError as error:
         raise StoreError(f"{path}: cannot read ({error.strerror})") from None
-    report = ImportReport(source=str(path))
-    text, report.encoding = decode(data, str(path))
-    incoming = _merge_duplicates(read_rows(text, str(path), report), report)
-    if report.problems and not skip_invalid:
-        raise ImportRejected(report)
-    if report.problems:
-        report.skipped["invalid"] = len(report.problems)
-    _apply(store, incoming, report, resubscribe=resubscribe, dry_run=dry_run)
+    with text:
+        rows = read_rows(text, str(path), report)
+        _import(store, rows, report, resubscribe=resubscribe, skip_invalid=skip_invalid, dry_run=dry_run)
     return report
 
 
@@ -343,9 +332,35 @@ def add(store: Store, address: str, name: str | None = None, *, resubscribe: boo
     """Add one subscriber by hand (the same rules as an import of a one-row file)."""
     normalised, display_name = checked_address(address)
     report = ImportReport(source=source)
-    subscriber = Subscriber(normalised, _clean_name(name or "") or display_name, source=source)
-    _apply(store, [subscriber], report, resubscribe=resubscribe)
+    cleaned_name, cleaned = clean_name(name or display_name or "")
+    if cleaned:
+        report.notes.append(RowProblem(0, address, NAME_CLEANED))
+    _import(store, [Subscriber(normalised, cleaned_name, source=source)], report, resubscribe=resubscribe)
     return report
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """What `unsubscribe` did for one address."""
+
+    address: str
+    previous: str | None  # the status it had; None: it was not on the list
+    undeliverable: str | None = None  # why the list cannot hold this address (nothing recorded)
+
+
+def unsubscribe(store: Store, value: str, reason: str) -> Unsubscribed:
+    """Unsubscribe an address as typed; never fails on the address itself.
+
+    An address not on the list is recorded as unsubscribed, so that no import adds it later. One
+    that the list cannot hold (not an address, or not deliverable by SES) cannot have been mailed
+    either: it is unsubscribed if an older list holds it as written, and otherwise nothing is done,
+    with the reason."""
+    try:
+        address, _ = addresses.parse(value)
+    except addresses.AddressError as error:
+        as_written = value.strip()
+        return Unsubscribed(as_written, store.set_status(as_written, "unsubscribed", reason), str(error))
+    return Unsubscribed(address, store.set_status(address, "unsubscribed", reason, record_unknown=True))
 
 
 # Exporting

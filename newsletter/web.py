@@ -5,15 +5,24 @@
                                                         (mail scanners prefetch links)
     a forged or malformed token                      -> 400, the same bytes whatever the address
 
+With an event queue (the `[events]` table), each unsubscribe is also put on the SQS queue that
+`newsletter sync` drains into the sender's list, and the answer is 200 only once SQS has accepted
+it (503, try again, otherwise). Without a database (AWS Lambda, `lambda_handler`) the queue is the
+only record.
+
 The token is the last path segment, so the app works under any path prefix a proxy gives it;
 it builds no absolute URLs (the confirm form posts to the page's own URL).
 """
 
 from __future__ import annotations
 
+import email.message
 import email.parser
+import errno
 import email.policy
+import email.utils
 import html
+import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -23,8 +32,12 @@ from typing import Any
 import waitress
 import waitress.server
 
+from .errors import AwsError, ServeError
+from .events import EventQueue, Unsubscribe
 from .store import Store
 from .unsubscribe import TokenSigner
+
+log = logging.getLogger("newsletter.web")
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -65,27 +78,52 @@ def _form_fields(environ: dict[str, Any], body: bytes) -> dict[str, str]:
     """The posted fields, urlencoded or multipart/form-data (RFC 8058 allows both)."""
     content_type = environ.get("CONTENT_TYPE", "")
     if content_type.lower().startswith("multipart/form-data"):
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-        )
-        if not message.is_multipart():
-            return {}
-        return {
-            part.get_param("name", header="content-disposition"): part.get_content().strip()
-            for part in message.iter_parts()
-            if part.get_param("name", header="content-disposition")
-        }
+        return _multipart_fields(content_type, body)
     pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: value.strip() for name, value in pairs}
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The flat text fields of a multipart/form-data body. Whatever else a client sends (nested
+    multiparts, attached messages, unknown charsets or encodings, no boundary) is skipped, not
+    decoded: the one field that matters is plain ASCII, and a hostile body must get a 400, not
+    an exception from the email package."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts = message.get_payload() if message.is_multipart() else []
+    fields: dict[str, str] = {}
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, email.message.Message) or part.is_multipart():
+            continue
+        if part.get_content_maintype() != "text":
+            continue
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if name is None or not isinstance(payload, bytes):
+            continue
+        fields[email.utils.collapse_rfc2231_value(name)] = payload.decode("utf-8", "replace").strip()
+    return fields
 
 
 class UnsubscribeApp:
     """The WSGI application. Opens the store per request (cheap), so any server thread can serve."""
 
-    def __init__(self, database: str | Path, signer: TokenSigner, newsletter_name: str):
-        self.database = database
+    def __init__(
+        self, database: str | Path | None, signer: TokenSigner, newsletter_name: str, *, queue: EventQueue | None = None
+    ):
+        self.database = database  # None: no local list (Lambda); the queue is the record
         self.signer = signer
         self.newsletter = newsletter_name
+        self.queue = queue
+        if queue is not None:
+            queue.url  # noqa: B018 - find the queue now (and fail at start), not on the first request
+        self.retry_page = _page(
+            newsletter_name,
+            "잠시 후 다시 시도해 주세요 · Please try again",
+            "<h1>지금은 구독 취소를 기록하지 못했습니다. 잠시 후 다시 시도해 주세요.</h1>"
+            '<p class="en">We could not record your unsubscribe just now. Please try again in a minute.</p>',
+        )
         self.invalid_page = _page(
             newsletter_name,
             "잘못된 링크 · Invalid link",
@@ -131,10 +169,26 @@ class UnsubscribeApp:
         if fields.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
             return self._respond(start_response, "400 Bad Request", self.invalid_page, [], method)
         reason = "unsubscribe page" if fields.get("via") == "page" else "one-click (List-Unsubscribe-Post)"
-        with Store.open(self.database) as store:
-            # A genuine token for an address no longer on the list is recorded too: it stays out.
-            store.set_status(address, "unsubscribed", reason, record_unknown=True)
+        if not self._record(address, reason):
+            return self._respond(start_response, "503 Service Unavailable", self.retry_page, [("Retry-After", "60")],
+                                 method)
         return self._respond(start_response, "200 OK", self.done_page, [], method)
+
+    def _record(self, address: str, reason: str) -> bool:
+        """Queue the unsubscribe (if there is a queue) and apply it locally (if there is a list);
+        True when it reached the place the sender's list is updated from."""
+        queued = True
+        if self.queue is not None:
+            try:
+                self.queue.put(Unsubscribe(address, reason))
+            except AwsError as error:
+                log.error("unsubscribe not queued (the reader is asked to try again): %s", error)
+                queued = False
+        if self.database is not None:
+            with Store.open(self.database) as store:
+                # A genuine token for an address no longer on the list is recorded too: it stays out.
+                store.set_status(address, "unsubscribed", reason, record_unknown=True)
+        return queued
 
     @staticmethod
     def _respond(start_response: Callable, status: str, page: bytes, extra: list, method: str) -> list[bytes]:
@@ -144,7 +198,21 @@ class UnsubscribeApp:
 
 def create_server(app: UnsubscribeApp, host: str, port: int) -> waitress.server.BaseWSGIServer:
     """A waitress server bound to host:port (port 0: a free one, see `.effective_port`)."""
-    return waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True)
+    return listen(
+        lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True),
+        host, port,
+    )
+
+
+def listen(create: Callable[[], Any], host: str, port: int) -> Any:
+    """`create()` a server, or ServeError in one line if it cannot listen on host:port."""
+    try:
+        return create()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ServeError(f"cannot listen on {host}:{port}: the port is in use; stop what uses it "
+                             "or pick another port (--port)") from None
+        raise ServeError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
 
 
 def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0):
@@ -153,3 +221,10 @@ def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0)
     thread = threading.Thread(target=server.run, name="newsletter-web", daemon=True)
     thread.start()
     return server
+
+
+def lambda_handler(event: dict, context: Any) -> dict:
+    """AWS Lambda function URL entry point (`newsletter.web.lambda_handler`); see docs/deploy.md."""
+    from .lambda_wsgi import handle
+
+    return handle(event, context)

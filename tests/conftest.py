@@ -12,6 +12,10 @@ Reusable fixtures (other test files may use them freely):
   `.rcpt_replies[address] = "550 5.1.1 no such user"` to make it answer RCPT for that address so.
 - `smtp_tls_server` -> SmtpServer that requires STARTTLS and AUTH (user "editor", password
   "s3cret"), with a certificate from a throwaway CA (`.ca`, a trustme CA).
+- `moto_events` -> MotoEvents: the same moto server for SNS, SQS and SES v1 too
+  (AWS_ENDPOINT_URL_SNS/_SQS/_SES set), so the feedback loop (`setup aws`, `sync`, the endpoint's
+  queue) runs against real HTTP; `moto_events.client("sqs")` is a boto3 client for it. Add an
+  `[events]` table to a config with `add_events_table(path, wait_seconds=0, ...)`.
 - `no_network`: any socket connect or name lookup fails the test (for the dry run).
 - `newsletter_config` -> Path of a newsletter.toml in tmp_path (database and outbox in tmp_path,
   SES transport via moto_ses's endpoint when that fixture is used too); rewrite keys with
@@ -49,11 +53,14 @@ _AWS_TEST_ENV = {
 }
 
 
+_EVENT_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SES")
+
+
 @pytest.fixture(autouse=True)
 def _dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in _AWS_TEST_ENV.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SESV2"):
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SESV2", *_EVENT_ENDPOINT_VARIABLES):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -102,6 +109,33 @@ def moto_ses(_moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> MotoSes:
     ses.reset()
     client.create_email_identity(EmailIdentity=SENDER_DOMAIN)  # moto rejects unverified senders
     return ses
+
+
+@dataclass
+class MotoEvents:
+    endpoint_url: str
+    ses: MotoSes
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(service, region_name="us-east-1", endpoint_url=self.endpoint_url)
+
+
+@pytest.fixture
+def moto_events(moto_ses: MotoSes, monkeypatch: pytest.MonkeyPatch) -> MotoEvents:
+    """moto_ses (reset, sender identity created) plus SNS, SQS and SES v1 on the same server."""
+    for name in _EVENT_ENDPOINT_VARIABLES:
+        monkeypatch.setenv(name, moto_ses.endpoint_url)
+    return MotoEvents(moto_ses.endpoint_url, moto_ses)
+
+
+def add_events_table(path: Path, **settings) -> Path:
+    """Append an [events] table (TOML values from Python ones) to the config at `path`."""
+    lines = ["", "[events]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    with path.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return path
 
 
 # --- SMTP: aiosmtpd -----------------------------------------------------------------------------

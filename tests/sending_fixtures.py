@@ -1,13 +1,16 @@
 """Helpers for the reliable-sending tests: a config with the rate and workers set, a list in the
-store, SES faults injected through botocore's event system on the real client, a slow TCP proxy
-that keeps calls in flight long enough to kill a send mid-call, and reading what moto got.
+store, SES faults injected through botocore's event system on the real client, a TCP proxy that
+keeps calls in flight long enough to kill a send mid-call or cuts the network, an SMTP server
+with scripted answers, and reading what moto got.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -25,6 +28,8 @@ from conftest import _free_port, write_config
 from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.model import Subscriber
+from newsletter.ratelimit import Backoff
+from newsletter.send import prepare_send, send_issue
 from newsletter.store import Store, utc_now
 from newsletter.transports.ses import SesTransport
 
@@ -40,9 +45,16 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sending_config(
-    path: Path, *, max_send_rate: float = 500, workers: int = 4, max_24h_send: int = 50_000, **write_options
+    path: Path,
+    *,
+    max_send_rate: float = 500,
+    workers: int = 4,
+    max_24h_send: int = 50_000,
+    outage_budget_seconds: float | None = None,
+    **write_options,
 ) -> Path:
-    """conftest's config with the account rate (the GetAccount fallback), daily quota and workers."""
+    """conftest's config with the account rate (the GetAccount fallback), daily quota, workers
+    and (if given) the outage budget."""
     write_config(path, **write_options)
     text = path.read_text(encoding="utf-8")
     text = text.replace(
@@ -50,8 +62,22 @@ def sending_config(
     )
     text = text.replace("[transport.smtp]\n", f"[transport.smtp]\nmax_send_rate = {max_send_rate}\n")
     text = text.replace("[sending]\n", f"[sending]\nworkers = {workers}\n")
+    if outage_budget_seconds is not None:
+        text = text.replace("[sending]\n", f"[sending]\noutage_budget_seconds = {outage_budget_seconds}\n")
     path.write_text(text, encoding="utf-8")
     return path
+
+
+FAST_RETRIES = Backoff(attempts=6, base=0.01, cap=0.05)
+
+
+def send_in_process(config_path, *, issue=ISSUE, transport_factory=None, backoff=FAST_RETRIES, **options):
+    """prepare_send + send_issue as the CLI does, with the test's transports (a function of the
+    config) and backoff."""
+    config = load_config(config_path)
+    factory = transport_factory(config) if transport_factory else None
+    plan = prepare_send(issue, config, dry_run=False, transport_factory=factory, **options)
+    return send_issue(plan, transport_factory=factory, backoff=backoff)
 
 
 def readers(count: int, start: int = 0) -> list[str]:
@@ -198,30 +224,55 @@ def scripted_smtp():
     server.close()
 
 
-# --- a TCP proxy that holds every answer back -------------------------------------------------
+# --- a TCP proxy on 127.0.0.1 that can hold answers back and be cut -----------------------------
 
 
-class SlowProxy:
+class TcpProxy:
     """Forwards 127.0.0.1:port to `upstream`, holding each chunk of the answers back `delay`
-    seconds: requests reach the server at once, their answers come late, so a send killed at any
-    moment has calls in flight whose messages were in fact delivered."""
+    seconds (requests reach the server at once, their answers come late, so a send killed at any
+    moment has calls in flight whose messages were in fact delivered).
 
-    def __init__(self, upstream_url: str, *, delay: float):
+    `cut()` is a network outage: the port refuses new connections and every open one is closed
+    under the client; `restore()` listens on the same port again."""
+
+    def __init__(self, upstream_url: str, *, delay: float = 0.0):
         parts = urlsplit(upstream_url)
         self.upstream = (parts.hostname, parts.port)
         self.delay = delay
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
 
-    def _accept(self) -> None:
-        while True:
+    def restore(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: the same port again
+        listener.settimeout(0.05)  # so the accept loop sees a cut (close() does not wake accept())
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            connections, self._open = self._open, set()
+        for connection in connections:
+            _drop(connection)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             server = socket.create_connection(self.upstream)
+            with self._lock:
+                self._open |= {client, server}
             threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, self.delay), daemon=True).start()
 
@@ -241,7 +292,17 @@ class SlowProxy:
                     pass
 
     def close(self) -> None:
-        self.listener.close()
+        self.cut()
+
+
+def _drop(connection: socket.socket) -> None:
+    """Close a connection under its peer (a reset where the kernel allows it)."""
+    try:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv()
+    except OSError:
+        pass
+    connection.close()
 
 
 # --- the CLI in a child process -----------------------------------------------------------------
@@ -251,8 +312,6 @@ def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None, 
     """`newsletter send --yes ISSUE` as a child process (environment inherited: dummy AWS
     credentials, the moto endpoint, the signing key), so it can be killed or interrupted.
     `popen_options` go to Popen (e.g. start_new_session=True, to signal its whole group)."""
-    import os
-
     env = dict(os.environ)
     if endpoint_url:
         env["AWS_ENDPOINT_URL_SESV2"] = endpoint_url

@@ -53,3 +53,17 @@ def test_missing_file_is_a_usage_error_not_a_traceback(tmp_path):
     result = newsletter("check", str(tmp_path / "none.md"))
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_prints_every_error_one_line_each(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_text("---\ntitle: x\ndate: 2023-10-16\ndate: 2023-10-17\n---\n## P\n\n### 요약\n\n"
+                   "## Q\n\n### Summary\n\n한국어\x07\n", encoding="utf-8")
+    result = newsletter("check", str(bad))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{bad}:4: 'date:' is given twice (first at line 3); keep one",
+        f"{bad}:8: unknown section heading '### 요약'; expected one of '### 논문 소개 / Summary', "
+        "'### 논문 초록 / Abstract', '### 논문 링크 / Paper', '### 더 읽어보기 / Read more'",
+        f"{bad}:14: an invisible control character U+0007 (BEL) at column 4; delete it",
+    ]

@@ -82,3 +82,48 @@ def test_every_missing_key_is_named_at_once(tmp_path):
         f"{path}: required keys are missing: newsletter.list_id, newsletter.web_base_url, "
         "newsletter.postal_address, sender.from, subscribers.database, unsubscribe.url, unsubscribe.mailto"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "hint"),
+    [
+        (r'^region = "us-east-1"$', 'regoin = "us-east-1"', "transport.ses.regoin", "did you mean 'region'?"),
+        (r"^max_send_rate = 14 .*$", "max_sned_rate = 14", "transport.ses.max_sned_rate", "did you mean 'max_send_rate'?"),
+        (r'^security = "starttls"$', 'securty = "starttls"', "transport.smtp.securty", "did you mean 'security'?"),
+        (r"^workers = 8$", "worker = 8", "sending.worker", "did you mean 'workers'?"),
+        (r"^\[serve\]$", "[server]", "server", "did you mean 'serve'?"),
+        (r"^\[transport.smtp\]$", "[transport.smpt]", "transport.smpt", "did you mean 'smtp'?"),
+    ],
+)
+def test_a_typo_in_any_table_names_the_key_and_the_closest_known_one(tmp_path: Path, old, new, key, hint) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(_edit(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == key
+    assert str(caught.value).endswith(hint), str(caught.value)
+
+
+def test_every_unknown_key_is_named_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(_edit(r'^region = "us-east-1"$', 'regoin = "x"\nzzz = 1'), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: 2 unknown keys: transport.ses.regoin: unknown key; did you mean 'region'?")
+    assert "transport.ses.zzz: unknown key; expected one of configuration_set, endpoint_url" in message
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["a@example.com, b@example.com", "A <a@example.com>, B <b@example.com>", "a@b.c d <e@f.g>",
+     "José <josé@example.com>", "nobody"],
+)
+def test_the_sender_is_exactly_one_deliverable_address(tmp_path: Path, sender: str) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(_edit(r"^from = .*$", f'from = "{sender}"'), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == "sender.from"
+    assert "not one email address" in str(caught.value)
+

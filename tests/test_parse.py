@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.config import load_config
 from newsletter.errors import ParseError
 from newsletter.markup import to_plain
 from newsletter.model import Issue
 from newsletter.parse import parse_issue, parse_issue_bytes, parse_issue_text
+from newsletter.render import render_issue
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "issues" / "2023-10-16.md"
@@ -44,6 +46,11 @@ def all_text(issue: Issue) -> str:
     for passage in passages:
         parts += [to_plain(text) for text in (passage.ko, passage.en) if text]
     return " ".join(" ".join(parts).split())
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(ROOT / "newsletter.toml")
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +286,83 @@ def test_check_warns_about_what_an_editor_should_look_at():
         (23, "Third: no summary ('### 논문 소개')"),
         (23, "Third: link https://a.example/1 also appears under Other"),
     ]
+
+
+# --- the input stage: keys given twice, control characters, deep nesting, every error at once ---
+
+
+def test_a_front_matter_key_given_twice_is_an_error_on_the_second():
+    text = "---\ntitle: x\ndate: 2023-10-16\nsubject: s\ndate: 2023-10-23\n---\n## P\n"
+    with pytest.raises(ParseError) as caught:
+        parse_issue_text(text, "twice.md")
+    assert str(caught.value) == "twice.md:5: 'date:' is given twice (first at line 3); keep one"
+
+
+LINE_BREAKS = {"vertical tab (Word)": "\v", "form feed": "\f", "NEL": "\x85", "LS": "\u2028", "PS": "\u2029"}
+
+
+@pytest.mark.parametrize("char", LINE_BREAKS.values(), ids=list(LINE_BREAKS))
+def test_line_breaks_from_word_and_unicode_become_line_breaks_and_lines_keep_their_numbers(char, config):
+    issue = parse(f"## P\n\n### Summary\n\n첫 줄{char}둘째 줄\n\n> first{char}second\n")
+    passage = issue.papers[0].summary[0]
+    assert (passage.ko.markdown, passage.en.markdown) == ("첫 줄\n둘째 줄", "first\nsecond")
+    render_issue(issue, config)  # what check accepts, build renders
+    with pytest.raises(ParseError) as caught:  # the break does not shift the lines below it
+        parse(f"## P\n\n### Summary\n\n가{char}나\n\n### 요약\n")
+    assert caught.value.line == 11
+
+
+CONTROLS = {
+    "NUL": ("\x00", "U+0000 (NUL)"), "BEL": ("\x07", "U+0007 (BEL)"), "ESC": ("\x1b", "U+001B (ESC)"),
+    "DEL": ("\x7f", "U+007F (DEL)"), "C1 CSI": ("\x9b", "U+009B"), "file separator": ("\x1c", "U+001C"),
+    "U+FFFE": ("\ufffe", "non-character U+FFFE"), "U+FFFF": ("\uffff", "non-character U+FFFF"),
+    "lone surrogate": ("\ud800", "lone surrogate U+D800"),
+}
+
+
+@pytest.mark.parametrize("case", CONTROLS, ids=list(CONTROLS))
+def test_a_control_character_is_an_error_with_its_line_and_column(case):
+    char, named = CONTROLS[case]
+    with pytest.raises(ParseError) as caught:
+        parse(f"## P\n\n### Summary\n\n한국어 {char}본문\n")
+    assert caught.value.line == 9
+    assert caught.value.message.endswith(f"{named} at column 5; delete it")
+
+
+def test_a_control_character_in_the_front_matter_is_named_not_a_yaml_error():
+    with pytest.raises(ParseError) as caught:
+        parse_issue_text("---\ntitle: 제목\x1b[1m\ndate: 2023-10-16\n---\n## P\n", "t.md")
+    assert [str(error) for error in caught.value.errors] == [
+        "t.md:2: an invisible control character U+001B (ESC) at column 10; delete it"]
+
+
+def nested(kind: str, depth: int) -> str:
+    if kind == "quote":
+        return "".join("> " * level + f"q{level}\n" + "> " * level + "\n" for level in range(1, depth + 1))
+    return "".join("  " * level + f"* l{level}\n" for level in range(depth))
+
+
+@pytest.mark.parametrize("kind", ["quote", "list"])
+def test_lists_and_quotes_nested_too_deep_are_an_error_not_lost_text(kind):
+    kept = parse("## P\n\n### Summary\n\n" + nested(kind, 8))
+    assert all(f"{kind[0]}{level}" in all_text(kept) for level in range(1 if kind == "quote" else 0, 8))
+    with pytest.raises(ParseError) as caught:
+        parse("## P\n\n### Summary\n\n" + nested(kind, 25))
+    assert caught.value.line > 9
+    assert "nested more than 8 levels deep" in caught.value.message
+
+
+def test_every_error_is_reported_each_with_its_line():
+    text = (
+        "---\ntitle: t\ndate: 2023-10-16\nsubjet: s\n---\n"  # 4: unknown key
+        "## P\n\n### 요약\n\n본문\n\n"  # 8: unknown section (its text skipped, not an error)
+        "## Q\n\n### Summary\n\n글 [x](javascript:alert(1))\n\n"  # 16: bad link
+        "#### 작은 제목\n\n"  # 18: level-4 heading
+        "## R\n\n떠도는 문단\n\n또 하나\n"  # 22: text under the title (once)
+    )
+    with pytest.raises(ParseError) as caught:
+        parse_issue_text(text, "many.md")
+    errors = caught.value.errors
+    assert [error.line for error in errors] == [4, 8, 16, 18, 22]
+    assert str(caught.value) == str(errors[0]) and "unknown front matter key 'subjet'" in str(errors[0])
+    assert all(str(error).startswith(f"many.md:{error.line}: ") for error in errors)

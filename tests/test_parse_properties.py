@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter.config import load_config
 from newsletter.errors import ParseError
 from newsletter.model import Issue
 from newsletter.parse import parse_issue_bytes, parse_issue_text
+from newsletter.render import render_issue
 
-SAMPLE_LINES = (Path(__file__).resolve().parent.parent / "issues" / "2023-10-16.md").read_text(
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_LINES = (ROOT / "issues" / "2023-10-16.md").read_text(
     encoding="utf-8"
 ).split("\n")
 
@@ -84,3 +88,35 @@ def test_arbitrary_bytes_parse_or_raise_parse_error(data):
     lambda pieces: "---\ntitle: t\ndate: 2023-10-16\n---\n" + "".join(pieces)))
 def test_grammar_fragments_after_valid_front_matter(text):
     parses_or_reports(lambda: parse_issue_text(text, "fragments.md"))
+
+
+# What `check` accepts, `build` renders: any text the parser takes must render to an email.
+
+# Characters that have broken rendering or that editors paste: controls, Word's breaks, Unicode's
+# separators and non-characters, MJML/HTML syntax, wide and combining characters.
+HOSTILE = st.sampled_from(
+    [chr(code) for code in range(0x20)] + ["\x7f", "\x85", "\x9b", "\u2028", "\u2029", "\ufeff", "\ufffe",
+     "\uffff", "\ufdd0", "\U0001fffe", "<", ">", "&", "]]>", "<mj-text>", "</mj-text>", "{{", "{%", "\\",
+     "\u200b", "가",
+     "\u0301", "😀"]
+)
+PASSAGE = st.lists(st.one_of(HOSTILE, st.characters()), max_size=30).map("".join)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(ROOT / "newsletter.toml")
+
+
+@settings(settings.get_profile("parser"), max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, len(SAMPLE_LINES)), PASSAGE), min_size=1, max_size=4))
+def test_whatever_check_accepts_build_renders(config, insertions):
+    lines = list(SAMPLE_LINES)
+    for where, text in insertions:
+        where = min(where, len(lines) - 1)
+        lines[where] = lines[where] + text
+    try:
+        issue = parse_issue_text("\n".join(lines), "mutated.md")
+    except ParseError:
+        return
+    render_issue(issue, config)

@@ -20,12 +20,12 @@ import lxml.html
 import pytest
 from click.testing import CliRunner
 
-from newsletter import markup
+from newsletter import labels, markup
 from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.errors import ParseError, TemplateError
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
-from newsletter.parse import parse_issue
+from newsletter.parse import parse_issue, parse_issue_text
 from newsletter.plaintext import WIDTH, display_width
 from newsletter.preview import PreviewSite, create_preview_server
 from newsletter.render import GMAIL_CLIP_BYTES, bundled_templates_dir, measure, render_issue
@@ -62,23 +62,25 @@ def visible_text(document: str) -> str:
 
 def sentences(issue: Issue) -> list[str]:
     """Every sentence of the issue in both languages: titles plus each Text as plain text."""
-    texts = [issue.title]
+    texts = [part for part in labels.headline(issue) if part]
     passages = list(issue.intro)
     for paper in issue.papers:
         texts += [title for title in (paper.title_ko, paper.title_en) if title]
         passages += paper.summary + paper.abstract
     plain = [markup.to_plain(text) for passage in passages for text in (passage.ko, passage.en) if text]
-    if issue.notice:
-        plain.append(markup.to_plain(issue.notice))
+    notice = issue.email_notice or issue.notice
+    if notice:
+        plain.append(markup.to_plain(notice))
     for block in plain:
         for line in block.split("\n"):
             line = re.sub(r"^\s*(•|\d+\.)\s+", "", line)
             texts += [part for part in re.split(r"(?<=[.!?])\s+", line) if part.strip()]
-    return [normalise(text) for text in texts]
+    return [normalise(labels.emojize(text)) for text in texts]
 
 
 def english_blocks(document: str):
-    return lxml.html.fromstring(document).xpath("//body//*[@lang='en']")
+    """The English text of the issue (the toggle's own English words left out)."""
+    return lxml.html.fromstring(document).xpath("//body//*[@lang='en'][not(ancestor::label)]")
 
 
 def paper(**changes) -> Paper:
@@ -141,9 +143,12 @@ def test_footer_has_web_link_reason_and_postal_address(rendered, config):
 
 def test_table_of_contents_links_to_every_paper_card(issue, rendered):
     document = lxml.html.fromstring(rendered.html)
-    targets = [a.get("href") for a in document.find_class("toc-link")]
-    assert targets == [f"#{paper.slug}" for paper in issue.papers]
-    assert all(document.get_element_by_id(paper.slug) is not None for paper in issue.papers)
+    targets = [a.get("href") for a in document.find_class("toc")[0].iter("a")]
+    assert targets == [f"#p{number}" for number in range(1, len(issue.papers) + 1)]  # short: bytes count
+    assert all(document.get_element_by_id(target[1:]) is not None for target in targets)
+    web = lxml.html.fromstring(rendered.web_html)  # the archive keeps the stable slugs
+    assert [a.get("href") for a in web.find_class("toc")[0].iter("a")] == [f"#{p.slug}" for p in issue.papers]
+    assert all(web.get_element_by_id(paper.slug) is not None for paper in issue.papers)
 
 
 # --- the email's design --------------------------------------------------------------------------
@@ -168,7 +173,7 @@ def test_layout_tables_are_presentational_and_body_text_is_16px_in_the_system_fo
     document = lxml.html.fromstring(rendered.html)
     tables = document.xpath("//body//table")
     assert tables and all(table.get("role") == "presentation" for table in tables)
-    body_text = document.find_class("body")[0].find("div")  # mj-text puts its class on the cell
+    body_text = document.find_class("s")[0].find("div")  # mj-text puts its class on the cell
     style = body_text.get("style").replace(" ", "")
     assert "font-size:16px" in style and "line-height:1.6" in style
     assert "AppleSDGothicNeo" in style and "MalgunGothic" in style
@@ -178,7 +183,7 @@ def test_color_scheme_meta_dark_palette_and_preheader(issue, rendered):
     document = lxml.html.fromstring(rendered.html)
     assert document.xpath("//head/meta[@name='color-scheme']/@content") == ["light dark"]
     head_css = "".join(document.xpath("//head/style/text()"))
-    assert "prefers-color-scheme: dark" in head_css
+    assert "prefers-color-scheme:dark" in head_css
     assert issue.preheader in document.body.text_content()
 
 
@@ -192,7 +197,7 @@ def test_build_prints_no_css_parser_warnings(tmp_path):
     """In a fresh process: cssutils's logger is process-wide, so an in-process test would pass on
     whatever an earlier test had set."""
     templates = copy_templates(tmp_path)
-    edit(templates / "inline.css", ".card {", ".card { mso-line-height-rule: exactly; -webkit-text-size-adjust: 100%;")
+    edit(templates / "inline.css", "div.note {", "div.note { mso-line-height-rule: exactly; -webkit-text-size-adjust: 100%;")
     result = subprocess.run(
         [sys.executable, "-m", "newsletter", "--config", str(REPO / "newsletter.toml"), "build", str(SAMPLE),
          "-o", str(tmp_path / "out"), "--templates", str(templates)],
@@ -205,9 +210,9 @@ def test_build_prints_no_css_parser_warnings(tmp_path):
 def test_collapse_rules_stay_in_head_with_important_and_nothing_hides_english_inline(rendered):
     document = lxml.html.fromstring(rendered.html)
     head_css = "".join(document.xpath("//head/style/text()"))
-    media = re.search(r"@media screen and \(min-width:0\) \{(.*?)\} \}", head_css, re.S)
+    media = re.search(r"@media screen and \(min-width:0\)\{(.*?)\}\}", head_css, re.S)
     assert media, "the fold rules must sit inside @media in <head>"
-    assert ".t:not(:checked) ~ .en { display: none !important; }" in media.group(1)
+    assert ".t:not(:checked)~.more{display:none!important}" in media.group(1)
     blocks = english_blocks(rendered.html)
     assert len(blocks) > 20
     for block in blocks:
@@ -220,32 +225,203 @@ def test_wherever_a_rule_can_fold_english_the_same_condition_shows_its_toggle(re
     selectors only) must never be left with English hidden and no toggle to open it."""
     head_css = "".join(lxml.html.fromstring(rendered.html).xpath("//head/style/text()"))
     rules = re.findall(r"([^{}]+)\{([^{}]*)\}", head_css)
-    hiding = {sel.strip().removesuffix("~ .en").strip() for sels, body in rules if "display: none" in body
-              for sel in sels.split(",") if sel.strip().endswith("~ .en")}
-    showing = {sel.strip().removesuffix("~ .tg").strip() for sels, body in rules if "display: inline-block" in body
-               for sel in sels.split(",") if sel.strip().endswith("~ .tg")}
+    hiding = {sel.strip().removesuffix("~.more") for sels, body in rules if "display:none" in body
+              for sel in sels.split(",") if sel.strip().endswith("~.more")}
+    showing = {sel.strip().removesuffix("~.tg") for sels, body in rules if "display:block" in body
+               for sel in sels.split(",") if sel.strip().endswith("~.tg")}
     assert hiding == {".t:not(:checked)"}
     assert hiding <= showing
 
 
-def test_toggles_are_hidden_inline_and_the_checkbox_is_hidden_from_outlook(issue, rendered):
+def folds(issue: Issue) -> int:
+    """One fold per paper with an abstract or an English summary, one per English intro passage."""
+    return (sum(1 for p in issue.papers if p.abstract or any(b.ko and b.en for b in p.summary))
+            + sum(1 for b in issue.intro if b.ko and b.en))
+
+
+def test_toggles_are_hidden_inline_and_outlook_never_sees_them(issue, rendered):
     document = lxml.html.fromstring(rendered.html)
-    folds = sum(1 for p in issue.papers for b in p.summary + p.abstract if b.ko and b.en)
     toggles = document.xpath("//input[@type='checkbox']") + document.xpath("//label")
-    assert len(toggles) == 2 * folds
+    assert len(toggles) == 2 * folds(issue) == 20
     for element in toggles:
-        style = element.get("style").replace(" ", "")
-        assert "display:none" in style and "mso-hide:all" in style
-    assert rendered.html.count('<!--[if !mso]><!--><input type="checkbox"') == folds
+        assert "display:none" in element.get("style").replace(" ", "")
+    # Outlook for Windows skips what sits between these comments: no checkbox, no label.
+    assert len(re.findall(r'<!--\[if !mso\]><!--><input type="checkbox"[^>]*><label [^>]*>.*?</label><!--<!\[endif\]-->',
+                          rendered.html)) == folds(issue)
 
 
 def test_images_need_alt_text(tmp_path, config, issue):
     templates = copy_templates(tmp_path)
-    edit(templates / "email.mjml.j2", '<mj-section padding="24px 0 8px">',
-         '<mj-section padding="24px 0 8px"><mj-column><mj-image src="https://example.com/logo.png" /></mj-column>'
-         "</mj-section>\n<mj-section>")
+    edit(templates / "email.mjml.j2", '<mj-section padding="0 0 40px">',
+         '<mj-section><mj-column><mj-image src="https://example.com/logo.png" /></mj-column>'
+         '</mj-section>\n<mj-section padding="0 0 40px">')
     with pytest.raises(TemplateError, match="no alt text"):
         render_issue(issue, config, templates)
+
+
+# --- what a reader sees first: subject, preheader, header, notice ------------------------------
+
+SHORTCODE = re.compile(r":[a-z0-9_+-]+:")
+
+
+def test_no_emoji_shortcode_is_left_in_the_email_the_web_page_or_the_text_part(rendered):
+    for document in (visible_text(rendered.html), visible_text(rendered.web_html), rendered.text):
+        assert [code for code in SHORTCODE.findall(document) if labels.emojize(code) != code] == []
+        assert "😄" in document and "🙇" in document  # the sample's :smile: and :bowing_man:
+
+
+def test_a_shortcode_in_a_title_or_inline_code_and_a_time_of_day(config):
+    result = render_issue(issue_with(paper(
+        title_ko="로켓 :rocket:", summary=(Bilingual(Text("10:30:00 `:tada:` :tada: :no_such_emoji:"), None),),
+    )), config)
+    for document in (visible_text(result.html), result.text):
+        assert "로켓 🚀" in document and "10:30:00" in document and ":no_such_emoji:" in document
+    assert "<code>:tada:</code> 🎉" in result.html  # code is shown as written
+
+
+def test_subject_drops_the_forums_week_prefix_and_keeps_the_week_at_the_end(rendered, issue):
+    assert issue.title.startswith("[2023/10/16 ~ 10/22] ")
+    assert rendered.subject == "이번 주의 주요 ML 논문 (Top ML Papers of the Week) · 2023/10/16 ~ 10/22"
+    assert render_issue(dataclasses.replace(issue, subject="Llemma 외 9편"), load_config(REPO / "newsletter.toml")
+                        ).subject == "Llemma 외 9편"
+
+
+def test_the_header_says_the_title_once_and_the_week_once(rendered, config):
+    document = lxml.html.fromstring(rendered.html)
+    body = visible_text(rendered.html)
+    assert body.count("이번 주의 주요 ML 논문") == 2  # the heading and the footer's sender line
+    assert "[2023/10/16" not in body and body.count("2023/10/16 ~ 10/22") == 1
+    assert document.xpath("//h1")[0].text_content() == "이번 주의 주요 ML 논문"
+    title = lxml.html.fromstring(rendered.web_html).xpath("//title")[0].text_content()
+    assert title == "이번 주의 주요 ML 논문 · Top ML Papers of the Week · 2023/10/16 ~ 10/22"
+
+
+@pytest.mark.parametrize("title, week, rest", [
+    ("[2023/10/16 ~ 10/22] 이번 주의 주요 ML 논문", "2023/10/16 ~ 10/22", "이번 주의 주요 ML 논문"),
+    ("[10월 셋째 주] 논문", "10월 셋째 주", "논문"),
+    ("[특집] NeurIPS 2023", None, "[특집] NeurIPS 2023"),
+    ("[2023/10/16] ", None, "[2023/10/16]"),
+    ("논문 [2023/10/16]", None, "논문 [2023/10/16]"),
+])
+def test_only_a_leading_bracket_with_a_number_is_the_forums_week(title, week, rest):
+    assert labels.split_title(title) == (week, rest)
+
+
+def test_a_title_that_is_not_the_name_gets_the_name_above_it(config):
+    result = render_issue(dataclasses.replace(issue_with(paper()), title="특집: NeurIPS 2023"), config)
+    document = lxml.html.fromstring(result.html)
+    assert document.find_class("brand")[0].text_content() == config.name
+    assert document.xpath("//h1")[0].text_content() == "특집: NeurIPS 2023"
+    assert result.subject == "특집: NeurIPS 2023"
+
+
+def test_preheader_is_padded_so_the_preview_does_not_run_on_into_the_body(rendered, issue):
+    hidden = lxml.html.fromstring(rendered.html).body.xpath(".//div")[0]
+    assert "display:none" in hidden.get("style")
+    text = hidden.text_content()
+    assert text.startswith(issue.preheader)
+    padding = text[len(issue.preheader):]
+    assert set(padding) == {"\u200c", "\u00a0"} and len(issue.preheader) + len(padding) >= 148
+
+
+def test_the_email_edition_words_the_notice_from_email_notice(config):
+    source = SAMPLE.read_text(encoding="utf-8")
+    issue = parse_issue_text(source)
+    assert "덧글" in markup.to_plain(issue.notice) and "답장" in markup.to_plain(issue.email_notice)
+    result = render_issue(issue, config)
+    for document in (visible_text(result.html), visible_text(result.web_html), result.text):
+        assert "답장으로 알려주시기를" in document and "덧글" not in document
+    without = parse_issue_text(re.sub(r"(?ms)^email_notice:.*?(?=^---)", "", source))
+    assert without.email_notice is None and "덧글" in visible_text(render_issue(without, config).html)
+
+
+def test_email_notice_links_are_held_to_the_issues_rule():
+    source = SAMPLE.read_text(encoding="utf-8").replace(
+        "email_notice: |\n", "email_notice: |\n  [x](javascript:alert(1))\n", 1)
+    with pytest.raises(ParseError, match="email_notice.*javascript"):
+        parse_issue_text(source)
+
+
+def test_the_notice_is_a_small_quiet_note(rendered):
+    note = lxml.html.fromstring(rendered.html).find_class("note")[0]
+    style = note.get("style").replace(" ", "")
+    assert "font-size:14px" in style and "color:#57606a" in style
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+
+def test_no_link_shows_a_bare_url_longer_than_30_characters(rendered, config):
+    long_url = "https://example.com/a/very/long/path/that/goes/on/and/on"
+    odd = paper(summary=(Bilingual(Text(f"<{long_url}> and <https://a.io/x>"), None),),
+                links=(Link(long_url), Link("https://arxiv.org/pdf/2310.10631")),
+                read_more=(Link("https://x.com/omarsar0/status/1"), Link(long_url, label=None)))
+    documents = (rendered.html, rendered.web_html, *(lambda r: (r.html, r.web_html))(render_issue(issue_with(odd), config)))
+    for document in documents:
+        for anchor in lxml.html.fromstring(document).iter("a"):
+            text = normalise(anchor.text_content())
+            assert not (URL.fullmatch(text) and len(text) > 30), text
+    assert "https://a.io/x" in visible_text(render_issue(issue_with(odd), config).html)  # short: shown
+
+
+@pytest.mark.parametrize("url, paper_link, label", [
+    ("https://arxiv.org/abs/2310.10631", True, "논문 · Paper (arXiv)"),
+    ("https://arxiv.org/pdf/2310.10631", True, "PDF (arXiv)"),
+    ("https://www.nature.com/articles/s42256-023-00729-y", True, "논문 · Paper (Nature)"),
+    ("https://x.com/zhangir_azerbay/status/1714098025956864031", False, "X 스레드 · Thread by @zhangir_azerbay"),
+    ("https://twitter.com/omarsar0/status/1", False, "X 스레드 · Thread by @omarsar0"),
+    ("https://github.com/xlang-ai/OpenAgents", False, "코드 · Code (GitHub)"),
+    ("https://huggingface.co/papers/2310.10631", False, "논문 · Paper (Hugging Face)"),
+    ("https://blog.example.org/post", False, "더 읽기 · Read more (blog.example.org)"),
+])
+def test_links_are_labelled_from_their_urls(url, paper_link, label):
+    assert labels.link_label(Link(url), paper=paper_link) == label
+    assert labels.link_label(Link(url, label="에디터의 말"), paper=paper_link) == "에디터의 말"
+
+
+def test_sample_buttons_and_read_more_say_what_they_open(rendered):
+    document = lxml.html.fromstring(rendered.html)
+    buttons = [normalise(a.text_content()) for a in document.find_class("btn")]
+    assert buttons.count("논문 · Paper (arXiv)") == 9 and "논문 · Paper (Nature)" in buttons
+    more = [normalise(a.text_content()) for a in document.find_class("btn2")]
+    assert "X 스레드 · Thread by @zhangir_azerbay" in more
+
+
+# --- footer and the web page's way back in ---------------------------------------------------------
+
+
+def test_footer_sentences_need_no_korean_particle_and_no_name_in_the_english(rendered, config):
+    for document in (visible_text(rendered.html), normalise(rendered.text)):
+        assert "을(를)" not in document and "(을)" not in document
+        assert "You are receiving this because you subscribed to this newsletter." in document
+    footer = lxml.html.fromstring(rendered.html).find_class("foot")[0]
+    assert "color:#57606a" in footer.getparent().get("style").replace(" ", "")  # on mj-text's own div
+    assert all("white-space:nowrap" in a.get("style") for a in footer.iter("a"))
+
+
+def test_email_and_web_page_link_to_subscribe_and_to_the_archive_index(rendered, config):
+    assert config.subscribe_url == config.web_base_url + "#subscribe"
+    for document in (rendered.html, rendered.web_html):
+        links = {normalise(a.text_content()): a.get("href") for a in lxml.html.fromstring(document).iter("a")}
+        assert links["구독하기 · Subscribe"] == config.subscribe_url
+        assert links["지난 호 · Archive"] == config.web_base_url
+    assert config.subscribe_url in rendered.text.split() and config.web_base_url in rendered.text.split()
+
+
+def test_subscribe_url_can_be_set(tmp_path, issue):
+    toml = (REPO / "newsletter.toml").read_text(encoding="utf-8").replace(
+        'web_base_url = "https://newsletter.example.com/issues/"',
+        'web_base_url = "https://newsletter.example.com/issues/"\nsubscribe_url = "https://example.org/join"')
+    (tmp_path / "newsletter.toml").write_text(toml, encoding="utf-8")
+    result = render_issue(issue, load_config(tmp_path / "newsletter.toml"))
+    assert 'href="https://example.org/join"' in result.web_html and 'href="https://example.org/join"' in result.html
+
+
+def test_text_part_opens_with_the_issue_not_the_preheader(rendered, issue):
+    first_lines = rendered.text.split("\n")[:3]
+    assert first_lines == ["이번 주의 주요 ML 논문", "Top ML Papers of the Week", "2023/10/16 ~ 10/22"]
+    assert issue.preheader not in rendered.text
+    assert "- 논문 · Paper (arXiv):\n  https://arxiv.org/abs/2310.10631" in rendered.text
 
 
 # --- hostile content ---------------------------------------------------------------------------
@@ -281,8 +457,8 @@ def test_a_hand_built_link_with_a_bad_scheme_is_refused(config):
 def test_long_unbroken_words_may_wrap_anywhere(config):
     long_word = "A" * 3000
     result = render_issue(issue_with(paper(summary=(Bilingual(Text(long_word), Text(long_word)),))), config)
-    card = lxml.html.fromstring(result.html).find_class("card")[0]
-    assert "overflow-wrap:anywhere" in card.get("style").replace(" ", "")
+    wrapper = lxml.html.fromstring(result.html).find_class("w")[0]
+    assert "overflow-wrap:anywhere" in wrapper.get("style").replace(" ", "")
     assert long_word in result.text  # never broken in the text part either
 
 
@@ -308,9 +484,8 @@ def test_a_url_longer_than_a_line_stays_whole_in_the_text_part(config):
 
 def test_web_version_folds_english_with_details(issue, rendered):
     document = lxml.html.fromstring(rendered.web_html)
-    folds = sum(1 for p in issue.papers for b in p.summary + p.abstract if b.ko and b.en)
     details = document.xpath("//details")
-    assert len(details) == folds
+    assert len(details) == folds(issue)
     assert all(d.find("summary") is not None and d.xpath(".//*[@lang='en']") for d in details)
     assert document.get("lang") == "ko"
     assert set(sentences(issue)) <= {s for s in sentences(issue) if s in visible_text(rendered.web_html)}
@@ -335,7 +510,7 @@ def test_bundled_templates_are_found_through_the_package():
 
 def test_an_editors_own_templates_are_used(tmp_path, config, issue):
     templates = copy_templates(tmp_path)
-    edit(templates / "email.mjml.j2", '<p class="brand">', '<p class="brand">EDITOR-COPY ')
+    edit(templates / "email.mjml.j2", '<p class="meta">', '<p class="meta">EDITOR-COPY ')
     assert "EDITOR-COPY" in render_issue(issue, config, templates).html
     assert "EDITOR-COPY" not in render_issue(issue, config).html
 
@@ -343,11 +518,11 @@ def test_an_editors_own_templates_are_used(tmp_path, config, issue):
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ("</mj-column></mj-section>\n<mj-section>", "</mj-section>\n<mj-section>", "invalid MJML"),
-        ("<mj-section padding=\"8px 0 32px\">", "<mj-sektion></mj-sektion><mj-section padding=\"8px 0 32px\">",
+        ("</mj-column></mj-section>\n<mj-section padding", "</mj-section>\n<mj-section padding", "invalid MJML"),
+        ("<mj-section padding=\"0 0 40px\">", "<mj-sektion></mj-sektion><mj-section padding=\"0 0 40px\">",
          "mj-sektion"),
-        ("{{ issue.title }}", "{{ issue.title ", "email.mjml.j2:"),
-        ("{{ issue.title }}", "{{ issue.no_such_field }}", "no_such_field"),
+        ("{{ subject }}", "{{ subject ", "email.mjml.j2:"),
+        ("{{ subject }}", "{{ issue.no_such_field }}", "no_such_field"),
     ],
     ids=["broken-mjml", "unknown-mj-tag", "jinja-syntax", "undefined-variable"],
 )
@@ -405,7 +580,7 @@ def test_a_fifteen_paper_issue_fits_or_is_warned_about(tmp_path, config):
 
 def test_build_reports_a_template_error_in_one_line(tmp_path):
     templates = copy_templates(tmp_path)
-    edit(templates / "email.mjml.j2", "{{ issue.title }}", "{{ issue.title ")
+    edit(templates / "email.mjml.j2", "{{ subject }}", "{{ subject ")
     result = run("build", str(SAMPLE), "-o", str(tmp_path / "out"), "--templates", str(templates))
     assert result.exit_code == 1
     assert re.fullmatch(r"error: \S*email\.mjml\.j2:\d+: .*\n", result.output), result.output
@@ -449,7 +624,7 @@ def test_preview_serves_the_email_web_and_text_and_rerenders_on_change(preview):
     site, base, issue_path = preview
     status, page = fetch(f"{base}/email")
     assert status == 200 and "Llemma(렘마)" in page
-    assert fetch(f"{base}/web")[1].count("<details") > 10
+    assert fetch(f"{base}/web")[1].count("<details") == 10
     assert "Unsubscribe" in fetch(f"{base}/text")[1]
 
     before = site.renders
@@ -458,7 +633,7 @@ def test_preview_serves_the_email_web_and_text_and_rerenders_on_change(preview):
     assert "Llemma(렘마-수정됨)" in fetch(f"{base}/email")[1]
 
     before = site.renders
-    edit(site.templates_dir / "email.mjml.j2", '<p class="brand">', '<p class="brand">TEMPLATE-EDIT ')
+    edit(site.templates_dir / "email.mjml.j2", '<p class="meta">', '<p class="meta">TEMPLATE-EDIT ')
     wait_for_render(site, before)
     assert "TEMPLATE-EDIT" in fetch(f"{base}/email")[1]
 

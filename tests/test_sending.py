@@ -14,20 +14,20 @@ from botocore.exceptions import ReadTimeoutError
 
 from newsletter.config import load_config
 from newsletter.errors import QuotaError
-from newsletter.ratelimit import Backoff
-from newsletter.send import prepare_send, send_issue
 from newsletter.store import Store
 from newsletter.transports.smtp import SmtpTransport
 from sending_fixtures import (
+    FAST_RETRIES,
     ISSUE,
     ISSUE_ID,
     SesFaults,
-    SlowProxy,
+    TcpProxy,
     cli,
     delivered,
     ledger_states,
     readers,
     secret,  # noqa: F401  (fixture)
+    send_in_process,
     sending_config,
     start_send,
     ses_answer,
@@ -36,17 +36,6 @@ from sending_fixtures import (
     subscribe,
     wait_until,
 )
-
-FAST_RETRIES = Backoff(attempts=6, base=0.01, cap=0.05)
-
-
-def send_in_process(config_path, *, transport_factory=None, backoff=FAST_RETRIES, **options):
-    """prepare_send + send_issue as the CLI does, with the test's transports and backoff."""
-    config = load_config(config_path)
-    factory = transport_factory(config) if transport_factory else None
-    plan = prepare_send(ISSUE, config, dry_run=False, transport_factory=factory, **options)
-    return send_issue(plan, transport_factory=factory, backoff=backoff)
-
 
 # --- crash and interruption ---------------------------------------------------------------------
 
@@ -66,7 +55,7 @@ def signal_mid_send(config_path, moto_ses, number: int) -> tuple[int, str]:
     """Run `newsletter send` in a child process through a proxy that holds moto's answers back
     0.4 s (so calls are in flight nearly all the time), send it signal `number` once 5 rows are
     sent and one is mid-call, and return its exit code and output."""
-    proxy = SlowProxy(moto_ses.endpoint_url, delay=0.4)
+    proxy = TcpProxy(moto_ses.endpoint_url, delay=0.4)
     child = start_send(config_path, endpoint_url=proxy.url)
 
     def mid_way() -> bool:

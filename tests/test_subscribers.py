@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import datetime as dt
 import io
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from newsletter import subscribers as subscriber_list
 from newsletter.cli import main
 from newsletter.errors import StoreError
-from newsletter.model import Subscriber
+from newsletter.model import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.store import Store
 from newsletter.subscribers import SKIP_REASON_DUPLICATE, ImportRejected
 
@@ -277,7 +279,7 @@ def test_add_remove_export_and_stats_commands(run, tmp_path: Path) -> None:
     assert run("subscribers", "remove", "A@example.com").stdout == "removed A@example.com\n"
     assert run("subscribers", "remove", "a@example.com").exit_code == 1
     assert "added 1" in run("subscribers", "import", str(exported)).stdout  # a@ comes back, b@ stays out
-    stats = dict(line.split() for line in run("subscribers", "stats").stdout.splitlines())
+    stats = dict(line.split()[:2] for line in run("subscribers", "stats").stdout.splitlines())
     assert stats == {"subscribed": "1", "unsubscribed": "1", "bounced": "0", "complained": "0", "total": "2"}
 
 
@@ -286,3 +288,226 @@ def test_a_guarded_cell_never_starts_a_formula_and_unguards_to_itself(cell: str)
     guarded = subscriber_list.guard_formula(cell)
     assert not guarded.startswith(subscriber_list.FORMULA_TRIGGERS)
     assert subscriber_list.unguard_formula(guarded) == cell
+
+
+# Addresses SES cannot deliver, cells that hold more than one address, names with control characters
+
+
+def test_non_ascii_before_the_at_is_refused_per_row_and_a_korean_domain_is_kept_as_xn(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "intl.csv", "email,name\nJosé@example.com,José\n김민지@example.kr,김민지\n"
+                 "minji@한국.kr,민지\nplain@example.com,\n")
+    with pytest.raises(ImportRejected) as rejected:
+        subscriber_list.import_csv(store, path)
+    problems = rejected.value.report.problems
+    assert [(p.line, p.value) for p in problems] == [(2, "José@example.com"), (3, "김민지@example.kr")]
+    assert all("not ASCII" in p.reason and "SMTPUTF8" in p.reason for p in problems)
+    report = subscriber_list.import_csv(store, path, skip_invalid=True)
+    assert dict(report.skipped) == {"invalid": 2}
+    assert {s.address for s in store.subscribed()} == {"minji@xn--3e0b707e.kr", "plain@example.com"}
+
+
+@pytest.mark.parametrize("cell", ["a@b.c d <e@f.g>", "A <a@example.com>, B <b@example.com>",
+                                  "a@example.com, b@example.com", "<a@example.com", "Kim <a@example.com> x",
+                                  "a@example.com <>"])
+def test_a_cell_with_more_than_one_address_is_refused_never_turned_into_another(store: Store, tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "two.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([["email"], [cell], ["ok@example.com"]])
+    report = subscriber_list.import_csv(store, path, skip_invalid=True)
+    assert [(p.line, p.value) for p in report.problems] == [(2, cell)]
+    assert [s.address for s in store.subscribers()] == ["ok@example.com"]
+
+
+def test_names_in_the_usual_forms_are_still_read(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "names.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([["email"], ['"Kim, MJ" <kim@example.com>'], ['"a@work" <a@example.com>'],
+                                   ["Lee, Seo-yeon <lee@example.com>"], ["<bare@example.com>"]])
+    subscriber_list.import_csv(store, path)
+    assert {(s.address, s.name) for s in store.subscribers()} == {
+        ("kim@example.com", "Kim, MJ"), ("a@example.com", "a@work"), ("lee@example.com", "Lee, Seo-yeon"),
+        ("bare@example.com", None)}
+
+
+def test_control_characters_are_cleaned_from_names_with_a_note_and_the_name_can_be_sent(store: Store, tmp_path: Path) -> None:
+    from newsletter.compose import check_header_value
+
+    path = write(tmp_path / "ctl.csv", "email,name\nbel@example.com,김\x07민지\nesc@example.com,\x1b[1mBold\x1b[0m\n"
+                 "c1@example.com,x\x85\x9by\nfine@example.com,Plain\n")
+    report = subscriber_list.import_csv(store, path)
+    assert [(note.line, note.reason) for note in report.notes] == [
+        (2, subscriber_list.NAME_CLEANED), (3, subscriber_list.NAME_CLEANED), (4, subscriber_list.NAME_CLEANED)]
+    names = {s.address: s.name for s in store.subscribers()}
+    assert names == {"bel@example.com": "김민지", "esc@example.com": "[1mBold[0m", "c1@example.com": "x y",
+                     "fine@example.com": "Plain"}
+    for name in names.values():
+        check_header_value("To", name)
+
+
+@given(st.emails())
+def test_the_per_domain_cache_gives_email_validators_answer(address: str) -> None:
+    import email_validator
+    from newsletter import addresses
+
+    try:
+        expected = email_validator.validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
+    except email_validator.EmailNotValidError:
+        with pytest.raises(addresses.AddressError):
+            addresses.normalise(address)
+        return
+    assert addresses.normalise(address) == expected
+
+
+def test_a_bad_byte_far_into_a_big_file_names_its_line(store: Store, tmp_path: Path) -> None:
+    rows = "".join(f"reader{n}@example.com\n" for n in range(100_000))  # about 2.3 MB: several chunks
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"email\n" + rows.encode() + b"\x80\x80\x80@example.com\n")
+    with pytest.raises(StoreError, match=r"big\.csv:100002: not utf-8 or cp949 text"):
+        subscriber_list.import_csv(store, path)
+    assert dump(store) == []
+
+
+def test_add_and_unsubscribe_of_addresses_ses_cannot_deliver_say_so_in_one_line(run) -> None:
+    refused = run("subscribers", "add", "José@example.com")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: 'José@example.com': the part before the @ is not ASCII ('José')")
+    for address in ("José@example.com", "김민지@example.kr", "not-an-address@", "a@b.c d <e@f.g>"):
+        result = run("unsubscribe", address)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"{address} is not on the list, and cannot be (")
+        assert result.stdout.endswith("); nothing to do\n") and result.stdout.count("\n") == 1
+    assert run("unsubscribe", "민지 <Minji@한국.kr>").stdout == "Minji@xn--3e0b707e.kr was not on the list; recorded as unsubscribed\n"
+    assert run("subscribers", "stats").stdout.splitlines()[-1].split() == ["total", "1"]
+
+
+def test_an_import_prints_each_cleaned_name_as_a_note(run, tmp_path: Path) -> None:
+    path = write(tmp_path / "ctl.csv", "email,name\nbel@example.com,김\x07민지\n")
+    result = run("subscribers", "import", str(path))
+    assert result.exit_code == 0
+    assert result.stderr == f"{path}:2: note: {subscriber_list.NAME_CLEANED} ('bel@example.com')\n"
+
+
+def test_export_into_a_missing_folder_is_one_line(run, tmp_path: Path) -> None:
+    run("subscribers", "add", "a@example.com")
+    result = run("subscribers", "export", "-o", str(tmp_path / "no" / "such" / "out.csv"))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot write {tmp_path / 'no' / 'such' / 'out.csv'} (No such file or directory)\n"
+
+
+def test_preview_on_a_port_in_use_is_one_line(run) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("preview", str(ROOT / "issues" / "2023-10-16.md"), "--port", str(port))
+    assert result.exit_code == 1
+    assert result.stderr.endswith(f"error: cannot listen on 127.0.0.1:{port}: the port is in use; stop what uses "
+                                  "it or pick another port (--port)\n")
+
+
+def _without_root_privileges() -> list[str]:
+    """A command prefix under which file permissions hold: root ignores them unless it gives up
+    CAP_DAC_OVERRIDE (what setpriv does here), so a read-only file is read-only."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only file cannot be made")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.parametrize("command", [["subscribers", "add", "b@example.com"], ["unsubscribe", "a@example.com"],
+                                     ["subscribers", "remove", "a@example.com"],
+                                     ["subscribers", "import", str(ROOT / "subscribers.example.csv")]])
+def test_a_read_only_database_is_one_line_not_a_traceback(newsletter_config: Path, tmp_path_factory, command) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("readonly")
+    folder.chmod(0o777)  # the folder stays writable (SQLite's -wal and -shm files); the file is not
+    config = shutil.copy(newsletter_config, folder / "newsletter.toml")
+    with Store.open(folder / "newsletter.db") as store:
+        seed(store, ("a@example.com", "subscribed"))
+    (folder / "newsletter.db").chmod(0o444)
+    for leftover in folder.glob("newsletter.db-*"):
+        leftover.unlink()
+    result = subprocess.run([*_without_root_privileges(), sys.executable, "-m", "newsletter", "--config", str(config),
+                             *command], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(f"error: {folder / 'newsletter.db'}: the database is read-only"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+# The streaming import against the rules it must keep, on random lists and files
+
+
+def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], source: str, resubscribe: bool):
+    """The import rules as written in docs/subscribers.md, on plain dicts: the first row of an
+    address wins, a later one may fill in a missing name, an opt-out anywhere in the file is kept;
+    addresses that left stay out unless `resubscribe`. Returns the list after and the counts."""
+    merged: dict[str, Subscriber] = {}
+    counts: Counter = Counter()
+    for row in rows:
+        key = row.address.casefold()
+        first = merged.setdefault(key, row)
+        if first is row:
+            continue
+        counts["duplicate"] += 1
+        if first.name is None and row.name:
+            first = dataclasses.replace(first, name=row.name)
+        if first.status == "subscribed" and row.status != "subscribed":
+            first = dataclasses.replace(first, status=row.status, reason=row.reason)
+        merged[key] = first
+    after = dict(stored)
+    for key, new in merged.items():
+        old = stored.get(key)
+        if old is None:
+            after[key], counts["added"] = new, counts["added"] + 1
+        elif old.status == "subscribed" and new.status != "subscribed":
+            after[key] = dataclasses.replace(old, status=new.status, reason=new.reason or f"{new.status} in {source}")
+            counts["updated"] += 1
+        elif old.status != "subscribed" and new.status == "subscribed":
+            if resubscribe:
+                after[key] = dataclasses.replace(old, name=new.name or old.name, status="subscribed",
+                                                 reason=f"resubscribed by {source}")
+                counts["resubscribed"] += 1
+            else:
+                counts[old.status] += 1
+        elif new.name and new.name != old.name:
+            after[key], counts["updated"] = dataclasses.replace(old, name=new.name), counts["updated"] + 1
+        else:
+            counts["unchanged"] += 1
+    return {key: (s.address, s.name, s.status, s.reason) for key, s in after.items()}, counts
+
+
+POOL = ["kim@example.com", "KIM@example.com", "lee@example.org", "park@example.net", "Park@Example.NET", "choi@example.com"]
+entries = st.tuples(st.sampled_from(POOL), st.sampled_from([None, "김", "Lee", "박"]), st.sampled_from(SUBSCRIBER_STATUSES))
+
+
+@settings(max_examples=100, deadline=None)
+@given(stored=st.lists(entries, max_size=4, unique_by=lambda e: e[0].casefold()), rows=st.lists(entries, max_size=12),
+       resubscribe=st.booleans())
+def test_the_streaming_import_keeps_the_import_rules(tmp_path_factory, stored, rows, resubscribe) -> None:
+    folder = tmp_path_factory.mktemp("rules")
+    now = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    path = folder / "rows.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([["email", "name", "status"], *([a, n or "", s] for a, n, s in rows)])
+    before = {a.casefold(): Subscriber(a.lower(), n, s, "seed", now, now, None) for a, n, s in stored}
+    incoming = [Subscriber(a.rpartition("@")[0] + "@" + a.rpartition("@")[2].lower(), n, s, "import:rows.csv")
+                for a, n, s in rows]
+    expected, counts = reference_import(before, incoming, str(path), resubscribe)
+    with Store.open(folder / "list.db") as store:
+        store.insert(before.values())
+        report = subscriber_list.import_csv(store, path, resubscribe=resubscribe)
+        after = {s.address.casefold(): (s.address, s.name, s.status, s.reason) for s in store.subscribers()}
+    assert after == expected
+    assert (sum(report.added.values()), report.updated, report.unchanged, report.resubscribed) == (
+        counts["added"], counts["updated"], counts["unchanged"], counts["resubscribed"])
+    assert report.skipped[SKIP_REASON_DUPLICATE] == counts["duplicate"]
+    assert all(report.skipped[status] == counts[status] for status in ("unsubscribed", "bounced", "complained"))

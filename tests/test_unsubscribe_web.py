@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import io
 import os
 import re
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -272,3 +274,84 @@ def test_every_address_has_a_token_that_leads_back_to_it(address: str) -> None:
     token = signer.token(address)
     assert signer.address(token) == address.casefold()
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+
+
+# Hostile request bodies: a short 400 page, never a 500, and nothing changed
+
+
+def _multipart(boundary: str, *parts: bytes) -> bytes:
+    return b"".join(b"--" + boundary.encode() + b"\r\n" + part + b"\r\n" for part in parts) + \
+        b"--" + boundary.encode() + b"--\r\n"
+
+
+ONE_CLICK_PART = b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click'
+MALFORMED_BODIES = {
+    "unknown charset": ("multipart/form-data; boundary=b", _multipart(
+        "b", b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+             b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nOne-Click?")),
+    "nested multipart": ("multipart/form-data; boundary=b", _multipart(
+        "b", b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+             b"Content-Type: multipart/mixed; boundary=c\r\n\r\n" + _multipart("c", ONE_CLICK_PART))),
+    "message/rfc822": ("multipart/form-data; boundary=b", _multipart(
+        "b", b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+             b"Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nOne-Click")),
+    "no boundary": ("multipart/form-data", _multipart("b", ONE_CLICK_PART)),
+    "bad transfer encoding": ("multipart/form-data; boundary=b", _multipart(
+        "b", b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+             b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!")),
+    "rfc 2231 name": ("multipart/form-data; boundary=b", _multipart(
+        "b", b"Content-Disposition: form-data; name*=no-such-charset''List-Unsubscribe\r\n\r\nNope")),
+    "garbage": ("multipart/form-data; boundary=b", bytes(range(256)) * 4),
+    "huge body": ("multipart/form-data; boundary=b", b"x" * (10 * 1024 * 1024)),
+    "bad utf-8 form": ("application/x-www-form-urlencoded", b"List-Unsubscribe=\xff\xfe"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_BODIES, ids=list(MALFORMED_BODIES))
+def test_a_malformed_post_gets_a_short_400_page_and_changes_nothing(endpoint: Endpoint, case: str) -> None:
+    content_type, body = MALFORMED_BODIES[case]
+    status, page, headers = endpoint.request("POST", "/" + endpoint.signer.token("kim@example.com"), body, content_type)
+    assert status == 400
+    assert "올바르지 않습니다" in page.decode() and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert endpoint.status("kim@example.com") == "subscribed"
+
+
+def test_one_click_under_a_charset_label_nobody_knows_still_unsubscribes(endpoint: Endpoint) -> None:
+    body = _multipart("b", b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+                           b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nOne-Click")
+    token = endpoint.signer.token("kim@example.com")
+    assert endpoint.request("POST", "/" + token, body, "multipart/form-data; boundary=b")[0] == 200
+    assert endpoint.status("kim@example.com") == "unsubscribed"
+
+
+@given(
+    content_type=st.sampled_from(["multipart/form-data; boundary=b", "multipart/form-data",
+                                  'multipart/form-data; boundary="b"; charset=x', "multipart/mixed; boundary=b"]),
+    parts=st.lists(st.lists(st.sampled_from([
+        b"Content-Disposition: form-data; name=\"List-Unsubscribe\"", b"Content-Disposition: form-data; name*=x''y",
+        b"Content-Type: text/plain; charset=utf-7", b"Content-Type: message/rfc822", b"Content-Type: multipart/mixed",
+        b"Content-Transfer-Encoding: quoted-printable", b"Content-Transfer-Encoding: x-uuencode", b"", b"One-Click",
+        b"--b", b"\xff\xfe", b"=?utf-8?b?T25lLUNsaWNr?=", b"\r\n", b"Content-Type: text/plain; charset=\"\"",
+    ]), max_size=8).map(b"\r\n".join), max_size=4),
+)
+def test_no_multipart_body_makes_the_endpoint_fail(tmp_path_factory, content_type: str, parts: list[bytes]) -> None:
+    database = tmp_path_factory.getbasetemp() / "fuzz.db"
+    app = UnsubscribeApp(database, TokenSigner(LIST_ID, REAL_KEY), "뉴스레터")
+    body = _multipart("b", *parts)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/" + app.signer.token("kim@example.com"),
+               "CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    statuses = []
+    app(environ, lambda status, headers: statuses.append(status))
+    assert statuses[0] in ("200 OK", "400 Bad Request")
+
+
+def test_serve_on_a_port_in_use_is_one_line(newsletter_config: Path, monkeypatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["--config", str(newsletter_config), "serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot listen on 127.0.0.1:{port}: the port is in use; stop what uses it " \
+        "or pick another port (--port)\n"

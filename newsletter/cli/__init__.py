@@ -5,6 +5,8 @@ from . import send_commands  # noqa: F401  (registers send)
 from . import status_commands  # noqa: F401  (registers status)
 from . import subscriber_commands  # noqa: F401  (registers subscribers, unsubscribe, serve)
 from . import render_commands  # noqa: F401  (registers build, preview)
+from . import events_commands  # noqa: F401  (registers setup aws, sync)
+from . import draft_commands  # noqa: F401  (registers new, translate, review)
 from .base import main
 
 __all__ = ["main"]

@@ -18,9 +18,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as error:
-            # A parse error reads like a compiler's (path:line: message) so editors can jump to it.
-            line = str(error) if isinstance(error, ParseError) else f"error: {error}"
-            click.echo(line, err=True)
+            # Parse errors read like a compiler's (path:line: message, one line each) so editors
+            # can jump to them.
+            lines = [str(each) for each in error.errors] if isinstance(error, ParseError) else [f"error: {error}"]
+            click.echo("\n".join(lines), err=True)
             sys.exit(error.exit_code)
 
 

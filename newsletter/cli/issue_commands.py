@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..checks import issue_warnings
+from ..checks import draft_warnings, issue_warnings
 from ..parse import parse_issue
 from .base import issue_path_argument, main
 
@@ -21,9 +21,11 @@ def check(issue_path: Path, as_json: bool) -> None:
     """Parse ISSUE.md and print a one-screen summary (or the parsed issue as JSON)."""
     issue = parse_issue(issue_path)
     warnings = issue_warnings(issue)
+    unfinished = draft_warnings(issue)
     if as_json:
         data = issue.to_dict()
         data["warnings"] = [{"line": w.line, "message": w.message} for w in warnings]
+        data["draft"] = [{"line": w.line, "message": w.message} for w in unfinished]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     click.echo(f"{issue_path}: {issue.title}")
@@ -38,4 +40,7 @@ def check(issue_path: Path, as_json: bool) -> None:
         click.echo(f"    {english}[{sections}]{tags}")
     for warning in warnings:
         click.echo(f"warning: {issue_path}:{warning.line}: {warning.message}", err=True)
-    click.echo(f"ok: {len(issue.papers)} papers, {len(warnings)} warning(s)")
+    for part in unfinished:
+        click.echo(f"{issue_path}:{part.line}: {part.message}", err=True)
+    draft = f"; a draft: {len(unfinished)} Korean part(s) to finish (send refuses it)" if unfinished else ""
+    click.echo(f"ok: {len(issue.papers)} papers, {len(warnings)} warning(s){draft}")

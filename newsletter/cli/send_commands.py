@@ -10,9 +10,12 @@ from pathlib import Path
 
 import click
 
+from ..draft.markers import refuse_draft
+from ..parse import parse_issue
 from ..send import SendPlan, SendSummary, prepare_send, send_issue
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
+from .events_commands import check_before_list_send
 
 
 def _kb(size: int) -> str:
@@ -107,6 +110,10 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--retry-failed", is_flag=True, help="Send again to recipients whose earlier send failed.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="Send to at most N recipients now (e.g. what the daily quota allows); the rest stay pending.")
+@click.option("--no-sync", is_flag=True, help="Do not apply queued bounces, complaints and unsubscribes first.")
+@click.option("--force", is_flag=True, help="Send even though the last issue passed SES's bounce or complaint threshold.")
+@click.option("--allow-draft", is_flag=True,
+              help="Send to the list although Korean parts are unfinished (to write, or machine text to review).")
 @click.option("--send-changed-version", is_flag=True,
               help="The issue was edited after some got it: send the new version to those who do not have it yet.")
 @click.option("--workers", type=click.IntRange(1, 256), metavar="N",
@@ -115,14 +122,20 @@ def _describe_summary(summary: SendSummary) -> None:
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
-         resend_unknown: bool, retry_failed: bool, limit: int | None, send_changed_version: bool,
-         workers: int | None, processes: int | None) -> None:
+         resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
+         allow_draft: bool, send_changed_version: bool, workers: int | None, processes: int | None) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
     crash, Ctrl-C or a stop) sends only to those who do not have it yet, new subscribers included.
-    Exits 0 only when every recipient was sent.
+    Exits 0 only when every recipient was sent. With [events] configured, a send to the list
+    first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
+    the last issue passed SES's review thresholds, unless --force.
     """
+    if not dry_run and not test_addresses:
+        if not allow_draft:
+            refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose
+        check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
                         send_changed_version=send_changed_version)

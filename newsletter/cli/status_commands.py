@@ -9,7 +9,9 @@ import click
 
 from ..send import issue_status
 from ..parse import parse_issue
+from ..events.report import issue_feedback, list_history
 from .base import issue_path_argument, main, pass_state
+from .events_commands import describe_issue_feedback
 
 
 @main.command()
@@ -20,8 +22,9 @@ def status(state, issue_path: Path, as_json: bool) -> None:
     """Show how many recipients of ISSUE.md are sent, pending, failed or unknown, and list the
     failed and unknown ones with their last errors."""
     report = issue_status(state.config.database, parse_issue(issue_path).issue_id)
+    feedback = issue_feedback(state.config.database, report.issue_id)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "feedback": feedback.to_dict()}, ensure_ascii=False, indent=2))
         return
     click.echo(f"issue {report.issue_id}: {sum(report.counts.values())} recipient(s) in the ledger")
     for state_name, number in report.counts.items():
@@ -34,3 +37,5 @@ def status(state, issue_path: Path, as_json: bool) -> None:
     if report.counts["unknown"]:
         click.echo("unknown: the call went out but no answer came back; they may have it. "
                    "`newsletter send --resend-unknown` sends them another copy.")
+    if state.config.events is not None or any(feedback.events.values()):
+        describe_issue_feedback(feedback, list_history(state.config.database).last_sync)

@@ -9,6 +9,7 @@ import click
 
 from .. import subscribers as subscriber_list
 from ..errors import StoreError
+from ..events.report import list_history
 from ..model import SUBSCRIBER_STATUSES
 from ..store import Store
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
@@ -23,6 +24,9 @@ status_option = click.option(
 def _print_problems(source: str, report: subscriber_list.ImportReport) -> None:
     for problem in report.problems:
         click.echo(f"{source}:{problem.line}: {problem.reason} ({problem.value!r})", err=True)
+    for note in report.notes:
+        where = f"{source}:{note.line}" if note.line else source
+        click.echo(f"{where}: note: {note.reason} ({note.value!r})", err=True)
 
 
 @main.group()
@@ -67,6 +71,7 @@ def add(state, address: str, name: str | None, resubscribe: bool) -> None:
     """Add one ADDRESS to the list."""
     with Store.open(state.config.database) as store:
         report = subscriber_list.add(store, address, name, resubscribe=resubscribe)
+    _print_problems(address, report)
     if report.skipped:
         status = next(iter(report.skipped))
         raise StoreError(f"{address} is {status}; pass --resubscribe if they asked to come back")
@@ -107,21 +112,30 @@ def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
     with Store.open(state.config.database) as store:
         if output is None:
             count = subscriber_list.export_csv(store, sys.stdout, statuses or SUBSCRIBER_STATUSES)
-        else:
-            with output.open("w", encoding="utf-8-sig", newline="") as out:
-                count = subscriber_list.export_csv(store, out, statuses or SUBSCRIBER_STATUSES)
-            click.echo(f"exported {count} to {output}", err=True)
+            return
+        try:
+            out = output.open("w", encoding="utf-8-sig", newline="")
+        except OSError as error:
+            raise StoreError(f"cannot write {output} ({error.strerror or error})") from None
+        with out:
+            count = subscriber_list.export_csv(store, out, statuses or SUBSCRIBER_STATUSES)
+    click.echo(f"exported {count} to {output}", err=True)
 
 
 @subscribers.command()
 @pass_state
 def stats(state) -> None:
-    """Count the subscribers by status."""
+    """Count the subscribers by status; for those who left, since when (first and latest change)."""
     with Store.open(state.config.database) as store:
         counts = store.count_by_status()
+    history = list_history(state.config.database)
     for status, count in counts.items():
-        click.echo(f"{status:<13}{count:>8}")
+        _, first, latest = history.statuses.get(status, (0, None, None))
+        since = f"  since {first[:10]} (latest {latest[:10]})" if status != "subscribed" and count else ""
+        click.echo(f"{status:<13}{count:>8}{since}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
+    if history.last_sync:
+        click.echo(f"last sync:   {history.last_sync} (bounces, complaints and unsubscribes applied up to then)")
 
 
 @main.command()
@@ -131,24 +145,26 @@ def stats(state) -> None:
 def unsubscribe(state, address_or_token: str, reason: str) -> None:
     """Unsubscribe EMAIL by hand (or the TOKEN from an unsubscribe mail's subject or link).
 
-    An address not on the list is recorded as unsubscribed, so that no import adds it later.
+    An address not on the list is recorded as unsubscribed, so that no import adds it later. Any
+    address exits 0 with one line saying what was done; only a TOKEN that is not genuine fails.
     """
-    if "@" in address_or_token:
-        address, _ = subscriber_list.checked_address(address_or_token)
-    else:
+    address = address_or_token
+    if "@" not in address_or_token:
         token = address_or_token.rstrip("/").rpartition("/")[2].removeprefix("unsubscribe-")
         key = load_signing_key(state.config, allow_development=True)
         address = TokenSigner(state.config.list_id, key).address(token)
         if address is None:
             raise StoreError("not a valid unsubscribe token for this list and key")
     with Store.open(state.config.database) as store:
-        previous = store.set_status(address, "unsubscribed", reason, record_unknown=True)
-    if previous == "unsubscribed":
-        click.echo(f"{address} was already unsubscribed")
-    elif previous is None:
-        click.echo(f"{address} was not on the list; recorded as unsubscribed")
+        done = subscriber_list.unsubscribe(store, address, reason)
+    if done.previous == "unsubscribed":
+        click.echo(f"{done.address} was already unsubscribed")
+    elif done.previous is None and done.undeliverable:
+        click.echo(f"{done.address} is not on the list, and cannot be ({done.undeliverable}); nothing to do")
+    elif done.previous is None:
+        click.echo(f"{done.address} was not on the list; recorded as unsubscribed")
     else:
-        click.echo(f"unsubscribed {address} (was {previous})")
+        click.echo(f"unsubscribed {done.address} (was {done.previous})")
 
 
 @main.command()
@@ -159,6 +175,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 @pass_state
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
+    from ..events import EventQueue
     from ..web import UnsubscribeApp, create_server
 
     config = state.config
@@ -167,8 +184,10 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
         click.echo(DEVELOPMENT_KEY_NOTICE, err=True)
     Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
     host, port = host or config.serve_host, config.serve_port if port is None else port
-    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name)
+    queue = EventQueue.from_config(config) if config.events else None
+    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue)
     server = create_server(app, host, port)
-    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}); "
+    queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
+    click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
     server.run()

@@ -30,15 +30,13 @@ __all__ = ["Delivery", "Store", "Subscriber", "address_key", "utc_now"]
 
 
 def _explained(method: Callable) -> Callable:
-    """SQLite's own errors (locked past the busy timeout, read-only, disk full) as a StoreError
-    that says what to do, instead of a traceback in the middle of a send."""
+    """A ledger call whose SQLite errors (locked past the busy timeout, read-only, disk full) are
+    a StoreError that says what to do (`Store.writing`), instead of a traceback mid-send."""
 
     @functools.wraps(method)
     def call(self: Store, *args, **kwargs):
-        try:
+        with self.writing():
             return method(self, *args, **kwargs)
-        except sqlite3.OperationalError as error:
-            raise db.explain(self.path, error) from None
 
     return call
 
@@ -73,8 +71,17 @@ class Store:
     def transaction(self, *, commit: bool = True) -> Iterator[Store]:
         """Everything written inside the block is committed together, or nothing if it raises
         (or if commit=False: a dry run)."""
-        with db.transaction(self.connection, commit=commit):
+        with self.writing(), db.transaction(self.connection, commit=commit):
             yield self
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write that SQLite refuses (a read-only file or folder, a lock held past the busy
+        timeout) is a StoreError naming the database, not a traceback."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            raise db.explain(self.path, error) from None
 
     @property
     def schema_version(self) -> int:
@@ -109,13 +116,24 @@ class Store:
     def insert(self, subscribers: Iterable[Subscriber]) -> None:
         """Add new subscribers (StoreError if one is already stored)."""
         try:
-            subscriber_table.insert_many(self.connection, subscribers)
+            with self.writing():
+                subscriber_table.insert_many(self.connection, subscribers)
         except sqlite3.IntegrityError as error:
             raise StoreError(f"{self.path}: cannot add subscribers ({error})") from None
 
+    @contextlib.contextmanager
+    def import_staging(self) -> Iterator[subscriber_table.Staging]:
+        """A temporary table for the rows of one import (`subscribers.Staging`), dropped after."""
+        staging = subscriber_table.Staging(self.connection)
+        try:
+            yield staging
+        finally:
+            staging.close()
+
     def update(self, subscribers: Iterable[Subscriber]) -> None:
         """Store new names, statuses and reasons of subscribers already stored."""
-        subscriber_table.update_many(self.connection, subscribers)
+        with self.writing():
+            subscriber_table.update_many(self.connection, subscribers)
 
     def set_status(self, address: str, status: str, reason: str | None, *, record_unknown: bool = False) -> str | None:
         """Give `address` a new status, e.g. ("unsubscribed", "one-click"); returns its previous
@@ -125,14 +143,16 @@ class Store:
         if status not in SUBSCRIBER_STATUSES:
             raise StoreError(f"unknown status {status!r}; expected one of {', '.join(SUBSCRIBER_STATUSES)}")
         now = utc_now()
-        previous = subscriber_table.set_status(self.connection, address, status, reason, now)
+        with self.writing():
+            previous = subscriber_table.set_status(self.connection, address, status, reason, now)
         if previous is None and record_unknown:
             self.insert([Subscriber(address, None, status, "manual", now, now, reason)])
         return previous
 
     def delete(self, address: str) -> bool:
         """Forget `address` entirely (True if it was stored)."""
-        return subscriber_table.delete(self.connection, address)
+        with self.writing():
+            return subscriber_table.delete(self.connection, address)
 
     # The send ledger (one row per issue and recipient; see `ledger.py`)
 

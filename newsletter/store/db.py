@@ -85,6 +85,48 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         3,
+        "feedback loop: SES events and our own, applied once each",
+        (
+            # Every event `sync` applied, by its SNS MessageId or our own event id: applying the
+            # same message twice changes nothing.
+            """
+            CREATE TABLE applied_event (
+                event_id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                applied_at TEXT NOT NULL  -- ISO 8601, UTC
+            ) WITHOUT ROWID
+            """,
+            "CREATE INDEX applied_event_by_time ON applied_event (applied_at)",
+            # SES reports name the message by the MessageId SendEmail returned.
+            "CREATE INDEX delivery_by_message_id ON delivery (message_id) WHERE message_id IS NOT NULL",
+            # The strongest report on the row so far (delivery < delay... < complaint, see
+            # store/events.py), and every report, for the issue's counts.
+            "ALTER TABLE delivery ADD COLUMN feedback TEXT",
+            "ALTER TABLE delivery ADD COLUMN feedback_at TEXT",
+            """
+            CREATE TABLE delivery_event (
+                id INTEGER PRIMARY KEY,
+                delivery_id INTEGER NOT NULL REFERENCES delivery (id) ON DELETE CASCADE,
+                issue_id TEXT NOT NULL,
+                kind TEXT NOT NULL,  -- send, delivery, delay, reject, rendering_failure, bounce,
+                                     -- soft_bounce, complaint, open, click
+                detail TEXT,
+                at TEXT NOT NULL     -- ISO 8601, UTC: when SES says it happened
+            )
+            """,
+            "CREATE INDEX delivery_event_by_issue ON delivery_event (issue_id, kind, delivery_id)",
+            """
+            CREATE TABLE transient_bounce (
+                address_key TEXT NOT NULL,
+                at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX transient_bounce_by_address ON transient_bounce (address_key, at)",
+            "CREATE TABLE sync_run (id INTEGER PRIMARY KEY, finished_at TEXT NOT NULL, applied INTEGER NOT NULL)",
+        ),
+    ),
+    Migration(
+        4,
         "what version of an issue each row was sent",
         (
             """
@@ -123,8 +165,13 @@ def explain(path: str | Path, error: sqlite3.Error) -> StoreError:
         )
     if "readonly" in text or "read-only" in text:
         return StoreError(
-            f"{path}: the database cannot be written (a read-only file, folder or disk): SQLite must "
-            "write the file and create its -wal and -shm files in the same folder; make them writable"
+            f"{path}: the database is read-only (a read-only file, folder or disk): SQLite must write "
+            "the file and create its -wal and -shm files in the same folder; make them writable"
+        )
+    if "unable to open" in text:
+        return StoreError(
+            f"{path}: cannot open the database: SQLite could not open the file or create its -wal and "
+            "-shm files next to it (a read-only or inaccessible folder); make the folder writable"
         )
     if "disk is full" in text:
         return StoreError(f"{path}: the disk is full; free some space, then try again")

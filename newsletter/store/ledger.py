@@ -215,11 +215,14 @@ def check_version(
             "the content (the issue file or the email templates)" if before.content_hash != version.content_hash else "",
         ]
         pending = counts(connection, issue_id)["pending"]
+        rest = (
+            f"to send this version to the {pending} who do not have the issue yet, run the send again "
+            "with --send-changed-version" if pending else "everyone on the list has the earlier version"
+        )
         raise IssueChangedError(
             f"issue {issue_id} was already sent to {count} recipient(s) in another version: "
             f"{' and '.join(part for part in changed if part)} changed since. If this is a new issue, "
-            f"give it its own date; to send this version to the {pending} who do not have the issue "
-            "yet, run the send again with --send-changed-version"
+            f"give it its own date; {rest}"
         )
     connection.execute(
         "INSERT OR IGNORE INTO issue_version (issue_id, subject, content_hash, first_used_at) VALUES (?, ?, ?, ?)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 
@@ -131,3 +132,114 @@ def set_status(
 def delete(connection: sqlite3.Connection, address: str) -> bool:
     cursor = connection.execute("DELETE FROM subscriber WHERE address_key = ?", (address_key(address),))
     return cursor.rowcount > 0
+
+
+# An import's rows on their way in. A temporary table (in SQLite's temp file, not the database)
+# holds one row per address as the file is read: SQLite merges duplicates as they arrive, so an
+# import's memory stays flat for any file size, and the plan (new, changed, left alone) is a join.
+
+STAGING_BATCH = 5_000
+
+_STAGING_TABLE = """
+    CREATE TEMP TABLE IF NOT EXISTS import_row (
+        address_key TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        name TEXT,
+        status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        joined_at TEXT,
+        changed_at TEXT,
+        reason TEXT,
+        seq INTEGER NOT NULL,          -- the row's place in the file: new subscribers keep file order
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        verdict TEXT                   -- what the import does with it; see plan_import
+    )
+"""
+
+# The first row of an address wins; a later one may fill in a missing name, and the first opt-out
+# in the file (with its reason) wins over a plain subscription. SET reads the row as it was.
+_STAGE_ROW = """
+    INSERT INTO import_row (address, address_key, name, status, source, joined_at, changed_at, reason, seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (address_key) DO UPDATE SET
+        duplicates = duplicates + 1,
+        name = coalesce(name, excluded.name),
+        reason = CASE WHEN status = 'subscribed' AND excluded.status != 'subscribed'
+                      THEN excluded.reason ELSE reason END,
+        status = CASE WHEN status = 'subscribed' AND excluded.status != 'subscribed'
+                      THEN excluded.status ELSE status END
+"""
+
+# What happens to each staged address, given the stored one (none: 'new').
+_PLAN = """
+    UPDATE import_row SET verdict = coalesce((
+        SELECT CASE
+            WHEN s.status = 'subscribed' AND import_row.status != 'subscribed' THEN 'opt-out'
+            WHEN s.status != 'subscribed' AND import_row.status = 'subscribed'
+                THEN CASE WHEN :resubscribe THEN 'resubscribe' ELSE 'left:' || s.status END
+            WHEN import_row.name IS NOT NULL AND import_row.name IS NOT s.name THEN 'rename'
+            ELSE 'unchanged'
+        END
+        FROM subscriber AS s WHERE s.address_key = import_row.address_key
+    ), 'new')
+"""
+
+_APPLY = (
+    """INSERT INTO subscriber (address, address_key, name, status, source, joined_at, changed_at, reason)
+        SELECT address, address_key, name, status, source, coalesce(joined_at, :now),
+               coalesce(changed_at, :now), reason
+        FROM import_row WHERE verdict = 'new' ORDER BY seq""",
+    """UPDATE subscriber SET status = i.status, changed_at = :now,
+              reason = coalesce(i.reason, i.status || ' in ' || :source)
+       FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'opt-out'""",
+    """UPDATE subscriber SET name = coalesce(i.name, subscriber.name), status = 'subscribed',
+              changed_at = :now, reason = 'resubscribed by ' || :source
+       FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'resubscribe'""",
+    """UPDATE subscriber SET name = i.name, changed_at = :now
+       FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'rename'""",
+)
+
+
+class Staging:
+    """The rows of one import, merged by address as they are added (see `_STAGE_ROW`)."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+        self.rows = 0
+        connection.execute(_STAGING_TABLE)
+        connection.execute("DELETE FROM temp.import_row")
+
+    def add(self, subscribers: Iterable[Subscriber]) -> None:
+        """Stage subscribers, STAGING_BATCH rows per statement and transaction."""
+        rows = iter(subscribers)
+        while batch := list(itertools.islice(rows, STAGING_BATCH)):
+            # A deferred transaction that writes only the temp table takes no lock on the
+            # database, so a send or the web endpoint can go on writing meanwhile.
+            self.connection.execute("BEGIN")
+            try:
+                self.connection.executemany(
+                    _STAGE_ROW, (_row(s) + (self.rows + n,) for n, s in enumerate(batch))
+                )
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
+            self.rows += len(batch)
+
+    def duplicates(self) -> int:
+        return self.connection.execute("SELECT coalesce(sum(duplicates), 0) FROM import_row").fetchone()[0]
+
+    def plan(self, *, resubscribe: bool) -> dict[tuple[str, str], int]:
+        """(verdict, status in the file) -> how many. Verdicts: new, opt-out, resubscribe,
+        rename, unchanged, and left:STATUS for an address that left and stays out."""
+        self.connection.execute(_PLAN, {"resubscribe": resubscribe})
+        query = "SELECT verdict, status, count(*) FROM import_row GROUP BY verdict, status"
+        return {(verdict, status): count for verdict, status, count in self.connection.execute(query)}
+
+    def apply(self, now: dt.datetime, source: str) -> None:
+        """Write the plan to the subscriber table (call `plan` first, in the same transaction)."""
+        for statement in _APPLY:
+            self.connection.execute(statement, {"now": _timestamp(now), "source": source})
+
+    def close(self) -> None:
+        self.connection.execute("DROP TABLE IF EXISTS temp.import_row")

@@ -1,0 +1,102 @@
+"""boto3 clients for the feedback loop, and the one place that turns their failures into
+`AwsError`s a person can act on.
+
+Region and profile come from `[events]` (default: the SES transport's); credentials and endpoints
+from boto3's own chain, so AWS_ENDPOINT_URL_SQS / _SNS / _SES point them at a local server such
+as moto with no code change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+from ..config import EventSettings
+from ..errors import AwsError, ConfigError
+
+_ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "AuthorizationError", "AuthorizationErrorException"}
+_BAD_CREDENTIALS = {
+    "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken",
+    "ExpiredTokenException", "InvalidAccessKeyId",
+}
+_MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+def error_code(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    # SQS's JSON protocol answers the legacy code in QueryErrorCode and a namespaced one in Code.
+    return details.get("QueryErrorCode") or details.get("Code") or "Unknown"
+
+
+def is_missing(error: ClientError, *codes: str) -> bool:
+    return error_code(error) in codes or error.response.get("Error", {}).get("Code") in codes
+
+
+class Clients:
+    """One boto3 session for the events' region and profile; clients made on first use."""
+
+    def __init__(self, settings: EventSettings):
+        self.settings = settings
+        try:
+            self.session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+        except ProfileNotFound as error:
+            raise ConfigError(str(error), key="events.profile") from None
+        self._clients: dict[str, object] = {}
+
+    def __call__(self, service: str):
+        if service not in self._clients:
+            self._clients[service] = self.session.client(
+                service, config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=30)
+            )
+        return self._clients[service]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+def describe(error: Exception, doing: str, settings: EventSettings) -> AwsError:
+    """A boto3/botocore failure while `doing` (e.g. "receive from queue 'x'") -> one line."""
+    region = settings.region
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        message = error.response.get("Error", {}).get("Message") or str(error)
+        if code in _ACCESS_DENIED or "AccessDenied" in code:
+            return AwsError(f"cannot {doing}: access denied ({message}); the IAM policy needs this permission, "
+                            "see docs/deploy.md", code=code)
+        if code in _BAD_CREDENTIALS:
+            return AwsError(f"cannot {doing}: AWS rejected the credentials ({code}: {message})", code=code)
+        if code in _MISSING_QUEUE:
+            return AwsError(f"cannot {doing}: the queue does not exist in {region}; run `newsletter setup aws` "
+                            "(or check events.region and events.queue)", code="QueueDoesNotExist")
+        return AwsError(f"cannot {doing}: {code}: {message}", code=code)
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return AwsError(f"cannot {doing}: no AWS credentials (set them the way boto3 reads them: "
+                        "AWS_PROFILE, ~/.aws/credentials, an instance or Lambda role)", code=type(error).__name__)
+    if isinstance(error, NoRegionError):
+        return AwsError(f"cannot {doing}: no AWS region; set events.region", code="NoRegionError")
+    if isinstance(error, EndpointConnectionError):
+        return AwsError(f"cannot {doing}: cannot reach {error.kwargs.get('endpoint_url')} (is {region!r} a "
+                        "real region, and is the network up?)", code="EndpointConnectionError")
+    return AwsError(f"cannot {doing}: {error}", code=type(error).__name__)
+
+
+@contextlib.contextmanager
+def failures_as(doing: str, settings: EventSettings) -> Iterator[None]:
+    """Raise every boto3 failure inside the block as an `AwsError` saying what was being done."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        raise describe(error, doing, settings) from error

@@ -1,0 +1,126 @@
+"""`newsletter setup aws` and `newsletter sync`: the feedback loop's AWS parts and draining it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..aws.setup import setup_aws
+from ..config import Config
+from ..errors import SendError
+from ..events.queue import settings_of
+from ..events.report import (
+    PAUSE_BOUNCE_RATE,
+    PAUSE_COMPLAINT_RATE,
+    REVIEW_BOUNCE_RATE,
+    REVIEW_COMPLAINT_RATE,
+    IssueFeedback,
+    recent_feedback,
+)
+from ..events.sync import SyncSummary, sync
+from .base import main, pass_state
+
+
+@main.group()
+def setup() -> None:
+    """Create the services the newsletter relies on."""
+
+
+@setup.command("aws")
+@click.option("--dry-run", is_flag=True, help="Say what would be created or repaired; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the names and ARNs as JSON.")
+@pass_state
+def setup_aws_command(state, dry_run: bool, as_json: bool) -> None:
+    """Create, or check and repair, the SNS topic, SQS queue and dead-letter queue, the SES
+    configuration set's event destination and (with events.inbound_address) the receipt rule
+    that carry bounces, complaints and unsubscribes to `newsletter sync`. Safe to run again."""
+    report = setup_aws(settings_of(state.config), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    for step in report.steps:
+        detail = f" ({step.detail})" if step.detail else ""
+        click.echo(f"{step.action:<13} {step.resource} {step.name}{detail}")
+    click.echo(f"topic:             {report.topic_arn or '(not yet)'}")
+    click.echo(f"queue:             {report.queue_url or '(not yet)'}")
+    click.echo(f"dead-letter queue: {report.dead_letter_queue_url or '(not yet)'}")
+    click.echo(f"configuration set: {report.configuration_set}")
+    if not report.changed:
+        click.echo("nothing to do: everything already exists as configured")
+
+
+def describe_sync(summary: SyncSummary, *, err: bool = False) -> None:
+    applied = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.applied.items())) or "nothing new"
+    click.echo(f"sync: {summary.received} message(s); applied: {applied}; duplicates: {summary.duplicates}; "
+               f"malformed: {len(summary.malformed)}", err=err)
+    if summary.list_changes:
+        click.echo("list: " + ", ".join(f"{n} now {status}" for status, n in sorted(summary.list_changes.items())),
+                   err=err)
+    if summary.unmatched:
+        click.echo(f"note: {summary.unmatched} report(s) about messages not in the send ledger (test copies or "
+                   "other senders) changed only the list", err=True)
+    for bad in summary.malformed:
+        click.echo(f"warning: message {bad.sqs_id} (received {bad.receive_count} time(s)) cannot be applied and is "
+                   f"left for the dead-letter queue: {bad.reason}", err=True)
+
+
+@main.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_state
+def sync_command(state, as_json: bool) -> None:
+    """Apply every queued bounce, complaint, unsubscribe and delivery report to the list.
+
+    Each message is applied once, in one transaction, and deleted from the queue only after
+    that; one that cannot be parsed is reported and left for the dead-letter queue."""
+    summary = sync(state.config)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        describe_sync(summary)
+
+
+def check_before_list_send(config: Config, *, sync_first: bool, force: bool, as_json: bool) -> None:
+    """Before a real send to the list: sync, show the last sends' rates, and refuse when the last
+    issue passed SES's review thresholds (unless forced). Nothing to do without [events]."""
+    if config.events is None:
+        return
+    if sync_first:
+        describe_sync(sync(config), err=True)
+    else:
+        click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
+                   "some of those addresses may be mailed", err=True)
+    recent = recent_feedback(config.database)
+    for feedback in recent:
+        click.echo(f"feedback:  {feedback.issue_id}: {feedback.sent} sent, bounce rate {feedback.bounce_rate:.1%}, "
+                   f"complaint rate {feedback.complaint_rate:.2%} (SES reviews above {REVIEW_BOUNCE_RATE:.0%} / "
+                   f"{REVIEW_COMPLAINT_RATE:.1%})", err=as_json)
+    why = recent[0].over_review_threshold() if recent else None
+    if why and force:
+        click.echo(f"warning: the last issue {recent[0].issue_id}: {why}; sending anyway (--force)", err=True)
+    elif why:
+        raise SendError(f"not sending: the last issue {recent[0].issue_id}: {why}; remove the addresses that "
+                        "bounce or complain (newsletter status, subscribers list --status bounced), or pass --force")
+
+
+_LABELS = {
+    "delivered": "delivered", "bounced_hard": "bounced (hard)", "bounced_soft": "bounced (soft)",
+    "complained": "complained", "rejected": "rejected", "delayed": "delayed",
+    "rendering_failed": "rendering failed", "opened": "opened", "clicked": "clicked",
+}
+_THRESHOLDS = {
+    "bounced_hard": f"SES reviews above {REVIEW_BOUNCE_RATE:.0%}, pauses above {PAUSE_BOUNCE_RATE:.0%}",
+    "complained": f"SES reviews above {REVIEW_COMPLAINT_RATE:.1%}, pauses above {PAUSE_COMPLAINT_RATE:.1%}",
+}
+
+
+def describe_issue_feedback(feedback: IssueFeedback, last_sync: str | None) -> None:
+    synced = f"last sync {last_sync}" if last_sync else "never synced: run `newsletter sync`"
+    click.echo(f"SES reports on the {feedback.sent} sent ({synced}):")
+    for name, label in _LABELS.items():
+        count = feedback.recipients[name]
+        repeats = f" ({feedback.events[name]} in all)" if feedback.events[name] > count else ""
+        note = f"  {_THRESHOLDS[name]}" if name in _THRESHOLDS else ""
+        click.echo(f"  {label:<17}{count:>6}  {feedback.rate(name):>6.1%}{repeats}{note}")
+    if why := feedback.over_review_threshold():
+        click.echo(f"warning: {why}", err=True)

@@ -1,0 +1,118 @@
+"""What `newsletter sync` reads off the queue, as plain frozen dataclasses (no I/O).
+
+Two families: what SES says about mail it sent or received (`MailEvent`, `InboundMail`), and
+the events this program puts on the queue itself (`Unsubscribe` from the endpoint,
+`SubscribeConfirmed` from the subscribe form), whose JSON is documented in docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+# What SES reports about a message it sent, by our name for it.
+MAIL_EVENT_KINDS = ("send", "delivery", "delay", "reject", "rendering_failure", "bounce", "complaint", "open", "click")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class MailEvent:
+    """One SES event about one sent message (event publishing's `eventType` or the older
+    notifications' `notificationType`). A single event may name several recipients."""
+
+    event_id: str  # the SNS MessageId (or the SQS one when SNS's envelope is not there)
+    kind: str  # one of MAIL_EVENT_KINDS
+    message_id: str | None  # SES's MessageId: the send ledger's `message_id`
+    at: dt.datetime  # when it happened (the event's own timestamp), UTC
+    recipients: tuple[str, ...]  # the addresses it is about
+    bounce_type: str | None = None  # Permanent | Transient | Undetermined (bounces only)
+    detail: str | None = None  # diagnostic code, reject reason, complaint type, clicked link, ...
+
+    @property
+    def hard_bounce(self) -> bool:
+        """Never mail again: SES says the address does not exist or cannot ever receive."""
+        return self.kind == "bounce" and self.bounce_type == "Permanent"
+
+
+@dataclass(frozen=True)
+class InboundMail:
+    """Mail that SES received for the unsubscribe address (a receipt rule's SNS action)."""
+
+    event_id: str
+    at: dt.datetime
+    sender: str | None  # the From address
+    tokens: tuple[str, ...]  # unsubscribe tokens found in the subject and the recipient addresses
+    authenticated: bool  # SES's SPF or DKIM verdict passed for the sender
+    subject: str = ""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A message that is well formed but asks for nothing (SNS's subscription confirmation, SES's
+    "topic subscribed" notice, a contact-list Subscription event)."""
+
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Someone left through the unsubscribe endpoint, wherever it runs (our own event).
+
+    JSON: {"type": "unsubscribe", "id": ..., "address": ..., "reason": ..., "at": ISO 8601}
+    """
+
+    address: str
+    reason: str = "one-click (List-Unsubscribe-Post)"
+    at: dt.datetime = field(default_factory=_utc_now)
+    id: str = field(default_factory=_new_id)
+
+    type = "unsubscribe"
+
+    @property
+    def event_id(self) -> str:
+        return self.id
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "id": self.id, "address": self.address, "reason": self.reason,
+                "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
+class SubscribeConfirmed:
+    """Someone confirmed a subscription (double opt-in) on the subscribe form (our own event).
+
+    JSON: {"type": "subscribe_confirmed", "id": ..., "address": ..., "name": ... or null,
+           "confirmed_at": ISO 8601}
+    """
+
+    address: str
+    name: str | None = None
+    confirmed_at: dt.datetime = field(default_factory=_utc_now)
+    id: str = field(default_factory=_new_id)
+
+    type = "subscribe_confirmed"
+
+    @property
+    def event_id(self) -> str:
+        return self.id
+
+    @property
+    def at(self) -> dt.datetime:
+        return self.confirmed_at
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "id": self.id, "address": self.address, "name": self.name,
+                "confirmed_at": self.confirmed_at.isoformat()}
+
+
+OwnEvent = Unsubscribe | SubscribeConfirmed
+Event = MailEvent | InboundMail | Ignored | Unsubscribe | SubscribeConfirmed

@@ -1,0 +1,150 @@
+"""Words the renderer derives from the issue without rewriting it: a link's label from its URL,
+the headline without the forum's "[2023/10/16 ~ 10/22]" prefix, emoji for `:shortcodes:`.
+
+The email, its text part and the web page all take their wording from here, so the three say the
+same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import emoji
+
+from .model import Issue, Link
+
+# The longest URL shown as a link's own text; a longer one gets a label derived from it.
+MAX_SHOWN_URL = 30
+
+# Site -> the name readers know it by (anything else shows its host name).
+SITE_NAMES = {
+    "arxiv.org": "arXiv",
+    "github.com": "GitHub",
+    "huggingface.co": "Hugging Face",
+    "nature.com": "Nature",
+    "openreview.net": "OpenReview",
+    "aclanthology.org": "ACL Anthology",
+    "proceedings.neurips.cc": "NeurIPS",
+    "proceedings.mlr.press": "PMLR",
+    "science.org": "Science",
+    "youtube.com": "YouTube",
+    "medium.com": "Medium",
+    "substack.com": "Substack",
+}
+_X_HOSTS = {"x.com", "twitter.com", "mobile.twitter.com", "mobile.x.com"}
+_X_POST = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/status(?:es)?/\d+")
+_X_PROFILE = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/?$")
+# The forum's week in front of the title: "[2023/10/16 ~ 10/22] 이번 주의 ..." (a bracket with a
+# number in it: "[특집] …" is part of the title, not a date).
+_TITLE_PREFIX = re.compile(r"^\s*\[(?P<prefix>[^\]\d]{0,20}\d[^\]]{0,30})\]\s*(?P<rest>.+)$")
+_TRAILING_ENGLISH = re.compile(r"^(?P<main>.*\S)\s*\((?P<sub>[^()]+)\)$")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_WORD = re.compile(r"\w+")
+
+
+def emojize(text: str) -> str:
+    """`:smile:` -> 😄 for the shortcodes the forum (Discourse, GitHub, Slack) uses; any other
+    `:word:` (a time, a ratio, an unknown name) stays as written."""
+    return emoji.emojize(text, language="alias")
+
+
+def _site(host: str) -> str:
+    host = host.removeprefix("www.")
+    for domain, name in SITE_NAMES.items():
+        if host == domain or host.endswith("." + domain):
+            return name
+    return host
+
+
+def link_label(link: Link | str, *, paper: bool = False) -> str:
+    """A link's visible text: the editor's label, else words derived from the URL, e.g.
+    "논문 · Paper (arXiv)", "X 스레드 · Thread by @user", "코드 · Code (GitHub)". `paper` says
+    the link is in the paper's own links (논문 링크), where an unknown site is still "the paper"."""
+    if isinstance(link, Link):
+        if link.label:
+            return emojize(link.label)
+        url = link.url
+    else:
+        url = link
+    parts = urlsplit(url)
+    if parts.scheme == "mailto":
+        return parts.path
+    host = (parts.hostname or "").removeprefix("www.")
+    path = parts.path
+    if host in _X_HOSTS:
+        post = _X_POST.match(path)
+        if post:
+            return f"X 스레드 · Thread by @{post['user']}"
+        profile = _X_PROFILE.match(path)
+        return f"X · @{profile['user']}" if profile else "X"
+    site = _site(host)
+    if path.lower().endswith(".pdf") or (site == "arXiv" and path.startswith("/pdf/")):
+        return f"PDF ({site})"
+    if site == "GitHub" and path.strip("/"):
+        return "코드 · Code (GitHub)"
+    if paper or (site == "arXiv" and path.startswith(("/abs/", "/html/"))) or (
+        site == "Hugging Face" and path.startswith("/papers/")
+    ):
+        return f"논문 · Paper ({site})"
+    if site == "YouTube" or host == "youtu.be":
+        return "영상 · Video (YouTube)"
+    return f"더 읽기 · Read more ({site})"
+
+
+def shown_url(url: str) -> str:
+    """The text of a link written as a bare URL: the URL when it is short, else a label."""
+    return url if len(url) <= MAX_SHOWN_URL else link_label(url)
+
+
+def split_title(title: str) -> tuple[str | None, str]:
+    """The forum's bracketed prefix (its week, e.g. "2023/10/16 ~ 10/22") and the rest."""
+    match = _TITLE_PREFIX.match(title)
+    if match and match["rest"].strip():
+        return match["prefix"].strip(), match["rest"].strip()
+    return None, title.strip()
+
+
+def headline(issue: Issue) -> tuple[str, str | None]:
+    """The issue's title as a heading and an optional subtitle, without the forum's prefix:
+    "이번 주의 주요 ML 논문 (Top ML Papers of the Week)" -> ("이번 주의 주요 ML 논문",
+    "Top ML Papers of the Week"). A title of one language stays whole."""
+    _, rest = split_title(emojize(issue.title))
+    for separator in (" / ", " · "):
+        if separator in rest:
+            main, sub = rest.split(separator, 1)
+            return main.strip(), sub.strip()
+    match = _TRAILING_ENGLISH.match(rest)
+    if match and _HANGUL.search(match["main"]) and not _HANGUL.search(match["sub"]):
+        return match["main"], match["sub"]
+    return rest, None
+
+
+def dateline(issue: Issue) -> str:
+    """Which week the issue covers: the title's bracketed prefix, else the issue's date."""
+    prefix, _ = split_title(issue.title)
+    return prefix or issue.date.isoformat()
+
+
+def title_is_the_name(issue: Issue, name: str) -> bool:
+    """Whether the title (prefix aside) only repeats the newsletter's name, in which case the
+    header shows it once instead of a brand line above the same words."""
+    _, rest = split_title(issue.title)
+    return _WORD.findall(rest.lower()) == _WORD.findall(name.lower())
+
+
+def subject(issue: Issue) -> str:
+    """The front matter's subject, else the title with the forum's prefix moved to the end: a
+    phone shows the first 30-40 characters, and the week still tells one issue from the last
+    (mail apps thread messages with the same subject)."""
+    if issue.subject:
+        return emojize(issue.subject)
+    prefix, rest = split_title(emojize(issue.title))
+    return f"{rest} · {prefix}" if prefix else rest
+
+
+def preheader(issue: Issue) -> str:
+    """The inbox preview line: the front matter's, else the first paper titles."""
+    if issue.preheader:
+        return emojize(issue.preheader)
+    return emojize(" · ".join(paper.title for paper in issue.papers[:3]))

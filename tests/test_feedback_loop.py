@@ -1,0 +1,281 @@
+"""The feedback loop end to end against moto's server on 127.0.0.1 (SES, SNS and SQS real in it):
+`setup aws`, a send, SES-format events published to the topic, `sync`, the next send."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from events_fixtures import (
+    SECRET,
+    cli,
+    cli_json,
+    events_config,
+    inbound_unsubscribe,
+    message_ids,
+    query,
+    queue_depth,
+    queue_url,
+    ses_event,
+    sns_envelope,
+    start_cli,
+    statuses,
+    topic_arn,
+)
+from sending_fixtures import ISSUE, wait_until
+from newsletter.config import load_config
+from newsletter.unsubscribe import SigningKey, TokenSigner
+
+LIST = ["hard@example.com", "angry@example.com", "fine@example.com", "mailer@example.com", "soft@example.com",
+        "keep@example.com"]
+
+
+@pytest.fixture
+def secret(monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+def subscribe(config_path, addresses) -> None:
+    for address in addresses:
+        assert cli(config_path, "subscribers", "add", address).exit_code == 0
+
+
+def second_issue(tmp_path):
+    """The sample issue a week later (another issue id)."""
+    path = tmp_path / "2023-10-23.md"
+    path.write_text(ISSUE.read_text(encoding="utf-8").replace("date: 2023-10-16", "date: 2023-10-23"), encoding="utf-8")
+    return path
+
+
+def recipients(messages) -> list[str]:
+    return sorted(m["To"].addresses[0].addr_spec for m in messages)
+
+
+def test_setup_aws_twice_creates_everything_then_nothing(tmp_path, moto_events):
+    config_path = events_config(tmp_path, inbound_address="unsubscribe@newsletter.example.com")
+    dry = cli_json(config_path, "setup", "aws", "--dry-run")
+    assert {step["action"] for step in dry["steps"]} == {"would create"}
+    assert moto_events.client("sqs").list_queues().get("QueueUrls", []) == []  # the dry run changed nothing
+
+    first = cli_json(config_path, "setup", "aws")
+    assert {step["action"] for step in first["steps"]} == {"created"}
+    assert [step["resource"] for step in first["steps"]] == [
+        "SNS topic", "SQS dead-letter queue", "SQS queue", "SNS subscription", "SES configuration set",
+        "SES event destination", "SES receipt rule set", "SES receipt rule"]
+    sqs, sns, ses = (moto_events.client(name) for name in ("sqs", "sns", "ses"))
+    attributes = sqs.get_queue_attributes(QueueUrl=first["queue_url"], AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=first["dead_letter_queue_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert json.loads(attributes["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+    policy = json.loads(attributes["Policy"])["Statement"][0]
+    assert policy["Condition"] == {"ArnEquals": {"aws:SourceArn": first["topic_arn"]}}
+    assert [s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=first["topic_arn"])["Subscriptions"]] == [
+        attributes["QueueArn"]]
+    destination = ses.describe_configuration_set(
+        ConfigurationSetName="newsletter", ConfigurationSetAttributeNames=["eventDestinations"])["EventDestinations"][0]
+    assert sorted(destination["MatchingEventTypes"]) == sorted(
+        ["send", "reject", "bounce", "complaint", "delivery", "deliveryDelay", "renderingFailure"])
+    assert destination["SNSDestination"]["TopicARN"] == first["topic_arn"]
+    rule = ses.describe_receipt_rule(RuleSetName="newsletter", RuleName="newsletter-unsubscribe")["Rule"]
+    assert rule["Recipients"] == ["unsubscribe@newsletter.example.com"]
+    assert rule["Actions"][0]["SNSAction"]["TopicArn"] == first["topic_arn"]
+
+    second = cli(config_path, "setup", "aws")
+    assert second.exit_code == 0
+    assert "created" not in second.stdout and "would" not in second.stdout
+    assert "nothing to do" in second.stdout
+    again = cli_json(config_path, "setup", "aws")
+    assert {step["action"] for step in again["steps"]} == {"exists"}
+    assert {k: again[k] for k in ("topic_arn", "queue_url", "dead_letter_queue_url")} == {
+        k: first[k] for k in ("topic_arn", "queue_url", "dead_letter_queue_url")}
+    assert len(sqs.list_queues()["QueueUrls"]) == 2
+
+
+def test_setup_aws_repairs_a_changed_queue_and_a_lost_subscription(tmp_path, moto_events):
+    config_path = events_config(tmp_path)
+    first = cli_json(config_path, "setup", "aws")
+    sqs, sns = moto_events.client("sqs"), moto_events.client("sns")
+    # Someone changed the queue by hand and dropped its policy (moto 5.2.5 also drops the Policy
+    # whenever another attribute is set, so both are changed here on purpose).
+    sqs.set_queue_attributes(QueueUrl=first["queue_url"], Attributes={"VisibilityTimeout": "5", "Policy": ""})
+    subscription = sns.list_subscriptions_by_topic(TopicArn=first["topic_arn"])["Subscriptions"][0]
+    sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+
+    dry = cli_json(config_path, "setup", "aws", "--dry-run")
+    assert {(s["resource"], s["action"]) for s in dry["steps"] if s["action"] != "exists"} == {
+        ("SQS queue", "would repair"), ("SNS subscription", "would create")}
+    assert sqs.get_queue_attributes(QueueUrl=first["queue_url"], AttributeNames=["VisibilityTimeout"])[
+        "Attributes"]["VisibilityTimeout"] == "5"
+
+    repaired = cli_json(config_path, "setup", "aws")
+    changed = {(s["resource"], s["action"], s["detail"]) for s in repaired["steps"] if s["action"] != "exists"}
+    assert changed == {("SQS queue", "repaired", "set Policy, VisibilityTimeout"), ("SNS subscription", "created", "")}
+    assert sqs.get_queue_attributes(QueueUrl=first["queue_url"], AttributeNames=["VisibilityTimeout"])[
+        "Attributes"]["VisibilityTimeout"] == "1"
+    assert len(sns.list_subscriptions_by_topic(TopicArn=first["topic_arn"])["Subscriptions"]) == 1
+    assert {s["action"] for s in cli_json(config_path, "setup", "aws")["steps"]} == {"exists"}
+
+
+def test_bounces_complaints_and_unsubscribe_mail_reach_the_list_before_the_next_send(tmp_path, moto_events, secret):
+    config_path = events_config(tmp_path, inbound_address="unsubscribe@newsletter.example.com")
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    subscribe(config_path, LIST)
+    first_send = cli(config_path, "send", "--yes", str(ISSUE))
+    assert first_send.exit_code == 0, first_send.output + first_send.stderr
+    assert "sync: 0 message(s)" in first_send.stderr
+    sent = message_ids(config_path, "2023-10-16")
+    assert sorted(sent) == sorted(LIST) and all(sent.values())
+
+    sns, sqs = moto_events.client("sns"), moto_events.client("sqs")
+    topic, url = topic_arn(moto_events), queue_url(moto_events)
+    token = TokenSigner(load_config(config_path).list_id, SigningKey(SECRET.encode(), "test")).token("mailer@example.com")
+    for payload in (
+        ses_event("event-bounce.json", "hard@example.com", sent["hard@example.com"]),
+        ses_event("event-complaint.json", "angry@example.com", sent["angry@example.com"]),
+        ses_event("event-delivery.json", "fine@example.com", sent["fine@example.com"]),
+        ses_event("event-delivery.json", "keep@example.com", sent["keep@example.com"]),
+        ses_event("event-bounce.json", "soft@example.com", sent["soft@example.com"], bounceType="Transient",
+                  bounceSubType="MailboxFull"),
+        inbound_unsubscribe("Someone Else <other@example.net>", f"unsubscribe-{token}"),
+    ):
+        sns.publish(TopicArn=topic, Message=json.dumps(payload))
+    # SQS delivers at least once: the same SNS message twice. And one that is not JSON at all.
+    copy = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=0)["Messages"][0]
+    sqs.send_message(QueueUrl=url, MessageBody=copy["Body"])
+    malformed_id = sqs.send_message(QueueUrl=url, MessageBody="{this is not json")["MessageId"]
+
+    summary = cli_json(config_path, "sync")
+    assert summary["applied"] == {"bounce": 1, "complaint": 1, "delivery": 2, "soft_bounce": 1, "unsubscribe_mail": 1}
+    assert summary["duplicates"] == 1
+    assert [m["sqs_id"] for m in summary["malformed"]] == [malformed_id]
+    assert summary["list_changes"] == {"bounced": 1, "complained": 1, "unsubscribed": 1}
+    assert statuses(config_path) == {
+        "hard@example.com": "bounced", "angry@example.com": "complained", "mailer@example.com": "unsubscribed",
+        "fine@example.com": "subscribed", "soft@example.com": "subscribed", "keep@example.com": "subscribed"}
+    assert dict(query(config_path, "SELECT address, feedback FROM delivery")) == {
+        "hard@example.com": "bounce", "angry@example.com": "complaint", "fine@example.com": "delivery",
+        "keep@example.com": "delivery", "soft@example.com": "soft_bounce", "mailer@example.com": None}
+
+    # Syncing again applies nothing twice; the malformed message stays until the DLQ takes it.
+    assert cli_json(config_path, "sync")["applied"] == {}
+    status = cli_json(config_path, "status", str(ISSUE))["feedback"]
+    assert status["sent"] == 6
+    assert status["recipients"] == {"delivered": 2, "bounced_hard": 1, "bounced_soft": 1, "complained": 1,
+                                    "rejected": 0, "delayed": 0, "rendering_failed": 0, "opened": 0, "clicked": 0}
+    assert status["rates"]["bounced_hard"] == pytest.approx(1 / 6, abs=1e-6)
+
+    # The last issue bounced 1 of 6 (16.7%): the next send refuses, then goes with --force, and
+    # skips the bounced, the complained and the unsubscribed.
+    issue2 = second_issue(tmp_path)
+    refused = cli(config_path, "send", "--yes", str(issue2))
+    assert refused.exit_code == 1
+    assert "not sending: the last issue 2023-10-16: bounce rate 16.7% (1 of 6) is over SES's 5% review threshold" in (
+        refused.stderr)
+    assert "complaint rate 16.67% (1 of 6)" in refused.stderr
+    before = len(moto_events.ses.messages())
+    forced = cli(config_path, "send", "--yes", "--force", str(issue2))
+    assert forced.exit_code == 0, forced.output + forced.stderr
+    assert recipients(moto_events.ses.messages()[before:]) == ["fine@example.com", "keep@example.com",
+                                                               "soft@example.com"]
+
+
+def test_a_malformed_message_goes_to_the_dead_letter_queue_and_blocks_nothing(tmp_path, moto_events):
+    config_path = events_config(tmp_path, max_receive_count=2)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    sqs = moto_events.client("sqs")
+    url, dlq = queue_url(moto_events), queue_url(moto_events, "newsletter-events-dlq")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"eventType": "Bounce", "mail": {}}))
+    sqs.send_message(QueueUrl=url, MessageBody=sns_envelope(
+        ses_event("event-complaint.json", "angry@example.com", "not-in-the-ledger")))
+    first = cli_json(config_path, "sync")
+    assert first["applied"] == {"complaint": 1} and first["unmatched"] == 1
+    assert len(first["malformed"]) == 1 and "no 'mail'" not in first["malformed"][0]["reason"]
+    assert statuses(config_path) == {"angry@example.com": "complained"}  # recorded: never mailed later
+
+    def moved_to_dlq() -> bool:
+        cli(config_path, "sync")
+        return queue_depth(moto_events, "newsletter-events-dlq") == 1
+
+    wait_until(moved_to_dlq, what="the malformed message in the dead-letter queue")
+    assert queue_depth(moto_events) == 0
+    body = sqs.receive_message(QueueUrl=dlq)["Messages"][0]["Body"]
+    assert json.loads(body)["eventType"] == "Bounce"
+
+
+def test_kill_9_during_sync_loses_nothing_and_applies_nothing_twice(tmp_path, moto_events):
+    # Transient bounces make a double application visible: each one is a counted row.
+    config_path = events_config(tmp_path, transient_bounce_limit=1000)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    sqs, url = moto_events.client("sqs"), queue_url(moto_events)
+    total = 1500
+    for start in range(0, total, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(n), "MessageBody": sns_envelope(ses_event(
+                "event-bounce.json", f"reader{start + n}@example.com", f"m-{start + n}", bounceType="Transient"))}
+            for n in range(10)])
+    query(config_path, "SELECT 1")  # create the database before the child writes to it
+
+    child = start_cli(config_path, "sync")
+    applied = lambda: query(config_path, "SELECT count(*) FROM applied_event")[0][0]  # noqa: E731
+    wait_until(lambda: applied() >= 100 or child.poll() is not None, what="the child applying events")
+    assert child.poll() is None, "sync finished before it could be killed; queue more messages"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    child.stderr.close()
+    assert applied() < total
+
+    def drained() -> bool:
+        cli(config_path, "sync")
+        return queue_depth(moto_events) == 0
+
+    wait_until(drained, timeout=120, what="the queue to drain")
+    assert applied() == total
+    assert query(config_path, "SELECT count(*), count(DISTINCT address_key) FROM transient_bounce")[0] == (total, total)
+
+
+def test_an_unsubscribe_posted_to_serve_reaches_the_queue_and_then_the_list(tmp_path, moto_events, secret):
+    import urllib.error
+    import urllib.request
+
+    editor = events_config(tmp_path)
+    assert cli(editor, "setup", "aws").exit_code == 0
+    subscribe(editor, ["leaver@example.com", "stayer@example.com"])
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    server_config = events_config(server_dir)  # the public server: its own database, same queue
+    server = start_cli(server_config, "serve", "--port", "0")
+    try:
+        banner = server.stderr.readline()
+        assert "each unsubscribe also goes to queue 'newsletter-events'" in banner
+        port = int(banner.split("http://127.0.0.1:")[1].split("/")[0])
+        signer = TokenSigner(load_config(editor).list_id, SigningKey(SECRET.encode(), "test"))
+
+        def post(address: str):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/unsubscribe/{signer.token(address)}",
+                                             data=b"List-Unsubscribe=One-Click", method="POST")
+            try:
+                with urllib.request.urlopen(request) as answer:
+                    return answer.status, dict(answer.headers)
+            except urllib.error.HTTPError as error:
+                return error.code, dict(error.headers)
+
+        assert post("leaver@example.com")[0] == 200
+        assert queue_depth(moto_events) == 1
+        assert statuses(server_config) == {"leaver@example.com": "unsubscribed"}  # applied locally too
+        assert statuses(editor)["leaver@example.com"] == "subscribed"  # not yet on the sender's list
+
+        summary = cli_json(editor, "sync")
+        assert summary["applied"] == {"unsubscribe": 1}
+        assert statuses(editor) == {"leaver@example.com": "unsubscribed", "stayer@example.com": "subscribed"}
+
+        # With the queue gone, the endpoint cannot promise it reached the list: 503, try again.
+        moto_events.client("sqs").delete_queue(QueueUrl=queue_url(moto_events))
+        status, headers = post("stayer@example.com")
+        assert status == 503 and headers["Retry-After"] == "60"
+    finally:
+        server.terminate()
+        server.wait()
+        server.stdout.close()
+        server.stderr.close()
