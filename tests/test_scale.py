@@ -8,8 +8,10 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import urllib.request
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from newsletter.config import load_config
 from newsletter.ratelimit import Backoff, RateLimiter, busiest_window
@@ -229,4 +231,55 @@ def test_an_account_stop_in_one_process_stops_them_all(tmp_path, moto_ses, secre
 
     result = cli(config_path, "send", "--yes", str(ISSUE))
     assert result.exit_code == 0, result.output
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
+def test_a_lost_answer_in_a_worker_process_is_unknown_and_not_sent_again(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500, workers=WORKERS)
+    addresses = readers(300)
+    subscribe(config_path, addresses)
+    lost = addresses[150]
+
+    def deliver_then_lose_the_answer(request, **_):
+        if lost.encode() not in request.body:
+            return None
+        forwarded = urllib.request.Request(request.url, data=request.body, headers=dict(request.headers), method="POST")
+        urllib.request.urlopen(forwarded).close()
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    hooks = ses_with_hooks({"before-send.sesv2.SendEmail": deliver_then_lose_the_answer})
+    summary = send_in_processes(config_path, PROCESSES, hooks)
+    assert summary.processes == PROCESSES
+    assert [(f.address, f.kind) for f in summary.unknown] == [(lost, "OutcomeUnknownError")]
+    assert summary.sent == len(addresses) - 1
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    assert delivered(moto_ses) == {address: 1 for address in addresses}  # the lost one not sent again
+    assert ledger_states(config_path)[lost] == "unknown"
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_parent_stops_every_process_cleanly(tmp_path, moto_ses, secret, number):
+    """Ctrl-C or SIGTERM to the sending process alone: every worker process finishes its calls in
+    flight and records them, no row is left `sending`, and a later run finishes the list."""
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
+    addresses = readers(1000)
+    subscribe(config_path, addresses)
+    options = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
+    child = start_send(config_path, *options, start_new_session=True)
+    try:
+        wait_until(lambda: list(ledger_states(config_path).values()).count("sent") >= 200, timeout=120,
+                   what="a multi-process send mid-way")
+        child.send_signal(number)
+        output, _ = child.communicate(timeout=60)
+        wait_until(lambda: _group_is_gone(child.pid), what="every worker process to end")
+    finally:
+        if not _group_is_gone(child.pid):
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode != 0
+    assert f"interrupted by {number.name}" in output and "still to send" in output
+    states = ledger_states(config_path)
+    assert set(states.values()) == {"sent", "pending"}
+    assert set(delivered(moto_ses)) == {address for address, state in states.items() if state == "sent"}
+
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
     assert delivered(moto_ses) == {address: 1 for address in addresses}
