@@ -277,9 +277,9 @@ class BulkSend:
                 self._resize()
             index += 1
 
-    def _add_workers(self, count: int) -> None:
+    def _add_workers(self, count: int, *, growing: bool = False) -> None:
         for _ in range(count):
-            thread = threading.Thread(target=self._work, name=f"send-worker-{len(self._threads)}")
+            thread = threading.Thread(target=self._work, args=(growing,), name=f"send-worker-{len(self._threads)}")
             self._threads.append(thread)
             thread.start()
 
@@ -299,7 +299,7 @@ class BulkSend:
         rate = self.limiter.target_rate / self.processes
         latency = self.latency.mean()
         if latency is not None and self._threads and pace < _KEEPING_UP * rate:
-            self._add_workers(workers_for(rate, latency, ceiling=self.max_workers) - len(self._threads))
+            self._add_workers(workers_for(rate, latency, ceiling=self.max_workers) - len(self._threads), growing=True)
 
     def _feed(self, store: Store) -> None:
         after, fed = 0, 0
@@ -334,11 +334,20 @@ class BulkSend:
                     return None
         return None  # rows still queued stay `pending` in the ledger
 
-    def _work(self) -> None:
+    def _work(self, growing: bool = False) -> None:
+        """One worker thread. One added as the pool grows ends quietly if it cannot open the
+        database now (say, it has gained a second name since the run checked it): the run goes on
+        with the workers it has, whose connections were opened when the run began."""
         try:
             transport = self.transport_factory()
             try:
-                with Store.open(self.database) as store:
+                try:
+                    store = Store.open(self.database)
+                except StoreError:
+                    if growing:
+                        return
+                    raise
+                with store:
                     while (delivery := self._next_job()) is not None:
                         self._deliver(delivery, transport, store)
             finally:
