@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiosmtpd.controller import Controller
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
@@ -185,8 +186,6 @@ class ScriptedSmtp:
     server that accepts everything), keeping what it accepted in `.messages`."""
 
     def __init__(self):
-        from aiosmtpd.controller import Controller
-
         self.mail_reply: str | None = None
         self.rcpt_replies: dict[str, str] = {}
         self.data_reply: str | None = None

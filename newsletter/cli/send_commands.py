@@ -89,8 +89,9 @@ def _describe_summary(summary: SendSummary) -> None:
         click.echo(f"retried: {summary.retries} call(s) after throttling, a server error or no connection "
                    f"(rate lowered {summary.slow_downs} time(s))")
     if summary.stopped:
-        click.echo(f"stopped: {summary.stopped}. To fix: {summary.stop_fix}; then run the same "
-                   "`newsletter send` again (no one was marked failed for it)", err=True)
+        fix = f" To fix: {summary.stop_fix.rstrip('.')}." if summary.stop_fix else ""
+        click.echo(f"stopped: {summary.stopped.rstrip('.')}.{fix} Then run the same `newsletter send` "
+                   "again: the rest are pending, no one was marked failed for it", err=True)
     if summary.interrupted:
         click.echo(f"stopped: {summary.interrupted}; calls in flight were finished and recorded", err=True)
     if summary.ledger and summary.ledger["pending"]:

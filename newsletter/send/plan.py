@@ -110,7 +110,7 @@ class Stop:
     again (every row not sent is still `pending`)."""
 
     cause: str
-    fix: str
+    fix: str | None = None  # None: the cause says what to do
 
     @classmethod
     def account(cls, error: AccountStoppedError) -> Stop:
@@ -118,7 +118,7 @@ class Stop:
 
     @classmethod
     def database(cls, error: StoreError) -> Stop:
-        return cls(str(error), "make the database writable by this send alone")
+        return cls(str(error))
 
 
 @dataclass(frozen=True)
