@@ -8,10 +8,9 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
-import urllib.request
+from pathlib import Path
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
 
 from newsletter.config import load_config
 from newsletter.ratelimit import Backoff, RateLimiter, busiest_window
@@ -21,6 +20,7 @@ from sending_fixtures import (
     ISSUE,
     cli,
     delivered,
+    deliver_then_lose_the_answer,
     ledger_states,
     readers,
     secret,  # noqa: F401  (fixture)
@@ -129,38 +129,53 @@ def _group_is_gone(process_group: int) -> bool:
     return False
 
 
-def test_a_multi_process_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_path, moto_ses, secret):
-    """SIGKILL to the whole process group (the parent and its worker processes) while calls are in
-    flight: the rows caught mid-call become `unknown`, everyone else gets exactly one copy."""
+MULTI_PROCESS = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
+
+
+def signal_a_multi_process_send(tmp_path, signal_it, *, until_in_flight: bool = False) -> tuple[Path, list[str], str, int]:
+    """A CLI send of 1,000 recipients in 2 processes x 4 workers, in its own process group; once
+    200 are sent (and, if asked, a call is in flight) `signal_it(child)`, then wait for every
+    process of the group to end. Returns the config, the addresses, the output and exit code."""
     config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
     addresses = readers(1000)
     subscribe(config_path, addresses)
-    options = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
-    child = start_send(config_path, *options, start_new_session=True)
+    child = start_send(config_path, *MULTI_PROCESS, start_new_session=True)
 
     def mid_way() -> bool:
         states = list(ledger_states(config_path).values())
-        return states.count("sent") >= 200 and "sending" in states
+        return states.count("sent") >= 200 and (not until_in_flight or "sending" in states)
 
     try:
-        wait_until(mid_way, timeout=120, what="a multi-process send mid-way with calls in flight")
-        os.killpg(child.pid, signal.SIGKILL)
-        output, _ = child.communicate(timeout=30)
+        wait_until(mid_way, timeout=120, what="a multi-process send mid-way")
+        signal_it(child)
+        output, _ = child.communicate(timeout=60)
         wait_until(lambda: _group_is_gone(child.pid), what="every process of the send to end")
     finally:
-        if child.poll() is None:
+        if not _group_is_gone(child.pid):
             os.killpg(child.pid, signal.SIGKILL)
+    return config_path, addresses, output, child.returncode
+
+
+def resume(config_path) -> str:
+    resumed = start_send(config_path, *MULTI_PROCESS)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    return output
+
+
+def test_a_multi_process_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_path, moto_ses, secret):
+    """SIGKILL to the whole process group (the parent and its worker processes) while calls are in
+    flight: the rows caught mid-call become `unknown`, everyone else gets exactly one copy."""
+    config_path, addresses, output, _ = signal_a_multi_process_send(
+        tmp_path, lambda child: os.killpg(child.pid, signal.SIGKILL), until_in_flight=True
+    )
     assert f"{PROCESSES} processes x {WORKERS} workers" in output
     states = ledger_states(config_path)
     cut_off = {address for address, state in states.items() if state == "sending"}
     assert 1 <= len(cut_off) <= PROCESSES * WORKERS
     assert "pending" in states.values()  # it was killed mid-way, not at the end
 
-    resumed = start_send(config_path, *options)
-    output, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, output
-    assert "an earlier run was cut off mid-send" in output
-
+    assert "an earlier run was cut off mid-send" in resume(config_path)
     states = ledger_states(config_path)
     unknown = {address for address, state in states.items() if state == "unknown"}
     assert unknown == cut_off
@@ -170,30 +185,24 @@ def test_a_multi_process_send_killed_mid_way_resumes_with_no_duplicate_and_no_on
     assert set(addresses) - set(copies) <= unknown  # no one missing but the unknown
 
 
-def test_worker_processes_whose_parent_is_killed_finish_their_calls_and_stop(tmp_path, moto_ses, secret):
-    """SIGKILL to the parent alone: its worker processes must not go on sending the list, nor
-    leave rows `sending`; they record their calls in flight and end, and a resumed send finishes."""
-    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
-    addresses = readers(1000)
-    subscribe(config_path, addresses)
-    options = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
-    child = start_send(config_path, *options, start_new_session=True)
-    try:
-        wait_until(lambda: list(ledger_states(config_path).values()).count("sent") >= 200, timeout=120,
-                   what="a multi-process send mid-way")
-        child.kill()  # the parent only: its worker processes live on in the group
-        child.communicate(timeout=30)
-        wait_until(lambda: _group_is_gone(child.pid), what="the orphaned worker processes to stop")
-    finally:
-        if not _group_is_gone(child.pid):
-            os.killpg(child.pid, signal.SIGKILL)
+@pytest.mark.parametrize(
+    "signal_it",
+    [lambda child: child.kill(), lambda child: child.send_signal(signal.SIGINT), lambda child: child.send_signal(signal.SIGTERM)],
+    ids=["SIGKILL", "SIGINT", "SIGTERM"],
+)
+def test_a_signal_to_the_parent_alone_stops_every_process_cleanly(tmp_path, moto_ses, secret, signal_it):
+    """SIGKILL, Ctrl-C or SIGTERM to the sending process alone: its worker processes do not go on
+    sending the list; they record their calls in flight and end, leaving no row `sending`; a
+    later run finishes the list."""
+    config_path, addresses, output, exit_code = signal_a_multi_process_send(tmp_path, signal_it)
+    assert exit_code != 0
     states = ledger_states(config_path)
-    assert set(states.values()) == {"sent", "pending"}  # calls in flight were recorded; no one left `sending`
+    assert set(states.values()) == {"sent", "pending"}
     assert set(delivered(moto_ses)) == {address for address, state in states.items() if state == "sent"}
+    if exit_code > 0:  # the parent lived to say why
+        assert "interrupted by SIG" in output and "still to send" in output
 
-    resumed = start_send(config_path, *options)
-    output, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, output
+    resume(config_path)
     assert delivered(moto_ses) == {address: 1 for address in addresses}
 
 
@@ -239,15 +248,7 @@ def test_a_lost_answer_in_a_worker_process_is_unknown_and_not_sent_again(tmp_pat
     addresses = readers(300)
     subscribe(config_path, addresses)
     lost = addresses[150]
-
-    def deliver_then_lose_the_answer(request, **_):
-        if lost.encode() not in request.body:
-            return None
-        forwarded = urllib.request.Request(request.url, data=request.body, headers=dict(request.headers), method="POST")
-        urllib.request.urlopen(forwarded).close()
-        raise ReadTimeoutError(endpoint_url=request.url)
-
-    hooks = ses_with_hooks({"before-send.sesv2.SendEmail": deliver_then_lose_the_answer})
+    hooks = ses_with_hooks({"before-send.sesv2.SendEmail": deliver_then_lose_the_answer(lost)})
     summary = send_in_processes(config_path, PROCESSES, hooks)
     assert summary.processes == PROCESSES
     assert [(f.address, f.kind) for f in summary.unknown] == [(lost, "OutcomeUnknownError")]
@@ -255,31 +256,3 @@ def test_a_lost_answer_in_a_worker_process_is_unknown_and_not_sent_again(tmp_pat
     assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
     assert delivered(moto_ses) == {address: 1 for address in addresses}  # the lost one not sent again
     assert ledger_states(config_path)[lost] == "unknown"
-
-
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_to_the_parent_stops_every_process_cleanly(tmp_path, moto_ses, secret, number):
-    """Ctrl-C or SIGTERM to the sending process alone: every worker process finishes its calls in
-    flight and records them, no row is left `sending`, and a later run finishes the list."""
-    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
-    addresses = readers(1000)
-    subscribe(config_path, addresses)
-    options = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
-    child = start_send(config_path, *options, start_new_session=True)
-    try:
-        wait_until(lambda: list(ledger_states(config_path).values()).count("sent") >= 200, timeout=120,
-                   what="a multi-process send mid-way")
-        child.send_signal(number)
-        output, _ = child.communicate(timeout=60)
-        wait_until(lambda: _group_is_gone(child.pid), what="every worker process to end")
-    finally:
-        if not _group_is_gone(child.pid):
-            os.killpg(child.pid, signal.SIGKILL)
-    assert child.returncode != 0
-    assert f"interrupted by {number.name}" in output and "still to send" in output
-    states = ledger_states(config_path)
-    assert set(states.values()) == {"sent", "pending"}
-    assert set(delivered(moto_ses)) == {address for address, state in states.items() if state == "sent"}
-
-    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
-    assert delivered(moto_ses) == {address: 1 for address in addresses}
