@@ -51,7 +51,7 @@ DEFAULT_DRAFT_TITLE = "[{date:%Y/%m/%d} ~ {end:%m/%d}] 이번 주의 주요 ML �
 DEFAULT_DRAFT_PREHEADER = "{titles} 등 이번 주의 ML 논문 {count}편 · Top ML Papers of the Week"
 DEFAULT_DRAFT_NOTICE = (
     "이 글은 언어 모델로 자동 번역·요약한 설명으로, 잘못된 내용이 있을 수 있으니 원문을 참고해주세요!",
-    "읽으시면서 어색하거나 잘못된 내용을 발견하시면 덧글로 알려주시기를 부탁드립니다!",
+    "읽으시면서 어색하거나 잘못된 내용을 발견하시면 이 메일에 답장으로 알려주세요!",  # an email has no comments
 )
 
 

@@ -15,7 +15,6 @@ import codecs
 import csv
 import datetime as dt
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -201,6 +200,8 @@ def checked_address(value: str) -> tuple[str, str | None]:
 
 
 NAME_CLEANED = "control characters removed from the name"
+# Unicode's control characters (category Cc: C0, DEL, C1) and lone surrogates (Cs).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def clean_name(value: str) -> tuple[str | None, bool]:
@@ -209,8 +210,9 @@ def clean_name(value: str) -> tuple[str | None, bool]:
     Newlines and tabs inside a quoted CSV cell become spaces; other control characters (a BEL,
     an ESC from a terminal paste) cannot go into a header and would fail the send, so they go."""
     name = " ".join(value.split())
-    kept = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cs"))
-    return " ".join(kept.split()) or None, kept != name
+    if not _CONTROL.search(name):
+        return name or None, False
+    return " ".join(_CONTROL.sub("", name).split()) or None, True
 
 
 def _parse_row(cells: list[str], columns: _Columns, source: str) -> tuple[Subscriber, bool]:
@@ -220,10 +222,14 @@ def _parse_row(cells: list[str], columns: _Columns, source: str) -> tuple[Subscr
     if not value:
         raise ValueError("no address")
     address, display_name = addresses.parse(value)  # AddressError is a ValueError
-    status = _cell(cells, columns.extra.get("status")).lower() or "subscribed"
+    status = "subscribed"
+    if "status" in columns.extra:
+        status = _cell(cells, columns.extra["status"]).lower() or status
     if status not in SUBSCRIBER_STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(SUBSCRIBER_STATUSES)}")
     name, cleaned = clean_name(_cell(cells, columns.name) or display_name or "")
+    if not columns.extra:  # the usual file: no export columns to read
+        return Subscriber(address, name, status, source), cleaned
     subscriber = Subscriber(
         address=address,
         name=name,

@@ -31,6 +31,7 @@ from .draft.markers import (
     MACHINE, STATE_TO_REVIEW, STATE_TO_TRANSLATE, TO_TRANSLATE, DraftPart, draft_parts, replace_on_line,
 )
 from .errors import DraftError, ParseError
+from .model import Issue
 from .parse import parse_issue_bytes
 
 WRITE_TRIES = 20  # re-reads when the file keeps changing between our read and our rename
@@ -191,7 +192,7 @@ def _read(path: Path) -> bytes:
                          "filled were written to it") from None
 
 
-def _parse_current(data: bytes, where: str):
+def _parse_current(data: bytes, where: str) -> Issue:
     try:
         return parse_issue_bytes(data, where)
     except ParseError as error:
@@ -205,7 +206,7 @@ def _find(parts: list[DraftPart], job: Job) -> DraftPart | None:
     return next((part for part in candidates if part.where == job.where), candidates[0] if candidates else None)
 
 
-def _check_only_this_part_changed(issue, before: list[DraftPart], target: DraftPart, result: bytes, where: str) -> None:
+def _check_only_this_part_changed(issue: Issue, before: list[DraftPart], target: DraftPart, result: bytes, where: str) -> None:
     try:
         after_issue = parse_issue_bytes(result, where)
     except ParseError as error:

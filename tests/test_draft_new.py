@@ -253,3 +253,12 @@ def test_new_without_a_list_writes_a_skeleton_that_parses_and_builds(config: Pat
                                                           f"{TO_WRITE}: summary", f"{TO_WRITE}: abstract"]
     assert cli(config, "build", "-o", tmp_path / "build", path).exit_code == 0
     assert cli(config, "new", "2023-10-23").exit_code == 1  # and it is not replaced by accident
+
+
+def test_a_sheet_pasted_as_tsv_or_a_semicolon_csv_is_read_too():
+    for delimiter in ("\t", ";"):
+        data = delimiter.join(["Title", "Description", "Paper URL"]) + "\n" + \
+            delimiter.join(["Llemma", "math, with a comma", "https://arxiv.org/abs/2310.10631"]) + "\n"
+        (paper,) = parse_paper_list(data.encode(), "list")
+        assert (paper.title, paper.summary, paper.paper_url) == (
+            "Llemma", "math, with a comma", "https://arxiv.org/abs/2310.10631")

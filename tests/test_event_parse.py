@@ -129,7 +129,7 @@ def test_moto_s_simulator_feedback_is_recognised_by_its_detail_object():
         (json.dumps({"eventType": "Bounce", "bounce": {"bounceType": "Permanent",
                      "bouncedRecipients": [{"emailAddress": "a@b.c\r\nBcc: x@y.z"}]},
                      "mail": {"messageId": "m", "timestamp": "2017-08-05T00:40:02.012Z"}}), "not an address"),
-        (json.dumps({"eventType": "Delivery", "delivery": {"recipients": ["a@b.c"]}}), "no 'mail' object"),
+        (json.dumps({"eventType": "Delivery", "delivery": {"recipients": ["a@b.c"]}}), "no 'mail' dict"),
         (json.dumps({"eventType": "Teleport", "mail": {}}), "unknown SES event type"),
         (json.dumps({"type": "unsubscribe", "id": "x", "address": "no-at-sign", "at": "2026-01-01T00:00:00Z"}),
          "not an address"),

@@ -40,3 +40,14 @@ def test_put_event_to_a_missing_queue_says_so_in_one_line(tmp_path, moto_events)
 def test_event_queue_needs_an_events_table(tmp_path):
     with pytest.raises(ConfigError, match=r"no \[events\] table"):
         EventQueue.from_config(load_config(write_config(tmp_path / "newsletter.toml")))
+
+
+def test_the_send_uses_the_events_configuration_set_and_a_different_one_is_refused(tmp_path):
+    path = write_config(tmp_path / "newsletter.toml")
+    path.write_text(path.read_text(encoding="utf-8").replace('configuration_set = "newsletter"\n', ""), encoding="utf-8")
+    assert load_config(path).ses.configuration_set is None
+    add_events_table(path, configuration_set="feedback")
+    assert load_config(path).ses.configuration_set == "feedback"  # what the SES transport sends with
+    clash = add_events_table(write_config(tmp_path / "clash.toml"), configuration_set="other")
+    with pytest.raises(ConfigError, match="events.configuration_set: 'other' differs from transport.ses"):
+        load_config(clash)

@@ -189,12 +189,18 @@ def cut_mid_send(config_path, proxy: TcpProxy, *, restore: bool) -> threading.Th
     return thread
 
 
-def test_a_network_outage_mid_send_is_waited_out_and_nobody_is_failed(tmp_path, moto_ses, secret, monkeypatch):
-    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=20, workers=2)
+def list_behind_a_proxy(tmp_path, moto_ses, monkeypatch, **config) -> tuple:
+    """30 subscribers, 2 workers at 18 calls/s, and SES reached through a TcpProxy to cut."""
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=20, workers=2, **config)
     addresses = readers(30)
     subscribe(config_path, addresses)
     proxy = TcpProxy(moto_ses.endpoint_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", proxy.url)
+    return config_path, addresses, proxy
+
+
+def test_a_network_outage_mid_send_is_waited_out_and_nobody_is_failed(tmp_path, moto_ses, secret, monkeypatch):
+    config_path, addresses, proxy = list_behind_a_proxy(tmp_path, moto_ses, monkeypatch)
     try:
         cutter = cut_mid_send(config_path, proxy, restore=True)
         summary = send_in_process(config_path)
@@ -212,11 +218,7 @@ def test_a_network_outage_mid_send_is_waited_out_and_nobody_is_failed(tmp_path, 
 
 
 def test_an_outage_longer_than_the_budget_stops_the_run_with_the_rest_pending(tmp_path, moto_ses, secret, monkeypatch):
-    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=20, workers=2, outage_budget_seconds=1)
-    addresses = readers(30)
-    subscribe(config_path, addresses)
-    proxy = TcpProxy(moto_ses.endpoint_url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", proxy.url)
+    config_path, addresses, proxy = list_behind_a_proxy(tmp_path, moto_ses, monkeypatch, outage_budget_seconds=1)
     try:
         cutter = cut_mid_send(config_path, proxy, restore=False)
         result = cli(config_path, "send", "--yes", str(ISSUE))
@@ -388,7 +390,7 @@ def test_a_database_locked_mid_send_stops_the_run_and_leaves_no_row_sending(tmp_
 
     def lock_during_the_third_call(call: int, _recipient: str):
         if call == 3:
-            lockers.append(hold_write_lock(load_config(config_path).database, 1.5))
+            lockers.append(hold_write_lock(load_config(config_path).database, 3))
         return None  # the call itself goes through to moto
 
     faults = SesFaults(lock_during_the_third_call)

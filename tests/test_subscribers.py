@@ -511,3 +511,29 @@ def test_the_streaming_import_keeps_the_import_rules(tmp_path_factory, stored, r
         counts["added"], counts["updated"], counts["unchanged"], counts["resubscribed"])
     assert report.skipped[SKIP_REASON_DUPLICATE] == counts["duplicate"]
     assert all(report.skipped[status] == counts[status] for status in ("unsubscribed", "bounced", "complained"))
+
+
+@pytest.mark.parametrize("moment", [0.5, 1.5])
+def test_an_import_killed_at_any_moment_leaves_all_or_nothing(newsletter_config: Path, tmp_path: Path, moment: float) -> None:
+    """kill -9 while a big file streams through the staging table, or while it is applied."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "big.csv"
+    path.write_text("email\n" + "".join(f"reader{n}@example.com\n" for n in range(200_000)), encoding="utf-8")
+    database = newsletter_config.parent / "newsletter.db"
+    with Store.open(database) as store:
+        seed(store, ("old@example.com", "subscribed"))
+    command = [sys.executable, "-m", "newsletter", "--config", str(newsletter_config), "subscribers", "import", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(moment)  # the adversary's moment; whatever it is, the outcome must be all or nothing
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    with Store.open(database) as store:
+        assert store.count_subscribed() in (1, 200_001)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    with Store.open(database) as store:
+        assert store.count_subscribed() == 200_001

@@ -91,13 +91,13 @@ def test_translate_fills_every_part_and_keeps_the_editors_bytes(tmp_path: Path):
 
 def test_a_part_that_fails_or_times_out_stays_marked_and_the_rest_are_filled(tmp_path: Path):
     config, path = new_draft(tmp_path, command=translator("--fail-on", "GenBench", "--sleep-on", "route queries to LLMs"),
-                             timeout=3, retries=0)
+                             timeout=6, retries=0)
     result = cli(config, "translate", path)
     assert result.exit_code == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert failed == [
         f"failed: {path}:102: GenBench: title: the command exited with status 3: model refused: GenBench",
-        f"failed: {path}:188: AutoMix: summary: no answer within 3 s",
+        f"failed: {path}:188: AutoMix: summary: no answer within 6 s",
     ]
     assert f"translated {PARTS - 2} of {PARTS} part(s) in {path}; 2 left marked" in result.stdout
     issue = parse_issue(path)
@@ -221,3 +221,37 @@ def test_kill_9_at_random_moments_never_leaves_a_broken_or_doubled_file(tmp_path
     assert result.exit_code == 0, result.output
     assert assert_each_part_is_marked_or_filled_once(path) == PARTS
     assert [p.name for p in path.parent.iterdir()] == ["2023-10-16.md"]  # a killed write's temp file is gone
+
+
+def test_a_timeout_ends_the_commands_children_too(tmp_path: Path):
+    # A shell wrapper with a child of its own: killing only the shell would leave the child running.
+    command = "sh -c 'sleep 37.25 </dev/null >/dev/null 2>&1 & wait'"
+    config, path = new_draft(tmp_path, command=command, timeout=1, retries=0)
+    text = path.read_text(encoding="utf-8")
+    head, _, _ = text.partition("\n## ")
+    path.write_text(head + "\n## " + text.split("\n## ")[2], encoding="utf-8")  # the intro and one paper
+    result = cli(config, "translate", path)
+    assert result.exit_code == 1 and result.stderr.count("no answer within 1 s") == 3
+
+    def sleepers() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"37.25" in (entry / "cmdline").read_bytes():
+                    found.append(entry.name)
+            except OSError:
+                pass
+        return found
+
+    wait_for(lambda: sleepers() == [], "the command's child to be gone", limit=15)
+
+
+def test_an_english_original_of_several_paragraphs_becomes_one_korean_paragraph(tmp_path: Path):
+    config, path = new_draft(tmp_path, command=translator())
+    text = path.read_text(encoding="utf-8").replace(
+        "## 소개\n\n" + TO_WRITE, f"## 소개\n\n{TO_TRANSLATE}\n\n> First paragraph.\n>\n> Second *paragraph*.")
+    path.write_text(text, encoding="utf-8")
+    assert cli(config, "translate", path).exit_code == 0
+    intro = parse_issue(path).intro[0]
+    assert intro.ko.markdown == f"{MACHINE} KO: First paragraph. Second *paragraph*."
+    assert intro.en.markdown == "First paragraph.\n\nSecond *paragraph*."

@@ -9,6 +9,7 @@ as moto with no code change.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import boto3
@@ -38,6 +39,12 @@ def error_code(error: ClientError) -> str:
     details = error.response.get("Error", {})
     # SQS's JSON protocol answers the legacy code in QueryErrorCode and a namespaced one in Code.
     return details.get("QueryErrorCode") or details.get("Code") or "Unknown"
+
+
+def _one_line(message: str) -> str:
+    """AWS's message on one line (an emulator may answer a whole XML error document)."""
+    found = re.search(r"<Message>(.*?)</Message>", message, re.DOTALL)
+    return " ".join((found.group(1) if found else message).split())
 
 
 def is_missing(error: ClientError, *codes: str) -> bool:
@@ -72,12 +79,13 @@ def describe(error: Exception, doing: str, settings: EventSettings) -> AwsError:
     region = settings.region
     if isinstance(error, ClientError):
         code = error_code(error)
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        if code in _ACCESS_DENIED or "AccessDenied" in code:
-            return AwsError(f"cannot {doing}: access denied ({message}); the IAM policy needs this permission, "
-                            "see docs/deploy.md", code=code)
+        message = _one_line(error.response.get("Error", {}).get("Message") or str(error))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _BAD_CREDENTIALS:
             return AwsError(f"cannot {doing}: AWS rejected the credentials ({code}: {message})", code=code)
+        if code in _ACCESS_DENIED or "AccessDenied" in code or status == 403:
+            return AwsError(f"cannot {doing}: access denied ({message}); the IAM policy needs this permission, "
+                            "see docs/deploy.md", code="AccessDenied")
         if code in _MISSING_QUEUE:
             return AwsError(f"cannot {doing}: the queue does not exist in {region}; run `newsletter setup aws` "
                             "(or check events.region and events.queue)", code="QueueDoesNotExist")

@@ -81,8 +81,8 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
         click.echo(f"dry run: {len(jobs)} part(s) would be translated; nothing written")
         return
     jobs, _ = plan(issue_path)
-    if jobs:
-        command_for(jobs[0], settings)  # no command configured: say so before anything runs
+    for job in jobs:
+        command_for(job, settings)  # a command missing for titles or texts: say so before anything runs
     show_progress = sys.stdout.isatty()
     with contextlib.ExitStack() as stack:
         on_part = None

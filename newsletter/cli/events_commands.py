@@ -8,7 +8,7 @@ import click
 
 from ..aws.setup import setup_aws
 from ..config import Config
-from ..errors import SendError
+from ..errors import AwsError, SendError
 from ..events.queue import settings_of
 from ..events.report import (
     PAUSE_BOUNCE_RATE,
@@ -86,7 +86,11 @@ def check_before_list_send(config: Config, *, sync_first: bool, force: bool, as_
     if config.events is None:
         return
     if sync_first:
-        describe_sync(sync(config), err=True)
+        try:
+            summary = sync(config)
+        except AwsError as error:
+            raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
+        describe_sync(summary, err=True)
     else:
         click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
                    "some of those addresses may be mailed", err=True)

@@ -82,8 +82,9 @@ def read_paper_list(path: str | Path) -> list[ListedPaper] | list[ListedArxivId]
 def parse_paper_list(data: bytes, path: str | Path = "<list>") -> list[ListedPaper] | list[ListedArxivId]:
     text = _decode(data, path).replace("\r\n", "\n").replace("\r", "\n")
     first = next((line for line in text.split("\n") if line.strip()), "")
-    if _header_fields(first) is not None:
-        return _read_csv(text, path)
+    delimiter = _delimiter(first)
+    if delimiter is not None:
+        return _read_csv(text, path, delimiter)
     return _read_ids(text, path)
 
 
@@ -103,15 +104,19 @@ def _header_key(name: str) -> str:
     return re.sub(r"[\s_-]+", "", name).lower()
 
 
-def _header_fields(line: str) -> list[str | None] | None:
-    """The fields the header line names (None for columns we do not use), or None when the line
-    is no CSV header with a Title column."""
-    try:
-        names = next(csv.reader([line]))
-    except (csv.Error, StopIteration):
-        return None
-    fields = [COLUMNS.get(_header_key(name)) for name in names]
-    return fields if "title" in fields else None
+DELIMITERS = (",", "\t", ";")  # Excel's CSV; a sheet pasted as TSV; Excel in locales with a decimal comma
+
+
+def _delimiter(line: str) -> str | None:
+    """The delimiter with which `line` is a header naming a Title column, or None (no CSV)."""
+    for delimiter in DELIMITERS:
+        try:
+            names = next(csv.reader([line], delimiter=delimiter))
+        except (csv.Error, StopIteration):
+            continue
+        if "title" in (COLUMNS.get(_header_key(name)) for name in names):
+            return delimiter
+    return None
 
 
 LINE_SEPARATORS = re.compile("\r\n|[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what the parser counts as line ends
@@ -137,8 +142,8 @@ def clean_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
-def _read_csv(text: str, path: str | Path) -> list[ListedPaper]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+def _read_csv(text: str, path: str | Path, delimiter: str = ",") -> list[ListedPaper]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     problems: list[tuple[int, str]] = []
     header = next(reader)
     fields = [COLUMNS.get(_header_key(name)) for name in header]

@@ -7,9 +7,11 @@ the events this program puts on the queue itself (`Unsubscribe` from the endpoin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 # What SES reports about a message it sent, by our name for it.
 MAIL_EVENT_KINDS = ("send", "delivery", "delay", "reject", "rendering_failure", "bounce", "complaint", "open", "click")
@@ -63,9 +65,27 @@ class Ignored:
     reason: str
 
 
+class _OwnEvent:
+    """Our own events: identified by `id` (a retried put applies once), JSON from their fields."""
+
+    type: ClassVar[str]
+    id: str
+
+    @property
+    def event_id(self) -> str:
+        return self.id
+
+    def to_dict(self) -> dict:
+        data: dict = {"type": self.type}
+        for name in (f.name for f in dataclasses.fields(self)):
+            value = getattr(self, name)
+            data[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+        return data
+
+
 @dataclass(frozen=True)
-class Unsubscribe:
-    """Someone left through the unsubscribe endpoint, wherever it runs (our own event).
+class Unsubscribe(_OwnEvent):
+    """Someone left through the unsubscribe endpoint, wherever it runs.
 
     JSON: {"type": "unsubscribe", "id": ..., "address": ..., "reason": ..., "at": ISO 8601}
     """
@@ -75,20 +95,12 @@ class Unsubscribe:
     at: dt.datetime = field(default_factory=_utc_now)
     id: str = field(default_factory=_new_id)
 
-    type = "unsubscribe"
-
-    @property
-    def event_id(self) -> str:
-        return self.id
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "id": self.id, "address": self.address, "reason": self.reason,
-                "at": self.at.isoformat()}
+    type: ClassVar[str] = "unsubscribe"
 
 
 @dataclass(frozen=True)
-class SubscribeConfirmed:
-    """Someone confirmed a subscription (double opt-in) on the subscribe form (our own event).
+class SubscribeConfirmed(_OwnEvent):
+    """Someone confirmed a subscription (double opt-in) on the subscribe form.
 
     JSON: {"type": "subscribe_confirmed", "id": ..., "address": ..., "name": ... or null,
            "confirmed_at": ISO 8601}
@@ -99,19 +111,11 @@ class SubscribeConfirmed:
     confirmed_at: dt.datetime = field(default_factory=_utc_now)
     id: str = field(default_factory=_new_id)
 
-    type = "subscribe_confirmed"
-
-    @property
-    def event_id(self) -> str:
-        return self.id
+    type: ClassVar[str] = "subscribe_confirmed"
 
     @property
     def at(self) -> dt.datetime:
         return self.confirmed_at
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "id": self.id, "address": self.address, "name": self.name,
-                "confirmed_at": self.confirmed_at.isoformat()}
 
 
 OwnEvent = Unsubscribe | SubscribeConfirmed

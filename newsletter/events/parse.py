@@ -50,27 +50,29 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def parse_message(body: str, sqs_id: str) -> Event:
-    try:
-        data = json.loads(body)
-    except ValueError as error:
-        raise MalformedMessage(f"not JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise MalformedMessage("not a JSON object")
+    data = _json_object(body, "the message")
     if data.get("Type") in _SNS_TYPES and "MessageId" in data:
         event_id = _text(data, "MessageId", "SNS envelope")
         if data["Type"] != "Notification":
             return Ignored(event_id, f"SNS {data['Type']}")
         message = data.get("Message")
-        if isinstance(message, str):
-            try:
-                message = json.loads(message)
-            except ValueError as error:
-                raise MalformedMessage(f"SNS Message is not JSON ({error})") from None
         # moto's SES simulator publishes the Message as an object, not as a JSON string.
         if not isinstance(message, dict):
-            raise MalformedMessage("SNS Message is not a JSON object")
+            message = _json_object(message, "SNS Message") if isinstance(message, str) else None
+        if message is None:
+            raise MalformedMessage("SNS envelope: no Message")
         return parse_payload(message, event_id)
     return parse_payload(data, data["id"] if isinstance(data.get("id"), str) and "type" in data else sqs_id)
+
+
+def _json_object(text: str, what: str) -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise MalformedMessage(f"{what} is not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage(f"{what} is not a JSON object")
+    return data
 
 
 def parse_payload(payload: dict[str, Any], event_id: str) -> Event:
@@ -165,27 +167,27 @@ def _own_event(payload: dict[str, Any]) -> Unsubscribe | SubscribeConfirmed:
     raise MalformedMessage(f"unknown event type {kind!r}")
 
 
-def _object(data: dict, key: str, where: str) -> dict:
+def _required(data: dict, key: str, kind: type, where: str):
+    """data[key], a non-empty `kind`, or MalformedMessage saying which is missing where."""
     value = data.get(key)
-    if not isinstance(value, dict):
-        raise MalformedMessage(f"{where}: no {key!r} object")
+    if not isinstance(value, kind) or not value:
+        raise MalformedMessage(f"{where}: no {key!r} {kind.__name__}")
     return value
 
 
+def _object(data: dict, key: str, where: str) -> dict:
+    return _required(data, key, dict, where)
+
+
 def _list(data: dict, key: str, where: str) -> list:
-    value = data.get(key)
-    if not isinstance(value, list) or not value:
-        raise MalformedMessage(f"{where}: no {key!r} list")
+    value = _required(data, key, list, where)
     if not all(isinstance(item, (dict, str)) for item in value):
         raise MalformedMessage(f"{where}: {key!r} holds something else")
     return value
 
 
 def _text(data: dict, key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise MalformedMessage(f"{where}: no {key!r}")
-    return value
+    return _required(data, key, str, where)
 
 
 def _addresses(values: list) -> tuple[str, ...]:

@@ -26,6 +26,8 @@ from .parse import MalformedMessage, parse_message
 from .queue import EventQueue, Received, settings_of
 
 log = logging.getLogger("newsletter.events")
+# A library logs; the CLI prints the same from the summary, so nothing reaches stderr twice.
+log.addHandler(logging.NullHandler())
 
 # Applied ids are kept longer than SQS keeps any message (14 days at most).
 APPLIED_IDS_KEPT = dt.timedelta(days=30)

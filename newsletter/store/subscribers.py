@@ -149,8 +149,7 @@ _STAGING_TABLE = """
         source TEXT NOT NULL,
         joined_at TEXT,
         changed_at TEXT,
-        reason TEXT,
-        seq INTEGER NOT NULL,          -- the row's place in the file: new subscribers keep file order
+        reason TEXT,                   -- (rowid: the row's place in the file; new subscribers keep that order)
         duplicates INTEGER NOT NULL DEFAULT 0,
         verdict TEXT                   -- what the import does with it; see plan_import
     )
@@ -159,8 +158,8 @@ _STAGING_TABLE = """
 # The first row of an address wins; a later one may fill in a missing name, and the first opt-out
 # in the file (with its reason) wins over a plain subscription. SET reads the row as it was.
 _STAGE_ROW = """
-    INSERT INTO import_row (address, address_key, name, status, source, joined_at, changed_at, reason, seq)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO import_row (address, address_key, name, status, source, joined_at, changed_at, reason)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (address_key) DO UPDATE SET
         duplicates = duplicates + 1,
         name = coalesce(name, excluded.name),
@@ -188,7 +187,7 @@ _APPLY = (
     """INSERT INTO subscriber (address, address_key, name, status, source, joined_at, changed_at, reason)
         SELECT address, address_key, name, status, source, coalesce(joined_at, :now),
                coalesce(changed_at, :now), reason
-        FROM import_row WHERE verdict = 'new' ORDER BY seq""",
+        FROM import_row WHERE verdict = 'new' ORDER BY rowid""",
     """UPDATE subscriber SET status = i.status, changed_at = :now,
               reason = coalesce(i.reason, i.status || ' in ' || :source)
        FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'opt-out'""",
@@ -217,9 +216,7 @@ class Staging:
             # database, so a send or the web endpoint can go on writing meanwhile.
             self.connection.execute("BEGIN")
             try:
-                self.connection.executemany(
-                    _STAGE_ROW, (_row(s) + (self.rows + n,) for n, s in enumerate(batch))
-                )
+                self.connection.executemany(_STAGE_ROW, map(_row, batch))
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
