@@ -153,7 +153,8 @@ class Config:
     ses: SesSettings = field(default_factory=SesSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     rate_share: float = 0.9
-    workers: int = 8
+    workers: int | None = None  # worker threads per process at most; None: "auto" (send/sizing.py)
+    processes: int | None = None  # worker processes at most; None: "auto"
     # How long a send keeps retrying while the provider cannot be reached before it stops (the
     # rows stay pending): long enough to ride out a dropped Wi-Fi or a VPN reconnecting.
     outage_budget_seconds: float = 300.0
@@ -205,7 +206,7 @@ class Key:
     kind: text (one non-empty line), url (http/https), address (one email address), path
     (relative to the file's folder), int, float, bool, choice (one of `choices`), pattern (a
     str.format pattern for `new`), lines (a list of one-line strings), command (a command line,
-    shlex-split)."""
+    shlex-split), auto_int (an int, or "auto": None)."""
 
     kind: str
     default: Any = REQUIRED
@@ -244,7 +245,8 @@ KEYS: dict[str, Key] = {
     "transport.smtp.max_send_rate": Key("float", 10.0, 0.1, 100_000),
     "transport.smtp.max_24h_send": Key("int", 10_000, 1, 10**9),
     "sending.rate_share": Key("float", 0.9, 0.01, 1.0),
-    "sending.workers": Key("int", 8, 1, 64),
+    "sending.workers": Key("auto_int", None, 1, 256),
+    "sending.processes": Key("auto_int", None, 1, 64),
     "sending.outbox": Key("path", "build/outbox"),
     "sending.outage_budget_seconds": Key("float", 300.0, 0.0, 86_400),
     "serve.host": Key("text", "127.0.0.1"),
@@ -396,6 +398,14 @@ class _Reader:
 
     read_int = read_float = read_number
 
+    def read_auto_int(self, dotted: str, key: Key, value: Any) -> int | None:
+        """A whole number within the bounds, or "auto": None (the program decides)."""
+        if value == "auto":
+            return None
+        if isinstance(value, str):
+            raise self.fail(dotted, f'expected a whole number or "auto", got {value!r}')
+        return self.read_number(dotted, dataclasses.replace(key, kind="int"), value)
+
     def read_bool(self, dotted: str, key: Key, value: Any) -> bool:
         if not isinstance(value, bool):
             raise self.fail(dotted, f"expected true or false, got {value!r}")
@@ -474,6 +484,7 @@ class _Reader:
             smtp=SmtpSettings(**self.table("transport.smtp")),
             rate_share=read("sending.rate_share"),
             workers=read("sending.workers"),
+            processes=read("sending.processes"),
             outbox=read("sending.outbox"),
             outage_budget_seconds=read("sending.outage_budget_seconds"),
             serve_host=read("serve.host"),

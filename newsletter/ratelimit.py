@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import multiprocessing
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 WINDOW_SECONDS = 1.0
@@ -25,8 +25,19 @@ WINDOW_SECONDS = 1.0
 _WINDOW_MARGIN = 0.002
 
 
+# Where a limiter's state lives: slots of one array of floats, so the same code runs on a list
+# (threads of one process) or on shared memory (worker processes of one send).
+_RATE, _TOKENS, _UPDATED, _LAST_SLOW_DOWN, _SLOW_DOWNS, _RING_HEAD = range(6)
+_RING_START = 6  # then the monotonic times of the last `window_cap` grants, oldest at _RING_HEAD
+
+
 class RateLimiter:
-    """Thread-safe: every worker calls `acquire()` before each network call."""
+    """Thread-safe: every worker calls `acquire()` before each network call.
+
+    `RateLimiter.shared(...)` makes one whose state lives in shared memory, guarded by a
+    multiprocessing lock: the worker processes of one send (forked after it is made) take their
+    turns from the same budget, so the rate and the one-second cap hold across all of them. The
+    monotonic clock is the system's, the same in every process."""
 
     def __init__(
         self,
@@ -37,6 +48,7 @@ class RateLimiter:
         lowest_share: float = 0.05,  # of the target rate: the floor while throttled
         recovery_per_second: float = 0.1,  # of the target rate regained per calm second
         calm_seconds: float = 1.0,  # no second slow-down, and no recovery, sooner than this
+        context=None,  # a multiprocessing context: keep the state in its shared memory
     ):
         if account_rate <= 0 or not math.isfinite(account_rate):
             raise ValueError(f"account rate must be a positive number, got {account_rate!r}")
@@ -48,31 +60,50 @@ class RateLimiter:
         self._lowest_rate = self.target_rate * lowest_share
         self._recovery = self.target_rate * recovery_per_second
         self._calm_seconds = calm_seconds
-        self._lock = threading.Lock()
-        self._rate = self.target_rate
-        self._tokens = float(self.burst)
-        self._updated = time.monotonic()
-        self._last_slow_down = -math.inf
-        self._recent: deque[float] = deque(maxlen=self.window_cap)  # monotonic grant times
-        self.slow_downs = 0
+        # A grant's time is reported on the wall clock but read from the monotonic one, so that
+        # the reported times keep the window's cap even if the process is preempted between the
+        # two readings (seen at 55 grants in a window capped at 54 on a loaded machine).
+        self._wall_offset = time.time() - time.monotonic()
+        initial = [self.target_rate, float(self.burst), time.monotonic(), -math.inf, 0.0, 0.0]
+        initial += [-math.inf] * self.window_cap  # no grants yet
+        if context is None:
+            self._lock = threading.Lock()
+            self._state = initial
+        else:
+            self._lock = context.Lock()
+            self._state = context.RawArray("d", initial)
+
+    @classmethod
+    def shared(cls, account_rate: float, share: float = 0.9, *, context=None, **options) -> RateLimiter:
+        """A limiter for several processes (default context: fork, so children inherit it)."""
+        return cls(account_rate, share, context=context or multiprocessing.get_context("fork"), **options)
 
     @property
     def rate(self) -> float:
         """The rate in force now (below the target while slowed down)."""
         with self._lock:
-            return self._rate
+            return self._state[_RATE]
 
-    def acquire(self, stop: threading.Event | None = None) -> dt.datetime | None:
-        """Wait for a turn; return when it was granted (UTC), or None if `stop` was set first."""
+    @property
+    def slow_downs(self) -> int:
+        with self._lock:
+            return int(self._state[_SLOW_DOWNS])
+
+    def acquire(self, stop=None) -> dt.datetime | None:
+        """Wait for a turn; return when it was granted (UTC), or None if `stop` (a threading or
+        multiprocessing Event) was set first."""
+        state = self._state
         while True:
             with self._lock:
                 now = time.monotonic()
                 self._refill(now)
                 wait = self._wait(now)
                 if wait <= 0:
-                    self._tokens -= 1
-                    self._recent.append(now)
-                    return dt.datetime.now(dt.UTC)
+                    state[_TOKENS] -= 1
+                    head = int(state[_RING_HEAD])
+                    state[_RING_START + head] = now
+                    state[_RING_HEAD] = (head + 1) % self.window_cap
+                    return dt.datetime.fromtimestamp(now + self._wall_offset, dt.UTC)
             if stop is None:
                 time.sleep(wait)
             elif stop.wait(wait):
@@ -80,28 +111,32 @@ class RateLimiter:
 
     def slow_down(self) -> None:
         """The provider throttled us or failed (429, 5xx): halve the rate, drop saved tokens."""
+        state = self._state
         with self._lock:
             now = time.monotonic()
-            if now - self._last_slow_down < self._calm_seconds:
+            if now - state[_LAST_SLOW_DOWN] < self._calm_seconds:
                 return  # the workers' answers to one overload arrive together: count it once
             self._refill(now)
-            self._rate = max(self._lowest_rate, self._rate * self._decrease)
-            self._tokens = min(self._tokens, 0.0)
-            self._last_slow_down = now
-            self.slow_downs += 1
+            state[_RATE] = max(self._lowest_rate, state[_RATE] * self._decrease)
+            state[_TOKENS] = min(state[_TOKENS], 0.0)
+            state[_LAST_SLOW_DOWN] = now
+            state[_SLOW_DOWNS] += 1
 
     def _refill(self, now: float) -> None:
-        elapsed = now - self._updated
-        if self._rate < self.target_rate and now - self._last_slow_down >= self._calm_seconds:
-            self._rate = min(self.target_rate, self._rate + self._recovery * elapsed)
-        self._tokens = min(float(self.burst), self._tokens + self._rate * elapsed)
-        self._updated = now
+        state = self._state
+        elapsed = now - state[_UPDATED]
+        if state[_RATE] < self.target_rate and now - state[_LAST_SLOW_DOWN] >= self._calm_seconds:
+            state[_RATE] = min(self.target_rate, state[_RATE] + self._recovery * elapsed)
+        state[_TOKENS] = min(float(self.burst), state[_TOKENS] + state[_RATE] * elapsed)
+        state[_UPDATED] = now
 
     def _wait(self, now: float) -> float:
-        token_wait = (1 - self._tokens) / self._rate if self._tokens < 1 else 0.0
-        window_wait = 0.0
-        if len(self._recent) == self.window_cap:
-            window_wait = self._recent[0] + WINDOW_SECONDS + _WINDOW_MARGIN - now
+        state = self._state
+        tokens = state[_TOKENS]
+        token_wait = (1 - tokens) / state[_RATE] if tokens < 1 else 0.0
+        # The oldest of the last `window_cap` grants: until it is a second old, the cap is full.
+        oldest = state[_RING_START + int(state[_RING_HEAD])]
+        window_wait = oldest + WINDOW_SECONDS + _WINDOW_MARGIN - now
         return max(token_wait, window_wait)
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
 from click.testing import CliRunner
 
 from conftest import _free_port, write_config
@@ -150,6 +152,20 @@ def ses_with_hooks(hooks: dict[str, Callable]) -> Callable:
         return make
 
     return for_config
+
+
+def deliver_then_lose_the_answer(address: str) -> Callable:
+    """A `before-send.sesv2.SendEmail` hook: the request for `address` reaches moto (which keeps
+    the message) but its answer is lost, as a read timeout; other calls go through."""
+
+    def hook(request, **_):
+        if address.encode() not in request.body:
+            return None
+        forwarded = urllib.request.Request(request.url, data=request.body, headers=dict(request.headers), method="POST")
+        urllib.request.urlopen(forwarded).close()
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    return hook
 
 
 class SesFaults:
@@ -307,9 +323,10 @@ def _drop(connection: socket.socket) -> None:
 # --- the CLI in a child process -----------------------------------------------------------------
 
 
-def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None) -> subprocess.Popen:
+def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None, **popen_options) -> subprocess.Popen:
     """`newsletter send --yes ISSUE` as a child process (environment inherited: dummy AWS
-    credentials, the moto endpoint, the signing key), so it can be killed or interrupted."""
+    credentials, the moto endpoint, the signing key), so it can be killed or interrupted.
+    `popen_options` go to Popen (e.g. start_new_session=True, to signal its whole group)."""
     env = dict(os.environ)
     if endpoint_url:
         env["AWS_ENDPOINT_URL_SESV2"] = endpoint_url
@@ -319,6 +336,7 @@ def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None) 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen_options,
     )
 
 

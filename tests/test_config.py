@@ -90,7 +90,7 @@ def test_every_missing_key_is_named_at_once(tmp_path):
         (r'^region = "us-east-1"$', 'regoin = "us-east-1"', "transport.ses.regoin", "did you mean 'region'?"),
         (r"^max_send_rate = 14 .*$", "max_sned_rate = 14", "transport.ses.max_sned_rate", "did you mean 'max_send_rate'?"),
         (r'^security = "starttls"$', 'securty = "starttls"', "transport.smtp.securty", "did you mean 'security'?"),
-        (r"^workers = 8$", "worker = 8", "sending.worker", "did you mean 'workers'?"),
+        (r'^workers = "auto"$', 'worker = "auto"', "sending.worker", "did you mean 'workers'?"),
         (r"^\[serve\]$", "[server]", "server", "did you mean 'serve'?"),
         (r"^\[transport.smtp\]$", "[transport.smpt]", "transport.smpt", "did you mean 'smtp'?"),
     ],
@@ -127,3 +127,25 @@ def test_the_sender_is_exactly_one_deliverable_address(tmp_path: Path, sender: s
     assert caught.value.key == "sender.from"
     assert "not one email address" in str(caught.value)
 
+
+
+@pytest.mark.parametrize(
+    ("line", "workers", "processes"),
+    [('workers = "auto"', None, None), ("workers = 32\nprocesses = 2", 32, 2), ('processes = "auto"', None, None)],
+)
+def test_sending_workers_and_processes_are_a_bound_or_auto(tmp_path, line, workers, processes):
+    path = tmp_path / "newsletter.toml"
+    path.write_text(EXAMPLE.replace('workers = "auto"\nprocesses = "auto"', line), encoding="utf-8")
+    config = load_config(path)
+    assert (config.workers, config.processes) == (workers, processes)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [('workers = "many"', "workers"), ("workers = 0", "workers"), ("processes = 65", "processes"), ("workers = 2.5", "workers")],
+)
+def test_a_bad_workers_or_processes_value_names_the_key(tmp_path, line, key):
+    path = tmp_path / "newsletter.toml"
+    path.write_text(EXAMPLE.replace(f'{key} = "auto"', line), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"sending\.{key}"):
+        load_config(path)

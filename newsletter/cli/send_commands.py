@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,8 +50,10 @@ def _describe_list_send(plan: SendPlan) -> None:
     quota, counts = plan.quota, plan.ledger
     daily = "unlimited" if quota.max_24h_send < 0 else f"{quota.max_24h_send}/24h, {quota.sent_last_24h} sent in the last 24h"
     click.echo(f"quota:     {quota.max_send_rate:g}/s, {daily} (from {quota.source})")
+    sizing = plan.sizing()
     click.echo(f"rate:      {plan.rate:.1f} messages/s ({plan.config.rate_share:g} of {quota.max_send_rate:g}/s), "
-               f"{plan.config.workers} workers")
+               f"{sizing.describe()}")
+    click.echo(f"workers:   {sizing.reason}")
     click.echo("ledger:    " + ", ".join(f"{state} {number}" for state, number in counts.items() if number))
     if plan.found_interrupted:
         click.echo(f"note: an earlier run was cut off mid-send: {plan.found_interrupted} recipient(s) become "
@@ -117,10 +120,15 @@ def _describe_summary(summary: SendSummary) -> None:
               help="The issue was edited after some got it: send the new version to those who do not have it yet.")
 @click.option("--no-publish-check", is_flag=True,
               help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
+@click.option("--workers", type=click.IntRange(1, 256), metavar="N",
+              help="Worker threads per process, fixed (default: sized to the rate and the measured latency).")
+@click.option("--processes", type=click.IntRange(1, 64), metavar="N",
+              help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
-         allow_draft: bool, send_changed_version: bool, no_publish_check: bool) -> None:
+         allow_draft: bool, send_changed_version: bool, no_publish_check: bool,
+         workers: int | None, processes: int | None) -> None:
     """Send ISSUE.md to every subscribed address (or --to addresses, or a --dry-run).
 
     A send to the list is recorded per recipient in the database: running it again (after a
@@ -139,6 +147,7 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
                         send_changed_version=send_changed_version)
+    plan = dataclasses.replace(plan, workers=workers, processes=processes)
     if not as_json:
         _describe_plan(plan)
     if not plan.dry_run and not yes and plan.recipient_count:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..transports import make_transport
 from ..transports.base import AccountStoppedError, OutgoingMessage, SendQuota, Transport
 from ..unsubscribe import UnsubscribeLinks, load_signing_key
 from .quota import LedgerRequest, prepare_ledger, read_quota
+from .sizing import Sizing, size_send
 
 FIRST_ADDRESSES_SHOWN = 5
 
@@ -49,6 +51,8 @@ class SendPlan:
     resend_unknown: bool = False  # send `unknown` rows again (they may get a second copy)
     retry_failed: bool = False  # send `failed` rows again
     limit: int | None = None  # send at most this many now; the rest stay pending
+    workers: int | None = None  # --workers: threads per worker process, fixed (None: sized)
+    processes: int | None = None  # --processes: worker processes, fixed (None: sized)
     send_changed_version: bool = False  # rows were sent another version: send this one to the rest
 
     @property
@@ -64,6 +68,14 @@ class SendPlan:
     def rate(self) -> float | None:
         """Messages per second the send will keep to (a share of the account's rate)."""
         return self.quota.max_send_rate * self.config.rate_share if self.quota else None
+
+    def sizing(self, recipients: int | None = None) -> Sizing:
+        """How many worker processes and threads a list send runs, and why (send/sizing.py)."""
+        return size_send(
+            self.rate, self.recipient_count if recipients is None else recipients, cpu_count=os.cpu_count() or 1,
+            max_workers=self.config.workers, max_processes=self.config.processes,
+            workers=self.workers, processes=self.processes,
+        )
 
     @property
     def sender(self) -> str:
@@ -138,7 +150,8 @@ class SendSummary:
     ledger: dict[str, int] | None = None  # the issue's rows by state after the run
     quota: dict | None = None  # the account's limits as read (SendQuota's fields)
     rate: float | None = None  # messages per second the run kept to
-    workers: int = 1
+    workers: int = 1  # threads per process
+    processes: int = 1
     largest_message_bytes: int = 0
     html_part_bytes: int = 0  # the encoded HTML part, the figure Gmail's clipping goes by
     gmail_clip_bytes: int = GMAIL_CLIP_BYTES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..config import Config
 from ..errors import ConfigError
 from .base import Transport
@@ -28,3 +30,14 @@ def make_transport(config: Config, kind: str | None = None) -> Transport:
 
         return OutboxTransport(config.outbox)
     raise ConfigError(f"unknown transport {kind!r}; expected one of {', '.join(KINDS)}", key="transport.kind")
+
+
+def transport_factory(config: Config, kind: str | None = None) -> Callable[[], Transport]:
+    """Makes the transports of one send (one per worker thread): SES clients from one shared
+    session, so that dozens of workers do not each load the service model."""
+    if (kind or config.transport) == "ses":
+        from .ses import SesTransport, SharedSession
+
+        session = SharedSession(config.ses)
+        return lambda: SesTransport(config.ses, session=session)
+    return lambda: make_transport(config, kind)

@@ -1,0 +1,258 @@
+"""A send that sizes itself to the account: the sizing rule, one rate budget shared by worker
+processes, and the ledger's promises with several processes (against moto's server)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import load_config
+from newsletter.ratelimit import Backoff, RateLimiter, busiest_window
+from newsletter.send import prepare_send, send_issue
+from newsletter.send.sizing import ASSUMED_LATENCY, AUTO_MAX_WORKERS, CallLatency, size_send, workers_for
+from sending_fixtures import (
+    ISSUE,
+    cli,
+    delivered,
+    deliver_then_lose_the_answer,
+    ledger_states,
+    readers,
+    secret,  # noqa: F401  (fixture)
+    ses_error,
+    ses_with_hooks,
+    sending_config,
+    start_send,
+    subscribe,
+    wait_until,
+)
+
+# --- the sizing rule ----------------------------------------------------------------------------
+
+
+def test_workers_follow_littles_law_with_headroom_within_bounds():
+    assert workers_for(500, 0.05, ceiling=256) == 38  # 500/s x 50 ms = 25 in flight, x 1.5
+    assert workers_for(14, 0.1, ceiling=256) == 3
+    assert workers_for(500, 0.05, ceiling=8) == 8
+    assert workers_for(0.5, 0.01, ceiling=8) == 1
+
+
+def test_one_process_while_it_keeps_up_then_one_per_core():
+    small = size_send(90, 100_000, cpu_count=2)
+    assert (small.processes, small.max_workers) == (1, AUTO_MAX_WORKERS)
+    big = size_send(900, 100_000, cpu_count=2)
+    assert big.processes == 2  # 900/s needs 3 at ~300/s each; 2 cores
+    assert big.workers == workers_for(450, ASSUMED_LATENCY, ceiling=AUTO_MAX_WORKERS)  # each process keeps half the rate
+    assert "2 processes" in big.reason and "450/s" in big.reason
+    assert size_send(900, 100_000, cpu_count=8).processes == 3
+    assert size_send(900, 100_000, cpu_count=8, max_processes=2).processes == 2
+
+
+def test_a_short_list_stays_in_one_process_with_no_idle_workers():
+    sizing = size_send(900, 300, cpu_count=8)
+    assert sizing.processes == 1 and "too few" in sizing.reason
+    assert size_send(900, 5, cpu_count=8).max_workers == 5
+
+
+def test_the_command_line_fixes_the_numbers_and_the_config_bounds_the_rule():
+    fixed = size_send(900, 100_000, cpu_count=2, workers=7, processes=3)
+    assert (fixed.processes, fixed.workers, fixed.max_workers) == (3, 7, 7)
+    assert "as asked" in fixed.reason
+    bounded = size_send(450, 100_000, cpu_count=1, max_workers=4)
+    assert (bounded.processes, bounded.workers, bounded.max_workers) == (1, 4, 4)
+    assert bounded.describe() == "4 workers"
+    assert size_send(900, 100_000, cpu_count=2).describe().startswith("2 processes x ")
+
+
+def test_the_measured_latency_follows_the_recent_calls():
+    latency = CallLatency()
+    assert latency.mean() is None
+    latency.add(0.05)
+    assert latency.mean() == pytest.approx(0.05)
+    for _ in range(60):
+        latency.add(0.2)
+    assert latency.mean() == pytest.approx(0.2, rel=0.01)
+
+
+# --- one rate budget for several processes ------------------------------------------------------
+
+_FORK = multiprocessing.get_context("fork")
+
+
+def _take_turns(limiter: RateLimiter, turns: int, results) -> None:
+    results.put([limiter.acquire().timestamp() for _ in range(turns)])
+
+
+def _grants_from_processes(limiter: RateLimiter, processes: int, turns: int) -> list[dt.datetime]:
+    results = _FORK.Queue()
+    children = [_FORK.Process(target=_take_turns, args=(limiter, turns, results)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    times = [stamp for _ in children for stamp in results.get(timeout=120)]
+    for child in children:
+        child.join()
+        assert child.exitcode == 0
+    return [dt.datetime.fromtimestamp(stamp, dt.UTC) for stamp in times]
+
+
+@pytest.mark.parametrize("share", [1.0, 0.9])
+def test_a_shared_limiter_caps_every_one_second_window_across_processes(share):
+    limiter = RateLimiter.shared(60, share)
+    times = _grants_from_processes(limiter, processes=3, turns=50)  # 150 turns: 2.5 s at 60/s
+    assert len(times) == 150
+    assert busiest_window(times) <= 60 * share
+
+
+def test_a_slow_down_in_one_process_lowers_the_rate_for_all():
+    limiter = RateLimiter.shared(100, 1.0)
+    child = _FORK.Process(target=limiter.slow_down)
+    child.start()
+    child.join()
+    assert (limiter.rate, limiter.slow_downs) == (pytest.approx(50, rel=0.05), 1)
+
+
+# --- several processes against moto -------------------------------------------------------------
+
+PROCESSES, WORKERS = 2, 4
+
+
+def _group_is_gone(process_group: int) -> bool:
+    try:
+        os.killpg(process_group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+MULTI_PROCESS = ("--processes", str(PROCESSES), "--workers", str(WORKERS))
+
+
+def signal_a_multi_process_send(tmp_path, signal_it, *, until_in_flight: bool = False) -> tuple[Path, list[str], str, int]:
+    """A CLI send of 1,000 recipients in 2 processes x 4 workers, in its own process group; once
+    200 are sent (and, if asked, a call is in flight) `signal_it(child)`, then wait for every
+    process of the group to end. Returns the config, the addresses, the output and exit code."""
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500)
+    addresses = readers(1000)
+    subscribe(config_path, addresses)
+    child = start_send(config_path, *MULTI_PROCESS, start_new_session=True)
+
+    def mid_way() -> bool:
+        states = list(ledger_states(config_path).values())
+        return states.count("sent") >= 200 and (not until_in_flight or "sending" in states)
+
+    try:
+        wait_until(mid_way, timeout=120, what="a multi-process send mid-way")
+        signal_it(child)
+        output, _ = child.communicate(timeout=60)
+        wait_until(lambda: _group_is_gone(child.pid), what="every process of the send to end")
+    finally:
+        if not _group_is_gone(child.pid):
+            os.killpg(child.pid, signal.SIGKILL)
+    return config_path, addresses, output, child.returncode
+
+
+def resume(config_path) -> str:
+    resumed = start_send(config_path, *MULTI_PROCESS)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    return output
+
+
+def test_a_multi_process_send_killed_mid_way_resumes_with_no_duplicate_and_no_one_missing(tmp_path, moto_ses, secret):
+    """SIGKILL to the whole process group (the parent and its worker processes) while calls are in
+    flight: the rows caught mid-call become `unknown`, everyone else gets exactly one copy."""
+    config_path, addresses, output, _ = signal_a_multi_process_send(
+        tmp_path, lambda child: os.killpg(child.pid, signal.SIGKILL), until_in_flight=True
+    )
+    assert f"{PROCESSES} processes x {WORKERS} workers" in output
+    states = ledger_states(config_path)
+    cut_off = {address for address, state in states.items() if state == "sending"}
+    assert 1 <= len(cut_off) <= PROCESSES * WORKERS
+    assert "pending" in states.values()  # it was killed mid-way, not at the end
+
+    assert "an earlier run was cut off mid-send" in resume(config_path)
+    states = ledger_states(config_path)
+    unknown = {address for address, state in states.items() if state == "unknown"}
+    assert unknown == cut_off
+    assert all(states[address] == "sent" for address in addresses if address not in unknown)
+    copies = delivered(moto_ses)
+    assert max(copies.values()) == 1  # no duplicate
+    assert set(addresses) - set(copies) <= unknown  # no one missing but the unknown
+
+
+@pytest.mark.parametrize(
+    "signal_it",
+    [lambda child: child.kill(), lambda child: child.send_signal(signal.SIGINT), lambda child: child.send_signal(signal.SIGTERM)],
+    ids=["SIGKILL", "SIGINT", "SIGTERM"],
+)
+def test_a_signal_to_the_parent_alone_stops_every_process_cleanly(tmp_path, moto_ses, secret, signal_it):
+    """SIGKILL, Ctrl-C or SIGTERM to the sending process alone: its worker processes do not go on
+    sending the list; they record their calls in flight and end, leaving no row `sending`; a
+    later run finishes the list."""
+    config_path, addresses, output, exit_code = signal_a_multi_process_send(tmp_path, signal_it)
+    assert exit_code != 0
+    states = ledger_states(config_path)
+    assert set(states.values()) == {"sent", "pending"}
+    assert set(delivered(moto_ses)) == {address for address, state in states.items() if state == "sent"}
+    if exit_code > 0:  # the parent lived to say why
+        assert "interrupted by SIG" in output and "still to send" in output
+
+    resume(config_path)
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
+def send_in_processes(config_path, processes: int, transport_factory):
+    """prepare_send + send_issue as the CLI does with --processes, with the test's transports."""
+    config = load_config(config_path)
+    factory = transport_factory(config)
+    plan = dataclasses.replace(prepare_send(ISSUE, config, dry_run=False, transport_factory=factory), processes=processes)
+    return send_issue(plan, transport_factory=factory, backoff=Backoff(attempts=3, base=0.01, cap=0.05))
+
+
+def test_an_account_stop_in_one_process_stops_them_all(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500, workers=WORKERS)
+    addresses = readers(1000)
+    subscribe(config_path, addresses)
+    stopper = addresses[300]
+
+    def pause_the_account_at_one_recipient(request, **_):
+        if stopper.encode() in request.body:
+            return ses_error(request, 400, "SendingPausedException", "Sending is paused for this account.")
+        return None
+
+    hooks = ses_with_hooks({"before-send.sesv2.SendEmail": pause_the_account_at_one_recipient})
+    summary = send_in_processes(config_path, PROCESSES, hooks)
+    assert summary.processes == PROCESSES
+    assert "Sending is paused for this account." in summary.stopped
+    states = ledger_states(config_path)
+    assert states[stopper] == "pending"
+    # Rows are handed out in order from one queue: after the stop, only calls that had their turn
+    # already may finish, in either process; the rest of the list stays pending for a later run.
+    sent = [address for address, state in states.items() if state == "sent"]
+    assert len(sent) <= 300 + PROCESSES * WORKERS
+    assert "sending" not in states.values()
+    assert set(delivered(moto_ses)) == set(sent)
+
+    result = cli(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
+
+
+def test_a_lost_answer_in_a_worker_process_is_unknown_and_not_sent_again(tmp_path, moto_ses, secret):
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=500, workers=WORKERS)
+    addresses = readers(300)
+    subscribe(config_path, addresses)
+    lost = addresses[150]
+    hooks = ses_with_hooks({"before-send.sesv2.SendEmail": deliver_then_lose_the_answer(lost)})
+    summary = send_in_processes(config_path, PROCESSES, hooks)
+    assert summary.processes == PROCESSES
+    assert [(f.address, f.kind) for f in summary.unknown] == [(lost, "OutcomeUnknownError")]
+    assert summary.sent == len(addresses) - 1
+    assert cli(config_path, "send", "--yes", str(ISSUE)).exit_code == 0
+    assert delivered(moto_ses) == {address: 1 for address in addresses}  # the lost one not sent again
+    assert ledger_states(config_path)[lost] == "unknown"
