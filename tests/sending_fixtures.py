@@ -322,7 +322,7 @@ def start_send(config_path: Path, *extra: str, endpoint_url: str | None = None) 
     )
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float = 30, what: str = "condition") -> None:
+def wait_until(condition: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

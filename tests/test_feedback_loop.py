@@ -376,7 +376,7 @@ def test_our_own_subscribe_confirmed_event_subscribes_through_sync(tmp_path, mot
     summary = cli_json(config_path, "sync")
     assert summary["applied"] == {"subscribe_confirmed": 1} and len(summary["malformed"]) == 1
     assert query(config_path, "SELECT address, name, status, source FROM subscriber") == [
-        ("New.Reader@example.com", "새 독자", "subscribed", "subscribe form")]
+        ("New.Reader@example.com", "새 독자", "subscribed", "web")]
 
 
 @pytest.mark.parametrize("command", [("sync",), ("setup", "aws")])

@@ -390,7 +390,7 @@ def test_a_database_locked_mid_send_stops_the_run_and_leaves_no_row_sending(tmp_
 
     def lock_during_the_third_call(call: int, _recipient: str):
         if call == 3:
-            lockers.append(hold_write_lock(load_config(config_path).database, 1.5))
+            lockers.append(hold_write_lock(load_config(config_path).database, 3))
         return None  # the call itself goes through to moto
 
     faults = SesFaults(lock_during_the_third_call)
