@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
@@ -463,14 +464,24 @@ def test_status_and_stats_show_the_feedback_in_words(tmp_path, moto_events, secr
         "sync: 2 message(s); applied: bounce 1, delivery 1; duplicates: 0; malformed: 0", "list: 1 now bounced"]
 
     status = cli(config_path, "status", str(ISSUE)).stdout
-    assert "SES reports on the 2 sent (last sync 20" in status
+    assert re.search(r"^SES reports on the 2 sent \(last sync 20\d\d-\d\d-\d\d \d\d:\d\d UTC\):$", status, re.M), status
     assert "  delivered             1   50.0%\n" in status
     assert "  bounced (hard)        1   50.0%  SES reviews above 5%, pauses above 10%\n" in status
     assert "  complained            0    0.0%  SES reviews above 0.1%, pauses above 0.5%\n" in status
     stats = cli(config_path, "subscribers", "stats").stdout.splitlines()
     today = query(config_path, "SELECT changed_at FROM subscriber WHERE status = 'bounced'")[0][0][:10]
     assert f"bounced             1  since {today} (latest {today})" in stats
-    assert stats[-1].startswith("last sync:   20")
+    assert re.fullmatch(r"last sync:   20\d\d-\d\d-\d\d \d\d:\d\d UTC \(bounces, complaints and unsubscribes "
+                        r"applied up to then\)", stats[-1]), stats[-1]
+
+
+def test_status_of_an_issue_not_sent_yet_shows_no_table_of_zero_reports(tmp_path):
+    config_path = events_config(tmp_path)
+    subscribe(config_path, ["a@example.com"])
+    status = cli(config_path, "status", str(ISSUE))
+    assert status.exit_code == 0, status.output + status.stderr
+    assert "not queued yet: 1 subscribed address(es)" in status.stdout
+    assert "SES reports" not in status.stdout and "delivered" not in status.stdout
 
 
 def test_tracking_adds_open_and_click_to_the_event_destination_and_they_are_counted(tmp_path, moto_events, secret):

@@ -184,6 +184,18 @@ def test_header_injection_in_a_test_address_is_refused(tmp_path, moto_ses, secre
     assert moto_ses.raw_messages() == []
 
 
+def test_a_test_copy_takes_a_korean_domain_as_the_list_does_and_names_a_korean_local_part(tmp_path, moto_ses, secret):
+    # The list keeps kim@예시.kr as kim@xn--vv4b11d.kr (what SES delivers to); --to does the same.
+    config_path = write_config(tmp_path / "newsletter.toml")
+    sent = run(config_path, "send", "--yes", "--to", "kim@예시.kr", str(ISSUE))
+    assert sent.exit_code == 0, sent.output
+    assert [set(m["destinations"]) for m in moto_ses.raw_messages()] == [{"kim@xn--vv4b11d.kr"}]
+    refused = run(config_path, "send", "--yes", "--to", "민준@example.kr", str(ISSUE))
+    assert refused.exit_code == 1
+    assert "error: --to '민준@example.kr': the part before the @ is not ASCII" in refused.output
+    assert len(moto_ses.raw_messages()) == 1
+
+
 def test_header_injection_in_a_stored_name_fails_that_recipient_only(tmp_path, moto_ses, secret):
     """The issue parser already folds whitespace in a subject (compose refuses CR/LF there too, see
     test_compose); a name that reached the store with a line break must not become a header."""

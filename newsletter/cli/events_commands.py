@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
@@ -118,8 +119,13 @@ _THRESHOLDS = {
 }
 
 
+def describe_time(stamp: str) -> str:
+    """A stored UTC timestamp ('2026-11-25T22:40:32.484403+00:00') as an editor reads it."""
+    return dt.datetime.fromisoformat(stamp).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def describe_issue_feedback(feedback: IssueFeedback, last_sync: str | None) -> None:
-    synced = f"last sync {last_sync}" if last_sync else "never synced: run `newsletter sync`"
+    synced = f"last sync {describe_time(last_sync)}" if last_sync else "never synced: run `newsletter sync`"
     click.echo(f"SES reports on the {feedback.sent} sent ({synced}):")
     for name, label in _LABELS.items():
         count = feedback.recipients[name]

@@ -16,7 +16,8 @@ SECTION_LABELS = {"summary": "summary", "abstract": "abstract", "links": "paper"
 
 @main.command()
 @issue_path_argument
-@click.option("--json", "as_json", is_flag=True, help="Print the parsed issue as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the parsed issue as JSON, with the email's subject, the warnings and the draft parts.")
 def check(issue_path: Path, as_json: bool) -> None:
     """Parse ISSUE.md and print a one-screen summary (or the parsed issue as JSON)."""
     issue = parse_issue(issue_path)
@@ -24,6 +25,7 @@ def check(issue_path: Path, as_json: bool) -> None:
     unfinished = draft_warnings(issue)
     if as_json:
         data = issue.to_dict()
+        data["email_subject"] = issue.email_subject  # what the send puts in Subject (and versions by)
         data["warnings"] = [{"line": w.line, "message": w.message} for w in warnings]
         data["draft"] = [{"line": w.line, "message": w.message} for w in unfinished]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))

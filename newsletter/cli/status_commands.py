@@ -20,7 +20,8 @@ from .events_commands import describe_issue_feedback
 @pass_state
 def status(state, issue_path: Path, as_json: bool) -> None:
     """Show how many recipients of ISSUE.md are sent, pending, failed or unknown, and list the
-    failed and unknown ones with their last errors."""
+    failed and unknown ones with their last errors; with [events], what SES reported on the sent
+    (delivered, bounced, complained, ...) as of the last `newsletter sync`."""
     report = issue_status(state.config.database, parse_issue(issue_path).issue_id)
     feedback = issue_feedback(state.config.database, report.issue_id)
     if as_json:
@@ -37,5 +38,5 @@ def status(state, issue_path: Path, as_json: bool) -> None:
     if report.counts["unknown"]:
         click.echo("unknown: the call went out but no answer came back; they may have it. "
                    "`newsletter send --resend-unknown` sends them another copy.")
-    if state.config.events is not None or any(feedback.events.values()):
+    if feedback.sent and (state.config.events is not None or any(feedback.events.values())):
         describe_issue_feedback(feedback, list_history(state.config.database).last_sync)

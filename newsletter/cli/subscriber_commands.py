@@ -14,6 +14,7 @@ from ..model import SUBSCRIBER_STATUSES
 from ..store import Store
 from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
 from .base import main, pass_state
+from .events_commands import describe_time
 
 status_option = click.option(
     "--status", "statuses", multiple=True, type=click.Choice(SUBSCRIBER_STATUSES),
@@ -135,7 +136,7 @@ def stats(state) -> None:
         click.echo(f"{status:<13}{count:>8}{since}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
     if history.last_sync:
-        click.echo(f"last sync:   {history.last_sync} (bounces, complaints and unsubscribes applied up to then)")
+        click.echo(f"last sync:   {describe_time(history.last_sync)} (bounces, complaints and unsubscribes applied up to then)")
 
 
 @main.command()

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address
+from .. import addresses
+from ..compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address, check_header_value
 from ..config import Config
-from ..errors import StoreError
+from ..errors import MessageError, StoreError
 from ..model import RenderedIssue, Subscriber
 from ..parse import parse_issue
 from ..render import render_issue
@@ -192,6 +193,16 @@ class SendSummary:
         return {**asdict(self), "complete": self.complete}
 
 
+def _test_address(value: str) -> str:
+    """A --to address in the form the list keeps it (a Korean domain as its xn-- form, which SES
+    delivers to), or MessageError saying why not."""
+    check_header_value("--to", value)  # a line break is named as such, not as a bad address
+    try:
+        return check_address("--to", addresses.normalise(value.strip()))
+    except addresses.AddressError as error:
+        raise MessageError(f"--to {value!r}: {error}") from None
+
+
 def prepare_send(
     issue_path: str | Path,
     config: Config,
@@ -211,8 +222,7 @@ def prepare_send(
     the plan's kind) and what the ledger holds for the issue (changing nothing yet), and refuses
     one that would pass the daily quota, or one of an issue whose rows were sent another version
     (unless `send_changed_version`)."""
-    for address in test_addresses:
-        check_address("--to", address)
+    test_addresses = tuple(_test_address(address) for address in test_addresses)
     issue = parse_issue(issue_path)
     rendered = render_issue(issue, config, templates_dir=templates_dir)
     key = load_signing_key(config, allow_development=dry_run)
