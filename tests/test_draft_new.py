@@ -216,11 +216,26 @@ def test_send_to_the_list_refuses_a_draft_but_a_dry_run_and_allow_draft_go_on(tm
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {path} is a draft: 30 Korean part(s) not finished (first: line 12")
     assert "--allow-draft" in result.stderr
-    assert cli(config, "send", "--dry-run", path).exit_code == 0
+    dry_run = cli(config, "send", "--dry-run", path)
+    assert dry_run.exit_code == 0
+    assert "note: a draft: 30 Korean part(s) not finished" in dry_run.stderr
     assert smtp_server.messages == []
     allowed = cli(config, "send", "--yes", "--allow-draft", path)
     assert allowed.exit_code == 0, allowed.output
     assert len(smtp_server.messages) == 1
+
+
+def test_publish_refuses_a_draft_unless_allowed(tmp_path: Path):
+    config = draft_config(tmp_path)
+    cli(config, "new", "2023-10-16", "--from", SAMPLE_LIST)
+    path = config.parent / "issues" / "2023-10-16.md"
+    site = tmp_path / "site"
+    refused = cli(config, "publish", "--out", site, path)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"error: {path} is a draft: 30 Korean part(s) not finished")
+    assert not site.exists()
+    assert cli(config, "publish", "--out", site, "--allow-draft", path).exit_code == 0
+    assert (site / "2023-10-16.web.html").is_file()
 
 
 def test_a_finished_issue_is_no_draft():

@@ -37,17 +37,20 @@ def _describe(report: PublishReport) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="The site's folder (default: publish.out, build/site).")
 @click.option("--force", is_flag=True, help="Write and upload every file, changed or not.")
+@click.option("--allow-draft", is_flag=True,
+              help="Publish although Korean parts are unfinished (the archive is public).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
 def publish_command(state, issue_paths: tuple[Path, ...], rebuild_all: bool, to: str | None, out: Path | None,
-                    force: bool, as_json: bool) -> None:
+                    force: bool, allow_draft: bool, as_json: bool) -> None:
     """Publish ISSUE.md's web page at the URL its email links to, with the index page (newest
     first, with the subscribe form) and the Atom feed; with --to or publish.to, upload what
     changed to S3.
 
     Example: newsletter publish issues/2023-10-16.md --to s3://my-bucket/issues
     """
-    report = publish(issue_paths, state.config, rebuild_all=rebuild_all, out=out, to=to, force=force)
+    report = publish(issue_paths, state.config, rebuild_all=rebuild_all, out=out, to=to, force=force,
+                     allow_draft=allow_draft)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..draft.markers import refuse_draft
+from ..draft.markers import draft_parts, refuse_draft
 from ..parse import parse_issue
 from ..send import SendPlan, SendSummary, prepare_send, send_issue
 from ..site import check_published
@@ -144,6 +144,9 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
             # The email links to its web page: a list send waits until that page is published as is.
             check_published(issue_path, state.config)
         check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
+    elif not as_json and (unfinished := draft_parts(parse_issue(issue_path))):
+        click.echo(f"note: a draft: {len(unfinished)} Korean part(s) not finished (`newsletter check` lists "
+                   "them); a send to the list refuses it until they are", err=True)
     plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
                         send_changed_version=send_changed_version)

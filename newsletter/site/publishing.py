@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
+from ..draft.markers import refuse_draft
 from ..errors import PublishError, SendError
 from ..model import Issue, PublishedIssue
 from ..parse import parse_issue
@@ -68,14 +69,19 @@ def publish(
     out: Path | None = None,
     to: str | None = None,
     force: bool = False,
+    allow_draft: bool = False,
 ) -> PublishReport:
     """Publish the issues at `issue_paths`. With `rebuild_all`, the index becomes exactly these
-    issues (the others are dropped from it; their pages stay where they were published)."""
+    issues (the others are dropped from it; their pages stay where they were published). A draft
+    (Korean parts unfinished) is refused unless `allow_draft`: the archive is public."""
     if not issue_paths:
         raise PublishError("no issue file given")
     folder = FolderTarget(out or config.publish.out)
     to = to or config.publish.to
     issues = _parse_all(issue_paths)
+    if not allow_draft:
+        for issue in issues:
+            refuse_draft(issue)
     pages = {issue.issue_id: issue_page(render_issue(issue, config)) for issue in issues}
     published_to = folder.name + (f" + {to}" if to else "")
     now = dt.datetime.now(dt.UTC)  # microseconds kept: `updated` in the feed must move on every change
