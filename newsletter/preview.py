@@ -101,4 +101,4 @@ class PreviewSite:
 
 def create_preview_server(site: PreviewSite, host: str = "127.0.0.1", port: int = 0):
     """A waitress server for `site` (port 0: any free port; read `.effective_port`)."""
-    return listen(lambda: create_server(site, host=host, port=port, threads=2), host, port)
+    return listen(lambda: create_server(site, host=host, port=port, threads=2, asyncore_use_poll=True), host, port)

@@ -227,8 +227,10 @@ def create_server(
     anyone else the header is dropped, so a client cannot pick its own address."""
     proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}} if trusted_proxy else {}
     return listen(
+        # poll, not select: a close() from another thread (serve_in_thread's owner) then ends the
+        # loop instead of raising EBADF inside it, and no FD_SETSIZE cap on connections.
         lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True,
-                                       **proxy),
+                                       asyncore_use_poll=True, **proxy),
         host, port,
     )
 
