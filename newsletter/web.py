@@ -24,6 +24,7 @@ import email.policy
 import email.utils
 import html
 import logging
+import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -33,7 +34,7 @@ from typing import Any
 import waitress
 import waitress.server
 
-from .errors import AwsError, ServeError
+from .errors import AwsError, ServeError, StoreError
 from .events import EventQueue, Unsubscribe
 from . import subscribe_web
 from .store import Store
@@ -206,9 +207,15 @@ class UnsubscribeApp:
                 log.error("unsubscribe not queued (the reader is asked to try again): %s", error)
                 queued = False
         if self.database is not None:
-            with Store.open(self.database) as store:
-                # A genuine token for an address no longer on the list is recorded too: it stays out.
-                store.set_status(address, "unsubscribed", reason, record_unknown=True)
+            try:
+                with Store.open(self.database) as store:
+                    # A genuine token for an address no longer on the list is recorded too: it stays out.
+                    store.set_status(address, "unsubscribed", reason, record_unknown=True)
+            except (StoreError, sqlite3.Error) as error:
+                # Safe on the queue, it reaches the list at the next sync; with no queue the reader
+                # must try again, so say 503 rather than a 500 that reads like a broken link.
+                log.error("unsubscribe not applied to %s: %s", self.database, error)
+                return self.queue is not None and queued
         return queued
 
     @staticmethod

@@ -223,6 +223,21 @@ def test_a_post_without_the_one_click_field_or_with_another_method_changes_nothi
     assert endpoint.status("kim@example.com") == "subscribed"
 
 
+def test_an_unsubscribe_the_list_cannot_take_asks_the_reader_to_try_again(tmp_path: Path) -> None:
+    # No queue, and a database that cannot be opened (a folder stands where the file should be):
+    # a 503 with Retry-After, not a 500.
+    signer = TokenSigner(LIST_ID, REAL_KEY)
+    database = tmp_path / "list.db"
+    database.mkdir()
+    server = serve_in_thread(UnsubscribeApp(database, signer, "이번 주의 주요 ML 논문"))
+    try:
+        endpoint = Endpoint(server.effective_port, signer, database)
+        status, _body, headers = endpoint.one_click(signer.token("kim@example.com"))
+    finally:
+        server.close()
+    assert status == 503 and headers["Retry-After"] == "60"
+
+
 def test_a_genuine_token_for_an_address_not_on_the_list_records_the_opt_out(endpoint: Endpoint) -> None:
     assert endpoint.one_click(endpoint.signer.token("removed@example.com"))[0] == 200
     assert endpoint.status("removed@example.com") == "unsubscribed"
