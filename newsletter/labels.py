@@ -143,6 +143,15 @@ def title_is_the_name(issue: Issue, name: str) -> bool:
     return _WORD.findall(rest.lower()) == _WORD.findall(name.lower())
 
 
+def archive_title(issue: Issue, name: str) -> str:
+    """An issue's title in the archive index and feed, which already say the newsletter's name:
+    the headline without the forum's prefix, or the week when the title only repeats the name."""
+    if title_is_the_name(issue, name):
+        return dateline(issue)
+    main, sub = headline(issue)
+    return f"{main} · {sub}" if sub else main
+
+
 def subject(issue: Issue) -> str:
     """The front matter's subject, else the title with the forum's prefix moved to the end: a
     phone shows the first 30-40 characters, and the week still tells one issue from the last

@@ -112,6 +112,18 @@ def test_the_index_links_only_to_files_that_exist_and_carries_the_subscribe_form
     assert 'id="subscribe"' in index  # what web_base_url + "#subscribe" (the pages' subscribe link) finds
 
 
+def test_the_index_and_feed_name_each_issue_by_its_week_not_the_forum_title(tmp_path):
+    # The sample's title only repeats the newsletter's name behind the forum's "[2023/10/16 ~ 10/22]"
+    # prefix; the index and the feed already say the name, so each entry says its week.
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE)
+    site = load_config(config_path).publish.out
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "[2023/10/16" not in index and ">2023/10/16 ~ 10/22</a>" in index
+    feed = feedparser.parse((site / "feed.xml").read_bytes())
+    assert feed.entries[0].title == "2023/10/16 ~ 10/22"
+
+
 def test_the_feed_is_atom_1_0_with_one_entry_per_issue_and_its_summary(tmp_path):
     config_path = site_config(tmp_path)
     newer = issue_copy(tmp_path, "2023-10-23", title='"Week 2: <b>bold</b> & more"')

@@ -25,7 +25,7 @@ import jinja2
 from ..config import Config, PublishSettings
 from ..errors import TemplateError
 from ..model import Issue, PublishedIssue, RenderedIssue
-from ..labels import preheader
+from ..labels import archive_title, preheader
 from ..render import template_environment
 
 INDEX_PAGE = "index.html"
@@ -83,7 +83,7 @@ def issue_page(rendered: RenderedIssue) -> SiteFile:
 
 
 def index_entry(
-    issue: Issue, page: SiteFile, *, now: dt.datetime, published_to: str, before: PublishedIssue | None
+    issue: Issue, page: SiteFile, *, name: str, now: dt.datetime, published_to: str, before: PublishedIssue | None
 ) -> PublishedIssue:
     """The index's row for `issue`; its first-published time is kept, and its updated time moves
     only when the page itself changed (so a run that changes nothing changes no byte of the feed)."""
@@ -98,7 +98,7 @@ def index_entry(
         updated_at = before.updated_at if before.page_sha256 == digest else changed_at
     return PublishedIssue(
         issue_id=issue.issue_id,
-        title=issue.title,
+        title=archive_title(issue, name),
         summary=preheader(issue),
         paper_titles=tuple(paper.title for paper in issue.papers),
         page_sha256=digest,

@@ -88,7 +88,7 @@ def publish(
 
     with Store.open(config.database) as store:
         known = {entry.issue_id: entry for entry in store.published_issues()}
-        entries = [index_entry(issue, pages[issue.issue_id], now=now, published_to=published_to,
+        entries = [index_entry(issue, pages[issue.issue_id], name=config.name, now=now, published_to=published_to,
                                before=known.get(issue.issue_id)) for issue in issues]
         listed = {} if rebuild_all else dict(known)
         listed.update({entry.issue_id: entry for entry in entries})
