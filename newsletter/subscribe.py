@@ -51,9 +51,8 @@ import email_validator
 from .config import Config, EventSettings
 from .errors import AwsError, NewsletterError
 from .events import EventQueue, SubscribeConfirmed
-from .events.apply import Applier
+from .events.apply import Applier, apply_once
 from .store import Store, address_key
-from .store import events as event_table
 from .transports.base import OutgoingMessage, Transport
 from .unsubscribe import MAX_TOKEN_LENGTH, SigningKey
 
@@ -337,15 +336,9 @@ class Subscriptions:
 
 def apply_locally(database: Path, settings: EventSettings, event: SubscribeConfirmed) -> None:
     """Apply our own event to the list now, recorded as applied, so that `sync` only deletes the
-    queued copy (and cannot apply it again after a later unsubscribe).
-
-    For the integrator: this is `events.sync._apply_one` without the queue message; fold the two
-    into one `apply_own_event` in newsletter/events/ when merging h10feedback and h12archive."""
-    with Store.open(database) as store, store.transaction():
-        if event_table.is_applied(store.connection, event.event_id):
-            return
-        outcome = Applier(store, settings).apply(event)
-        event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
+    queued copy (and cannot apply it again after a later unsubscribe)."""
+    with Store.open(database) as store:
+        apply_once(store, Applier(store, settings), event)
 
 
 def subscriptions_for(

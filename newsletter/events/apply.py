@@ -146,3 +146,14 @@ class Applier:
 
 def _changes(*changes: Change | None) -> tuple[Change, ...]:
     return tuple(change for change in changes if change is not None)
+
+
+def apply_once(store: Store, applier: Applier, event: Event) -> Outcome | None:
+    """Apply `event` in one transaction and record its id; None if that id was applied before
+    (a queued copy of an event the web app already applied, or SNS delivering twice)."""
+    with store.transaction():
+        if event_table.is_applied(store.connection, event.event_id):
+            return None
+        outcome = applier.apply(event)
+        event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
+    return outcome

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..store import Store
 from ..store import events as event_table
 from ..unsubscribe import TokenSigner, load_signing_key
-from .apply import Applier, Outcome
+from .apply import Applier, Outcome, apply_once
 from .parse import MalformedMessage, parse_message
 from .queue import EventQueue, Received, settings_of
 
@@ -116,13 +116,10 @@ def _apply_one(store: Store, applier: Applier, message: Received, summary: SyncS
     """Apply one message in its own transaction; True if it may now be deleted."""
     summary.received += 1
     try:
-        event = parse_message(message.body, message.sqs_id)
-        with store.transaction():
-            if event_table.is_applied(store.connection, event.event_id):
-                summary.duplicates += 1
-                return True
-            outcome = applier.apply(event)
-            event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
+        outcome = apply_once(store, applier, parse_message(message.body, message.sqs_id))
+        if outcome is None:
+            summary.duplicates += 1
+            return True
     except MalformedMessage as error:
         left_alone.add(message.sqs_id)
         summary.malformed.append(Malformed(message.sqs_id, message.receive_count, str(error)))
