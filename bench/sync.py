@@ -131,9 +131,8 @@ def main() -> None:
                 fed += size
                 if len(receive_times) < 20:  # moto's own cost at this depth, measured on a copy
                     t = time.perf_counter()
-                    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+                    sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
                     receive_times.append(time.perf_counter() - t)
-                    del got
                 started = time.perf_counter()
                 summary = sync(config, queue=queue)  # one client for the run, as a long sync has
                 sync_seconds += time.perf_counter() - started
