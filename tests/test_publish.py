@@ -208,6 +208,43 @@ def test_publish_refusals_are_one_line(tmp_path):
         load_config(bad)
 
 
+def test_publish_refuses_a_folder_that_holds_the_outbox_the_database_or_the_key(tmp_path):
+    # `build` is where `newsletter build` writes and where the outbox lives by default: a site
+    # there would put every address and live unsubscribe links online.
+    (tmp_path / "secret.key").write_text("k" * 40, encoding="utf-8")
+    config_path = site_config(tmp_path, 'out = "build"')
+    text = config_path.read_text(encoding="utf-8").replace('outbox = "outbox"', 'outbox = "build/outbox"')
+    config_path.write_text(text.replace("[transport]", 'key_file = "secret.key"\n\n[transport]', 1), encoding="utf-8")
+    assert cli(config_path, "subscribers", "add", "reader@example.com").exit_code == 0
+    assert cli(config_path, "send", "--dry-run", str(SAMPLE)).exit_code == 0
+    assert (tmp_path / "build" / "outbox" / "manifest.csv").is_file()
+
+    refusals = {
+        "": f"error: the site's folder {tmp_path / 'build'} holds the outbox (sending.outbox), "
+            f"{tmp_path / 'build' / 'outbox'}: the site is public, so give it a folder of its own "
+            "(publish.out or --out, e.g. build/site)\n",
+        str(tmp_path): "holds the outbox",
+        str(tmp_path / "build" / "outbox"): "holds the outbox",
+        str(tmp_path / "build" / ".." / "build"): "holds the outbox",
+    }
+    for out, expected in refusals.items():
+        result = cli(config_path, "publish", *(["--out", out] if out else []), str(SAMPLE))
+        assert result.exit_code == 1, out
+        assert result.output.count("\n") == 1 and expected in result.output, result.output
+    shutil.rmtree(tmp_path / "build" / "outbox")
+    config_path.write_text(text.replace('outbox = "build/outbox"', f'outbox = "{tmp_path.parent / (tmp_path.name + "-outbox")}"'), encoding="utf-8")
+    assert "holds the database (subscribers.database)" in cli(config_path, "publish", "--out", str(tmp_path), str(SAMPLE)).output
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "secret.key").rename(tmp_path / "keys" / "secret.key")
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace("[transport]", 'key_file = "keys/secret.key"\n\n[transport]', 1),
+                           encoding="utf-8")
+    result = cli(config_path, "publish", "--out", str(tmp_path / "keys"), str(SAMPLE))
+    assert result.exit_code == 1 and "holds the signing key (unsubscribe.key_file)" in result.output
+    assert sorted(path.name for path in (tmp_path / "build").iterdir()) == []  # nothing written anywhere
+    assert not (tmp_path / "index.html").exists() and not (tmp_path / "keys" / "index.html").exists()
+    publish(config_path, SAMPLE)  # build/ on its own is fine once the outbox lives elsewhere
+
+
 # --- S3 on moto's server ------------------------------------------------------------------------
 
 
@@ -262,6 +299,36 @@ def test_a_second_upload_sends_only_the_objects_that_changed(tmp_path, s3):
     changed = {key for key, head in after.items() if head["ETag"] != etags.get(key)}
     assert changed == {"2023-10-23.web.html", "index.html", "feed.xml"}
     assert after["2023-10-16.web.html"]["LastModified"] == stamps["2023-10-16.web.html"]
+
+
+def test_only_the_files_the_site_wrote_are_uploaded_whatever_else_shares_its_folder(tmp_path, s3):
+    client, bucket = s3
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/"\nout = "public"')
+    public = tmp_path / "public"
+    # Things an editor's folder collects: `newsletter build`'s files, a copied outbox, a stray
+    # database copy, a symlink out of the folder.
+    assert cli(config_path, "build", "-o", str(public), str(SAMPLE)).exit_code == 0
+    (public / "outbox").mkdir()
+    (public / "outbox" / "manifest.csv").write_text("number,recipient\n1,reader@example.com\n", encoding="utf-8")
+    (public / "outbox" / "0001-reader@example.com.eml").write_bytes(b"List-Unsubscribe: <https://x/unsubscribe/T>\r\n")
+    (public / "copy.db").write_bytes(b"SQLite format 3\0")
+    (tmp_path / "private.txt").write_text("secret", encoding="utf-8")
+    (public / "link.txt").symlink_to(tmp_path / "private.txt")
+
+    publish(config_path, SAMPLE)
+    assert set(objects(client, bucket)) == {"2023-10-16.web.html", "index.html", "feed.xml"}
+    publish(config_path, issue_copy(tmp_path, "2023-10-23"))  # the older page stays part of the site
+    publish(config_path, "--force", issue_copy(tmp_path, "2023-10-30"))
+    assert set(objects(client, bucket)) == {"2023-10-16.web.html", "2023-10-23.web.html", "2023-10-30.web.html",
+                                            "index.html", "feed.xml"}
+
+    # The site's record of its files cannot be turned into a way out of the folder.
+    manifest = public / ".newsletter-site.json"
+    manifest.write_text(json.dumps([*json.loads(manifest.read_text(encoding="utf-8")), "link.txt"]), encoding="utf-8")
+    result = cli(config_path, "publish", str(SAMPLE))
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "lists 'link.txt', which is not in" in result.output
+    assert "private.txt" not in str(objects(client, bucket))
 
 
 def test_a_missing_bucket_is_one_line_and_leaves_the_issue_unpublished(tmp_path, s3):

@@ -5,7 +5,8 @@ The order keeps every reader's link working and the database honest:
 1. every issue file is parsed and rendered first, so one bad file stops the run before anything
    is written;
 2. the pages, then the index page and the feed, go to the folder (only files that changed);
-3. with an s3:// target, the whole folder is compared with the bucket and what differs uploaded;
+3. with an s3:// target, the site (the files the site wrote to the folder, never anything else
+   there: see targets.py) is compared with the bucket and what differs uploaded;
 4. only then is the index in the database updated, so a send never finds an issue "published"
    whose page did not reach its target. A crash between 3 and 4 is repaired by the next run.
 
@@ -73,10 +74,12 @@ def publish(
 ) -> PublishReport:
     """Publish the issues at `issue_paths`. With `rebuild_all`, the index becomes exactly these
     issues (the others are dropped from it; their pages stay where they were published). A draft
-    (Korean parts unfinished) is refused unless `allow_draft`: the archive is public."""
+    (Korean parts unfinished) is refused unless `allow_draft`: the archive is public. So is a
+    folder that holds the outbox, the database or the signing key (`refuse_private_folder`)."""
     if not issue_paths:
         raise PublishError("no issue file given")
     folder = FolderTarget(out or config.publish.out)
+    refuse_private_folder(folder.folder, config)
     to = to or config.publish.to
     issues = _parse_all(issue_paths)
     if not allow_draft:
@@ -106,6 +109,18 @@ def publish(
                 target.close()
         report.dropped = store.save_published(entries, only=rebuild_all)
     return report
+
+
+def refuse_private_folder(out: Path, config: Config) -> None:
+    """PublishError if the site's folder holds what must never be public: a dry run's outbox
+    (every address, live unsubscribe links), the subscriber database, the signing key."""
+    private = [("the outbox (sending.outbox)", config.outbox), ("the database (subscribers.database)", config.database),
+               ("the signing key (unsubscribe.key_file)", config.unsubscribe_key_file)]
+    site = out.resolve()
+    for what, path in private:
+        if path is not None and path.resolve().is_relative_to(site):
+            raise PublishError(f"the site's folder {out} holds {what}, {path}: the site is public, so give it a "
+                               "folder of its own (publish.out or --out, e.g. build/site)")
 
 
 def check_published(issue_path: Path, config: Config) -> PublishedIssue:

@@ -8,16 +8,24 @@ upload's ETag is its MD5) from one listing of the prefix, so a run uploads only 
 `force` uploads everything (after changing the cache settings, which the ETag does not cover).
 Credentials, region and endpoint come from boto3's own chain (AWS_ENDPOINT_URL_S3 points it at a
 local server), with `[publish] region/profile` when given.
+
+The site is the files the site code made, never "whatever is in the folder": the folder may be
+shared with other output (`newsletter build`'s files, a dry run's outbox with every address and
+live unsubscribe links), so the folder target keeps a manifest of every path it was given, and
+only those are uploaded. A file made by a tool (a search index) joins the site the same way: as
+a SiteFile handed to `FolderTarget.publish`.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,13 +56,21 @@ def in_upload_order(files: Sequence[SiteFile]) -> list[SiteFile]:
     return sorted(files, key=lambda f: (f.is_listing, f.path))
 
 
+# In the site's folder: the "/"-separated path of every file the site wrote there, one JSON list.
+SITE_MANIFEST = ".newsletter-site.json"
+
+
 class FolderTarget:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.name = str(self.folder)
+        self._recorded_now: set[str] = set()  # this run's paths, whatever another run did to the manifest
 
     def publish(self, files: Sequence[SiteFile], *, force: bool = False) -> TargetReport:
         report = TargetReport(self.name)
+        # Recorded before the files are written: a crash leaves a listed path whose file is not
+        # there yet (skipped by `files`), never a site file left out of the site.
+        self._record(site_file.path for site_file in files)
         for site_file in in_upload_order(files):
             path = self.folder / site_file.path
             if not force and path.is_file() and path.read_bytes() == site_file.body:
@@ -65,14 +81,49 @@ class FolderTarget:
         return report
 
     def files(self) -> list[SiteFile]:
-        """Every file in the folder: the whole site as built so far."""
-        if not self.folder.is_dir():
-            return []
-        return [
-            SiteFile(path.relative_to(self.folder).as_posix(), path.read_bytes())
-            for path in sorted(self.folder.rglob("*"))
-            if path.is_file() and not path.name.startswith(".")
-        ]
+        """The whole site as built so far: every file the site wrote to this folder, and nothing
+        else that lives there."""
+        root = self.folder.resolve()
+        site = []
+        for name in sorted(self._recorded() | self._recorded_now):
+            path = self.folder / name
+            # The manifest is a file anyone can edit: no path in it may lead out of the folder.
+            if not path.resolve().is_relative_to(root):
+                raise PublishError(f"{self.folder / SITE_MANIFEST} lists {name!r}, which is not in {self.folder}; "
+                                   "delete that line (or the file: the next publish writes it again)")
+            if path.is_file():
+                site.append(SiteFile(name, path.read_bytes()))
+        return site
+
+    def _recorded(self) -> set[str]:
+        try:
+            names = json.loads((self.folder / SITE_MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as error:
+            raise PublishError(f"cannot read {self.folder / SITE_MANIFEST} ({error}); delete it and publish "
+                               "every issue again (--all)") from None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise PublishError(f"{self.folder / SITE_MANIFEST} is not a list of paths; delete it and publish "
+                               "every issue again (--all)")
+        return set(names)
+
+    def _record(self, paths: Iterable[str]) -> None:
+        new = set(paths)
+        self._recorded_now |= new
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            folder = os.open(self.folder, os.O_RDONLY)
+        except OSError as error:
+            raise PublishError(f"cannot write {self.folder} ({error.strerror or error})") from None
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)  # two publishes at once: neither loses the other's paths
+            recorded = self._recorded()
+            if not new <= recorded:
+                body = json.dumps(sorted(recorded | new), indent=0).encode("utf-8") + b"\n"
+                _write_atomically(self.folder / SITE_MANIFEST, body)
+        finally:
+            os.close(folder)
 
 
 def _write_atomically(path: Path, body: bytes) -> None:
