@@ -285,15 +285,16 @@ class _IssueBuilder:
         return Issue(papers=papers, intro=intro, notice=self.notice, path=self.path, **header)
 
     def read_front_matter(self) -> dict[str, object]:
-        values, key_lines = self.front.values, self.front.key_lines
+        key_lines = self.front.key_lines
         # The closing '---' line, for keys that are missing altogether.
         top = self.source.number(self.body_start - 1)
+        values = self.without_escaped_controls(self.front.values, top)
         for key in values:
             if key not in FRONT_MATTER_KEYS:
                 allowed = ", ".join(FRONT_MATTER_KEYS)
                 self.fail(key_lines.get(str(key), top), f"unknown front matter key {key!r}; expected {allowed}")
         for key, required in FRONT_MATTER_KEYS.items():
-            if required and values.get(key) in (None, ""):
+            if required and self.front.values.get(key) in (None, ""):
                 self.fail(top, f"front matter has no '{key}:'; it is required")
         header: dict[str, object] = {}
         for key in ("title", "subject", "preheader", "source_url"):
@@ -315,6 +316,20 @@ class _IssueBuilder:
         if values.get("date") not in (None, ""):
             header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
+
+    def without_escaped_controls(self, values: dict[str, object], top: int) -> dict[str, object]:
+        """The front matter without the values that hold a character the input stage refuses, each
+        an error on its key's line: YAML escapes ("\\u0008", "\\e") bring in after decoding what a
+        raw control character on the line would have been refused for."""
+        kept = {}
+        for key, value in values.items():
+            bad = _FORBIDDEN.search(value) if isinstance(value, str) else None
+            if bad:
+                self.fail(self.front.key_lines.get(str(key), top),
+                          f"'{key}:' holds {_describe(bad.group())}, written as a YAML escape; delete it")
+            else:
+                kept[key] = value
+        return kept
 
     def read_email_notice(self, value: object, line: int) -> Text | None:
         """The notice as the email edition words it (Markdown, several lines with `|`)."""

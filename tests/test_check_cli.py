@@ -70,3 +70,28 @@ def test_check_prints_every_error_one_line_each(tmp_path):
         "'### 논문 초록 / Abstract', '### 논문 링크 / Paper', '### 더 읽어보기 / Read more'",
         f"{bad}:14: an invisible control character U+0007 (BEL) at column 4; delete it",
     ]
+
+
+def test_control_characters_written_as_yaml_escapes_stop_check_and_build_alike(tmp_path):
+    from conftest import write_config
+    from sending_fixtures import cli
+
+    config_path = write_config(tmp_path / "newsletter.toml")
+    front, body = SAMPLE.read_text(encoding="utf-8").split("\n---\n", 1)
+    escaped = tmp_path / "escaped.md"
+    escaped.write_text(
+        front.replace('title: "[2023/10/16', 'title: "[2023/10/16 \\u0008', 1)
+        .replace('preheader: "Llemma', 'preheader: "\\e[31mLlemma\\x85', 1)  # ESC, and NEL, a line break
+        + "\nsubject: \"\\x7f\"\n---\n" + body, encoding="utf-8")
+    expected = [
+        f"{escaped}:2: 'title:' holds an invisible control character U+0008 (BS), written as a YAML escape; delete it",
+        f"{escaped}:4: 'preheader:' holds an invisible control character U+001B (ESC), written as a YAML escape; "
+        "delete it",
+        f"{escaped}:8: 'subject:' holds an invisible control character U+007F (DEL), written as a YAML escape; "
+        "delete it",
+    ]
+    for command in (["check"], ["build", "-o", str(tmp_path / "build")]):
+        result = cli(config_path, *command, str(escaped))
+        assert result.exit_code == 1, result.output
+        assert [line for line in result.output.splitlines() if not line.startswith("warning:")] == expected, command
+    assert not (tmp_path / "build").exists()
