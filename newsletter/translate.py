@@ -16,6 +16,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
+import selectors
 import shlex
 import signal
 import subprocess
@@ -35,6 +37,16 @@ from .model import Issue
 from .parse import parse_issue_bytes
 
 WRITE_TRIES = 20  # re-reads when the file keeps changing between our read and our rename
+# The longest answer taken for a part: ANSWER_FACTOR times the English sent, and never less than
+# ANSWER_FLOOR bytes. In the sample week the Korean of a part is 0.8-1.5 times its English in
+# UTF-8 bytes (1.16 overall); even a syllable for every English letter would be 3 times (a Hangul
+# syllable is 3 bytes). The floor leaves a short title room for a model's preamble. A part is at
+# most an arXiv abstract (1,920 characters), so an answer stops at about 8 KB: a runaway model
+# cannot make a 120 MB issue whose HTML the email's CSS inliner (libxml2: 10 MB per text) cuts.
+ANSWER_FACTOR = 4
+ANSWER_FLOOR = 4096
+STDERR_KEPT = 4096  # the tail of what a command says on stderr (its last line is shown)
+SHOWN_CHARACTERS = 200  # of that line, after escaping
 
 
 @dataclass(frozen=True)
@@ -141,7 +153,7 @@ def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> 
     for attempt in range(settings.retries + 1):
         attempts += 1
         try:
-            korean = _clean_output(run_command(argv, job.english, settings.timeout), job.kind)
+            korean = _clean_output(run_command(argv, job.english, settings.timeout, answer_cap(job.english)), job.kind)
             break
         except CommandFailed as failure:
             error = str(failure)
@@ -232,8 +244,14 @@ def _clean_output(output: str, kind: str) -> str:
     return text
 
 
-def run_command(argv: list[str], english: str, timeout: float) -> str:
-    """Run the command (no shell) with `english` on stdin; its stdout, or CommandFailed."""
+def answer_cap(english: str) -> int:
+    """The most bytes of stdout taken as the translation of `english` (see ANSWER_FACTOR)."""
+    return max(ANSWER_FLOOR, ANSWER_FACTOR * len(english.encode("utf-8")))
+
+
+def run_command(argv: list[str], english: str, timeout: float, cap: int) -> str:
+    """Run the command (no shell) with `english` on stdin; its stdout, or CommandFailed (also for
+    an answer longer than `cap` bytes: the command is stopped there, the rest never read)."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    start_new_session=True)  # its own group: a timeout ends its children too
@@ -242,7 +260,7 @@ def run_command(argv: list[str], english: str, timeout: float) -> str:
     except PermissionError:
         raise DraftError(f"translate command {argv[0]!r} cannot be run (permission denied)") from None
     try:
-        stdout, stderr = process.communicate(english.encode("utf-8"), timeout=timeout)
+        stdout, stderr = _communicate(process, english.encode("utf-8"), timeout, cap)
     except subprocess.TimeoutExpired:
         _kill_group(process)
         raise CommandFailed(f"no answer within {timeout:g} s") from None
@@ -250,8 +268,8 @@ def run_command(argv: list[str], english: str, timeout: float) -> str:
         _kill_group(process)
         raise
     if process.returncode != 0:
-        said = stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = f": {said[-1][:200]}" if said else ""
+        said = [line for line in stderr.splitlines() if line.strip()]
+        detail = f": {shown(said[-1])}" if said else ""
         raise CommandFailed(f"the command exited with status {process.returncode}{detail}")
     try:
         return stdout.decode("utf-8")
@@ -259,12 +277,65 @@ def run_command(argv: list[str], english: str, timeout: float) -> str:
         raise CommandFailed("the command's output is not UTF-8") from None
 
 
+def _communicate(process: subprocess.Popen, data: bytes, timeout: float, cap: int) -> tuple[bytes, bytes]:
+    """Popen.communicate with bounds: stdout up to `cap` bytes (CommandFailed past it), only the
+    last STDERR_KEPT bytes of stderr (the rest is read and dropped, so the command never blocks on
+    a full pipe), subprocess.TimeoutExpired after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    stdout, stderr = bytearray(), bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ, stdout)
+        selector.register(process.stderr, selectors.EVENT_READ, stderr)
+        if data:
+            selector.register(process.stdin, selectors.EVENT_WRITE)
+        else:
+            process.stdin.close()
+        sent = 0
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            for key, _ in selector.select(remaining):
+                if key.fileobj is process.stdin:
+                    try:
+                        sent += os.write(key.fd, data[sent:sent + select.PIPE_BUF])
+                    except BrokenPipeError:  # it stopped reading: what it says is the answer
+                        sent = len(data)
+                    if sent >= len(data):
+                        selector.unregister(key.fileobj)
+                        key.fileobj.close()
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()
+                    continue
+                key.data.extend(chunk)
+                if key.data is stdout and len(stdout) > cap:
+                    raise CommandFailed(f"the answer passed {cap:,} bytes, far more than a translation of this "
+                                        "part can be; the command was stopped and its answer not used")
+                if key.data is stderr:
+                    del stderr[:-STDERR_KEPT]
+    process.wait(max(0.0, deadline - time.monotonic()))
+    return bytes(stdout), bytes(stderr)
+
+
+def shown(said: bytes) -> str:
+    """A command's words for one line of ours: undecodable bytes and control characters (a
+    terminal's escape sequences) written as escapes, and at most SHOWN_CHARACTERS of them."""
+    text = said.decode("utf-8", "backslashreplace").strip()
+    escaped = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+    return escaped if len(escaped) <= SHOWN_CHARACTERS else escaped[:SHOWN_CHARACTERS - 1] + "…"
+
+
 def _kill_group(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    process.communicate()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        stream.close()
+    process.wait()
 
 
 @contextmanager

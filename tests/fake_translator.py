@@ -6,6 +6,8 @@ Options pick an input to misbehave on (the input contains the given text):
   --hang-on-call N   on the Nth call (counted in --state DIR), write DIR/hung (this pid), sleep
   --edit FILE --edit-on TEXT --old A --new B   replace A by B in FILE first (the editor saves)
   --fail-first N     fail the first N calls (counted in --state DIR), then answer
+  --flood-on TEXT --flood-bytes N   answer N bytes of Korean (a runaway model), then exit 0
+  --garble-on TEXT --garble-bytes N   N bytes of binary junk and terminal escapes on stderr, exit 3
 """
 
 import argparse
@@ -25,6 +27,10 @@ parser.add_argument("--edit-on")
 parser.add_argument("--old")
 parser.add_argument("--new")
 parser.add_argument("--prefix", default="KO: ")
+parser.add_argument("--flood-on")
+parser.add_argument("--flood-bytes", type=int, default=12_000_000)
+parser.add_argument("--garble-on")
+parser.add_argument("--garble-bytes", type=int, default=1000)
 args = parser.parse_args()
 
 english = sys.stdin.buffer.read().decode("utf-8")
@@ -35,6 +41,20 @@ if args.state:
     counter.write_text(str(call))
 if args.fail_on and args.fail_on in english:
     print(f"model refused: {args.fail_on}", file=sys.stderr)
+    sys.exit(3)
+if args.flood_on and args.flood_on in english:
+    chunk = "번역 ".encode() * 10_000
+    try:
+        for _ in range(args.flood_bytes // len(chunk) + 1):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the caller stopped reading
+        os._exit(0)
+    sys.exit(0)
+if args.garble_on and args.garble_on in english:
+    junk = bytes(range(256)) + b"\x1b[2J\x1b]0;owned\x07\r"
+    sys.stderr.buffer.write((junk * (args.garble_bytes // len(junk) + 1))[:args.garble_bytes])
+    sys.stderr.buffer.write(b"\nmodel said: \x1b[31mred\x1b[0m \xff\xfe bye\x07\n")
     sys.exit(3)
 if args.sleep_on and args.sleep_on in english:
     time.sleep(60)

@@ -112,6 +112,27 @@ def test_a_part_that_fails_or_times_out_stays_marked_and_the_rest_are_filled(tmp
     assert assert_each_part_is_marked_or_filled_once(path) == PARTS
 
 
+def test_a_runaway_answer_is_cut_at_the_cap_and_a_binary_stderr_is_shown_escaped(tmp_path: Path):
+    # A 12 MB answer for one part once made a 120 MB issue whose built HTML stopped after the
+    # contents; a command that sprays bytes and escape sequences on stderr must not reach the
+    # editor's terminal as they are.
+    config, path = new_draft(tmp_path, retries=0, command=translator(
+        "--flood-on", "GenBench", "--garble-on", "route queries to LLMs", "--garble-bytes", "5000000"))
+    result = cli(config, "translate", path)
+    assert result.exit_code == 1
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert failed == [
+        f"failed: {path}:102: GenBench: title: the answer passed 4,096 bytes, far more than a translation of this "
+        "part can be; the command was stopped and its answer not used",
+        f"failed: {path}:188: AutoMix: summary: the command exited with status 3: model said: "
+        "\\x1b[31mred\\x1b[0m \\xff\\xfe bye\\x07",
+    ]
+    assert not any(char in result.stderr for char in "\x1b\x07\r\ufffd")
+    assert f"translated {PARTS - 2} of {PARTS} part(s) in {path}; 2 left marked" in result.stdout
+    assert path.stat().st_size < 64 * 1024
+    assert assert_each_part_is_marked_or_filled_once(path) == PARTS - 2
+
+
 def test_a_failing_call_is_retried(tmp_path: Path):
     state = tmp_path / "state"
     state.mkdir()
