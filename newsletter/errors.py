@@ -51,6 +51,10 @@ class TemplateError(NewsletterError):
     """The editor's email templates could not produce a valid email."""
 
 
+class IncompleteEmailError(TemplateError):
+    """The rendered email lost part of the issue (a paper, the footer with its unsubscribe link)."""
+
+
 class StoreError(NewsletterError):
     """The subscriber database or an import into it could not be used as asked."""
 

@@ -23,6 +23,7 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from . import labels, markup
+from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
 from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue, Text
@@ -175,6 +176,7 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
     started = time.perf_counter()
     html = inline_css(compiled, _template_source(env, INLINE_CSS))
     timings["premailer"] = time.perf_counter() - started
+    check_complete(issue, html, EMAIL_TEMPLATE)
 
     started = time.perf_counter()
     web_html = _render_template(env, WEB_TEMPLATE, context)
