@@ -7,10 +7,13 @@
                             reader with source "web"), and applied at once where the app has the
                             database (`newsletter serve`)
 
-The link's token is `ADDRESS.ISSUED.MAC`: the address and the time it was issued (base64url), and
-HMAC-SHA256 over both with a key derived from the unsubscribe signing key. The derived key means a
-confirmation token can never pass as an unsubscribe token or the other way round, and no second
-secret has to be deployed. A token older than `subscribe.confirm_hours` is refused.
+The link's token is the time it was issued and the address, sealed like an unsubscribe token
+(`unsubscribe.TokenCipher`: AES-SIV, base64url) with a key of its own derived from the signing
+key: the link does not show the address, a confirmation token can never pass as an unsubscribe
+token or the other way round, and no second secret has to be deployed. A token older than
+`subscribe.confirm_hours` is refused. Links mailed before the tokens were opaque,
+`ADDRESS.ISSUED.MAC` (HMAC-SHA256 with a key derived from the signing key), work until they
+expire in the same way; that reading can go once `confirm_hours` have passed since the upgrade.
 
 Abuse (subscription bombing: bots submitting a victim's address over and over):
 
@@ -29,7 +32,6 @@ Abuse (subscription bombing: bots submitting a victim's address over and over):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import collections
 import datetime as dt
@@ -54,7 +56,7 @@ from .events import EventQueue, SubscribeConfirmed
 from .events.apply import Applier, apply_once
 from .store import Store, address_key
 from .transports.base import OutgoingMessage, Transport
-from .unsubscribe import MAX_TOKEN_LENGTH, SigningKey
+from .unsubscribe import MAX_TOKEN_LENGTH, SigningKey, TokenCipher, unb64
 
 log = logging.getLogger("newsletter.subscribe")
 
@@ -68,14 +70,6 @@ CONFIRMATION_TAG = "subscribe-confirmation"  # the SES tag (`issue`) of confirma
 _KEY_LABEL = b"newsletter subscribe confirmation v1"
 _MAC_BYTES = 16
 _CLOCK_SKEW = dt.timedelta(minutes=5)  # a token "issued" later than this is not ours
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def derived_key(key: SigningKey) -> bytes:
@@ -96,38 +90,60 @@ class CheckedToken:
     issued_at: dt.datetime | None = None
 
 
+_ISSUED_BYTES = 5  # seconds since 1970, big-endian: enough until the year 36812
+
+
 class ConfirmationTokens:
     def __init__(self, list_id: str, key: SigningKey, lifetime: dt.timedelta):
         self.lifetime = lifetime
+        self._cipher = TokenCipher(key, b"subscribe confirmation", list_id)
         self._mac_for_list = hmac.new(derived_key(key), b"token\0" + list_id.encode() + b"\0", hashlib.sha256)
 
-    def _mac(self, address: str, issued: int) -> bytes:
-        mac = self._mac_for_list.copy()
-        mac.update(address.encode() + b"\0" + str(issued).encode())
-        return mac.digest()[:_MAC_BYTES]
-
     def token(self, address: str, now: dt.datetime) -> str:
-        issued = int(now.timestamp())
-        return f"{_b64(address.encode())}.{_b64(issued.to_bytes(5, 'big'))}.{_b64(self._mac(address, issued))}"
+        return self._cipher.seal(int(now.timestamp()).to_bytes(_ISSUED_BYTES, "big") + address.encode())
 
     def check(self, token: str, now: dt.datetime) -> CheckedToken:
-        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        if len(token) > MAX_TOKEN_LENGTH:
             return CheckedToken(TokenState.INVALID)
-        encoded_address, encoded_issued, encoded_mac = token.split(".")
-        try:
-            address = _unb64(encoded_address).decode()
-            issued = int.from_bytes(_unb64(encoded_issued), "big")
-            mac = _unb64(encoded_mac)
-        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        opened = self._open_mac_token(token) if "." in token else self._open(token)
+        if opened is None:
             return CheckedToken(TokenState.INVALID)
-        if not hmac.compare_digest(mac, self._mac(address, issued)):
-            return CheckedToken(TokenState.INVALID)
+        address, issued = opened
         issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
         if issued_at > now + _CLOCK_SKEW:
             return CheckedToken(TokenState.INVALID)
         if now - issued_at > self.lifetime:
             return CheckedToken(TokenState.EXPIRED, issued_at=issued_at)
         return CheckedToken(TokenState.VALID, address, issued_at)
+
+    def _open(self, token: str) -> tuple[str, int] | None:
+        sealed = self._cipher.open(token)
+        if sealed is None or len(sealed) <= _ISSUED_BYTES:
+            return None
+        try:
+            return sealed[_ISSUED_BYTES:].decode(), int.from_bytes(sealed[:_ISSUED_BYTES], "big")
+        except UnicodeDecodeError:
+            return None
+
+    def _open_mac_token(self, token: str) -> tuple[str, int] | None:
+        """An `ADDRESS.ISSUED.MAC` token, as links mailed before the tokens were opaque carry them."""
+        if token.count(".") != 2:
+            return None
+        encoded_address, encoded_issued, encoded_mac = token.split(".")
+        try:
+            address = unb64(encoded_address).decode()
+            issued = int.from_bytes(unb64(encoded_issued), "big")
+            mac = unb64(encoded_mac)
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            return None
+        if not hmac.compare_digest(mac, self._mac(address, issued)):
+            return None
+        return address, issued
+
+    def _mac(self, address: str, issued: int) -> bytes:
+        mac = self._mac_for_list.copy()
+        mac.update(address.encode() + b"\0" + str(issued).encode())
+        return mac.digest()[:_MAC_BYTES]
 
 
 def mailable_address(value: str) -> str:

@@ -1,8 +1,17 @@
-"""Unsubscribe tokens, the key that signs them, and each recipient's unsubscribe links.
+"""Unsubscribe tokens, the key that makes them, and each recipient's unsubscribe links.
 
-A token is `ADDRESS.MAC`: the address (base64url) so the endpoint can find the subscriber without
-a lookup table, and HMAC-SHA256(key, list id + address) so nobody without the key can make one.
-The endpoint checks the MAC before it looks at the store, so a forged token gets the same answer
+A token is the subscriber's address sealed with AES-SIV (RFC 5297: deterministic authenticated
+encryption) under a key derived from the signing key, with the list id bound in, base64url: the
+endpoint opens it to find the subscriber without a lookup table (it has none on Lambda), nobody
+without the key can make one, and nobody can read the address out of a link (a forwarded email,
+a proxy's log). The same address always gives the same token. It is as long as the address plus
+16 bytes, in base64: about as long as the `ADDRESS.MAC` tokens before it.
+
+Those older tokens (base64url(address) + "." + HMAC-SHA256(key, list id + address)) are in every
+email sent before, and an unsubscribe link must keep working for as long as someone may click
+it: they are still accepted (a dot tells them apart; base64url has none), never issued.
+
+The endpoint checks a token before it looks at the store, so a forged token gets the same answer
 whether or not its address is on the list. Tokens made with the development key start with
 "dev-", so a link from a dry run is recognisable as such.
 """
@@ -14,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +40,7 @@ DEVELOPMENT_KEY_NOTICE = (
     f"using the DEVELOPMENT unsubscribe key (no ${SECRET_ENV} or unsubscribe.key_file): "
     "links in this dry run are for testing only"
 )
-# 128 bits of HMAC-SHA256 (RFC 2104 allows truncation to half the output); keeps links short.
+# The older tokens' MAC: 128 bits of HMAC-SHA256 (RFC 2104 allows truncation to half the output).
 MAC_BYTES = 16
 MAX_TOKEN_LENGTH = 1024  # an address is at most 254 characters; anything longer is not ours
 GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -93,48 +103,91 @@ def _check_length(key: SigningKey, config: Config, config_key: str | None) -> No
         )
 
 
-def _b64(data: bytes) -> str:
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
+    """The bytes of unpadded base64url `text`; binascii.Error for anything else."""
+    if not _TOKEN_TEXT.fullmatch(text):
+        raise binascii.Error("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+class TokenCipher:
+    """Seals bytes into an opaque URL-safe token, and opens a genuine one again (None for anything
+    else, in the same time for every wrong token). One purpose per cipher: each derives its own
+    AES-SIV key from the signing key (HKDF-SHA256), so a token of one kind never opens as another."""
+
+    def __init__(self, key: SigningKey, purpose: bytes, list_id: str):
+        # Imported here: most commands never make a token, and this costs ~40 ms at start-up.
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        secret = HKDF(hashes.SHA256(), length=64, salt=None, info=b"newsletter token v2\0" + purpose).derive(key.secret)
+        self._aead = AESSIV(secret)  # 512 bits: AES-256 for the tag and for the cipher
+        self._associated = [purpose, list_id.encode()]
+
+    def seal(self, data: bytes) -> str:
+        return b64(self._aead.encrypt(data, self._associated))
+
+    def open(self, token: str) -> bytes | None:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(unb64(token), self._associated)
+        except (binascii.Error, ValueError, InvalidTag):
+            return None
+
+
 class TokenSigner:
-    """Makes and checks tokens for one list with one key; cheap per token (one HMAC copy)."""
+    """Makes and checks unsubscribe tokens for one list with one key; cheap per token."""
 
     def __init__(self, list_id: str, key: SigningKey):
         self.key = key
         self.prefix = DEVELOPMENT_TOKEN_PREFIX if key.is_development else ""
-        # The list id is the MAC's fixed prefix; NUL cannot occur in it or in an address.
+        self._cipher = TokenCipher(key, b"unsubscribe", list_id)
+        # The list id is the older tokens' MAC's fixed prefix; NUL cannot occur in it or in an address.
         self._mac_for_list = hmac.new(key.secret, list_id.encode() + b"\0", hashlib.sha256)
 
-    def _mac(self, key: str) -> bytes:
-        mac = self._mac_for_list.copy()
-        mac.update(key.encode())
-        return mac.digest()[:MAC_BYTES]
-
     def token(self, address: str) -> str:
-        key = address_key(address)
-        return f"{self.prefix}{_b64(key.encode())}.{_b64(self._mac(key))}"
+        return self.prefix + self._cipher.seal(address_key(address).encode())
 
     def address(self, token: str) -> str | None:
         """The address key a genuine token was made for; None for anything else."""
         if not token.startswith(self.prefix) or len(token) > MAX_TOKEN_LENGTH:
             return None
-        encoded_address, dot, encoded_mac = token.removeprefix(self.prefix).partition(".")
-        if not dot:
-            return None
+        body = token.removeprefix(self.prefix)
+        if "." in body:
+            return self._address_of_mac_token(body)
+        sealed = self._cipher.open(body)
         try:
-            key = _unb64(encoded_address).decode()
-            mac = _unb64(encoded_mac)
+            key = sealed.decode() if sealed else None
+        except UnicodeDecodeError:
+            return None
+        return key if key and address_key(key) == key else None
+
+    def _address_of_mac_token(self, body: str) -> str | None:
+        """An `ADDRESS.MAC` token, as emails sent before the tokens were opaque carry them."""
+        encoded_address, _, encoded_mac = body.partition(".")
+        try:
+            key = unb64(encoded_address).decode()
+            mac = unb64(encoded_mac)
         except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
             return None
         # A MAC check that takes the same time for every wrong token; no store lookup before it.
         if not hmac.compare_digest(mac, self._mac(key)) or address_key(key) != key:
             return None
         return key
+
+    def _mac(self, key: str) -> bytes:
+        mac = self._mac_for_list.copy()
+        mac.update(key.encode())
+        return mac.digest()[:MAC_BYTES]
 
 
 class UnsubscribeLinks:

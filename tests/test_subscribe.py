@@ -4,7 +4,10 @@ through moto's SQS to `newsletter sync`; tokens, limits and the honeypot."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import re
 import urllib.error
 import urllib.parse
@@ -24,7 +27,7 @@ from newsletter.web import UnsubscribeApp, serve_in_thread
 
 KEY = SigningKey(SECRET.encode(), "test")
 SUBSCRIBE_URL = "https://newsletter.example.com/subscribe/"
-LINK = re.compile(r"(?:https://newsletter\.example\.com|http://127\.0\.0\.1:\d+)(/subscribe/confirm/[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+)")
+LINK = re.compile(r"(?:https://newsletter\.example\.com|http://127\.0\.0\.1:\d+)(/subscribe/confirm/[A-Za-z0-9_-]+)")
 
 
 def subscribe_config(folder: Path, *, events: bool = True, url: str = SUBSCRIBE_URL, **subscribe) -> Path:
@@ -147,33 +150,67 @@ def test_with_the_database_a_confirmation_applies_at_once_and_sync_does_not_appl
     assert statuses(config_path) == {"reader@example.com": "unsubscribed"}
 
 
+def mac_confirmation_token(address: str, issued: dt.datetime, key: SigningKey = KEY,
+                           list_id: str = "top-ml-papers.newsletter.example.com") -> str:
+    """A confirmation token as links mailed before the tokens were opaque carry it:
+    base64url(address).base64url(issue time).MAC."""
+    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+    seconds = int(issued.timestamp())
+    mac_key = hmac.new(key.secret, b"newsletter subscribe confirmation v1", hashlib.sha256).digest()
+    message = b"token\0" + list_id.encode() + b"\0" + address.encode() + b"\0" + str(seconds).encode()
+    mac = hmac.new(mac_key, message, hashlib.sha256).digest()[:16]
+    return f"{encode(address.encode())}.{encode(seconds.to_bytes(5, 'big'))}.{encode(mac)}"
+
+
 def test_expired_forged_and_foreign_tokens_are_refused(tmp_path, moto_events, secret, apps):
     config_path = subscribe_config(tmp_path, confirm_hours=48)
     app = apps(config_path, with_database=True)
     config = load_config(config_path)
     tokens = ConfirmationTokens(config.list_id, KEY, dt.timedelta(hours=48))
     now = dt.datetime.now(dt.UTC)
-    old = tokens.token("late@example.com", now - dt.timedelta(hours=49))
     good = tokens.token("forger@example.com", now)
-    address, issued, mac = good.split(".")
-    victim = urllib.parse.quote(f"{tokens.token('victim@example.com', now).split('.')[0]}.{issued}.{mac}")
+    middle = len(good) // 2
     forged = {
-        "expired": old,
-        "altered address": victim,
-        "altered mac": f"{address}.{issued}.{mac[:-2]}AA",
-        "later issue time": f"{address}.{tokens.token('x@example.com', now + dt.timedelta(hours=1)).split('.')[1]}.{mac}",
+        "expired": tokens.token("late@example.com", now - dt.timedelta(hours=49)),
+        "expired, mailed before the tokens were opaque": mac_confirmation_token("late@example.com",
+                                                                                 now - dt.timedelta(hours=49)),
+        "altered": good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1:],
+        "cut short": good[:-4],
+        "issued an hour from now": tokens.token("x@example.com", now + dt.timedelta(hours=1)),
         "another key": ConfirmationTokens(config.list_id, SigningKey(b"k" * 40, "other"), dt.timedelta(hours=48)).token(
             "forger@example.com", now),
+        "another list": ConfirmationTokens("another.list", KEY, dt.timedelta(hours=48)).token("forger@example.com", now),
         "an unsubscribe token": TokenSigner(config.list_id, KEY).token("forger@example.com"),
+        "an old token under another key": mac_confirmation_token("forger@example.com", now, SigningKey(b"k" * 40, "o")),
         "garbage": "a.b.c",
     }
     for what, token in forged.items():
         for fields in (None, {"confirm": "yes"}):
-            status, page = app.request(f"/subscribe/confirm/{token}", fields)
-            expected = "확인 링크가 만료되었습니다" if what == "expired" else "이 확인 링크는 올바르지 않습니다"
+            status, page = app.request(f"/subscribe/confirm/{urllib.parse.quote(token)}", fields)
+            expected = "확인 링크가 만료되었습니다" if what.startswith("expired") else "이 확인 링크는 올바르지 않습니다"
             assert status == 400 and expected in page, what
     assert queue_depth(moto_events) == 0 and statuses(config_path) == {}
     assert tokens.check(good, now).state is TokenState.VALID  # the untouched one is fine
+
+
+def test_a_confirmation_link_does_not_show_the_address_and_old_links_work_until_they_expire(
+        tmp_path, moto_events, secret, apps):
+    config_path = subscribe_config(tmp_path, confirm_hours=48)
+    app = apps(config_path, with_database=True)
+    app.subscribe("reader@example.com")
+    [link] = confirmation_links(moto_events.ses, "reader@example.com")
+    token = link.rpartition("/")[2]
+    for start in range(4):  # whatever base64 anyone can read out of it, from any offset
+        chunk = token[start:len(token) - (len(token) - start) % 4]
+        assert b"reader" not in base64.urlsafe_b64decode(chunk)
+    assert len(token) < len(mac_confirmation_token("reader@example.com", dt.datetime.now(dt.UTC)))
+
+    # A link mailed an hour before the upgrade, in the older form, still confirms.
+    old = mac_confirmation_token("early@example.com", dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert app.request(f"/subscribe/confirm/{old}")[0] == 200
+    assert app.request(f"/subscribe/confirm/{old}", {"confirm": "yes"})[0] == 200
+    assert app.request(link, {"confirm": "yes"})[0] == 200
+    assert statuses(config_path) == {"early@example.com": "subscribed", "reader@example.com": "subscribed"}
 
 
 def test_twenty_posts_for_one_address_send_one_email_also_across_restarts(tmp_path, moto_events, secret, apps):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime as dt
+import hashlib
+import hmac
 import http.client
 import io
 import os
@@ -46,20 +50,55 @@ def config(newsletter_config: Path, monkeypatch: pytest.MonkeyPatch):
 # Tokens and keys
 
 
-def test_a_token_names_its_address_and_nothing_else_verifies() -> None:
+def mac_token(address: str, key: SigningKey = REAL_KEY, list_id: str = LIST_ID) -> str:
+    """A token as emails sent before the tokens were opaque carry it: base64url(address).MAC."""
+    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+    mac = hmac.new(key.secret, list_id.encode() + b"\0" + address.encode(), hashlib.sha256).digest()[:16]
+    return f"{encode(address.encode())}.{encode(mac)}"
+
+
+def readable_in(token: str) -> str:
+    """Whatever anyone can decode out of a token without the key."""
+    pieces = []
+    for piece in re.split(r"[.]", token.removeprefix("dev-")):
+        for start in range(4):  # base64 read from any offset
+            chunk = piece[start:len(piece) - (len(piece) - start) % 4]  # whole 4-character groups
+            pieces.append(base64.urlsafe_b64decode(chunk).decode("latin-1"))
+    return "".join(pieces)
+
+
+def test_a_token_opens_to_its_address_only_with_the_key_and_does_not_show_it() -> None:
     signer = TokenSigner(LIST_ID, REAL_KEY)
     token = signer.token("Kim@Example.com")
     assert token == signer.token("kim@example.com")  # the same subscriber, the same token
     assert signer.address(token) == "kim@example.com"
-    address_part, mac_part = token.split(".")
-    other = signer.token("lee@example.com").split(".")[0]
-    assert signer.address(f"{other}.{mac_part}") is None  # another address under kim's MAC
-    flipped = mac_part[:-2] + ("A" if mac_part[-2] != "A" else "B") + mac_part[-1]
-    assert signer.address(f"{address_part}.{flipped}") is None
+    assert "kim" not in readable_in(token).lower() and "example" not in readable_in(token).lower()
+    assert len(token) <= len(mac_token("kim@example.com"))  # no longer in the List-Unsubscribe header
+    for position in (0, len(token) // 2, len(token) - 2):
+        flipped = token[:position] + ("A" if token[position] != "A" else "B") + token[position + 1:]
+        assert signer.address(flipped) is None
+    assert signer.address(token[:-1]) is None and signer.address(token + "A") is None
     assert TokenSigner("another.list", REAL_KEY).address(token) is None
     assert TokenSigner(LIST_ID, SigningKey(b"x" * 40, "other")).address(token) is None
-    for malformed in ("", ".", "abc", "a.b.c", "%%%.%%%", "dev-" + token, "x" * 5000):
+    # A confirmation link's token is sealed under another key: it never unsubscribes anyone.
+    from newsletter.subscribe import ConfirmationTokens
+    confirmation = ConfirmationTokens(LIST_ID, REAL_KEY, dt.timedelta(hours=48)).token("kim@example.com", dt.datetime.now(dt.UTC))
+    assert signer.address(confirmation) is None
+    for malformed in ("", ".", "abc", "a.b.c", "%%%.%%%", "dev-" + token, "x" * 5000, token + "=", " " + token):
         assert signer.address(malformed) is None
+
+
+def test_links_mailed_before_the_tokens_were_opaque_still_unsubscribe(endpoint) -> None:
+    signer = endpoint.signer
+    old = mac_token("kim@example.com")
+    assert signer.address(old) == "kim@example.com"
+    other = mac_token("lee@example.com").split(".")[0]
+    assert signer.address(f"{other}.{old.split('.')[1]}") is None  # another address under kim's MAC
+    assert signer.address(mac_token("kim@example.com", list_id="another.list")) is None
+    assert signer.address(mac_token("kim@example.com", key=SigningKey(b"x" * 40, "other"))) is None
+    assert signer.address(mac_token("Kim@example.com")) is None  # never issued: tokens were made for the key
+    assert endpoint.one_click(old)[0] == 200
+    assert endpoint.subscribed() == {"lee@example.com"}
 
 
 def test_development_tokens_are_marked_and_rejected_by_a_real_key() -> None:
@@ -288,7 +327,9 @@ def test_every_address_has_a_token_that_leads_back_to_it(address: str) -> None:
     signer = TokenSigner(LIST_ID, REAL_KEY)
     token = signer.token(address)
     assert signer.address(token) == address.casefold()
-    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
+    assert address.casefold().encode() not in readable_in(token).encode("latin-1")
+    assert signer.address(mac_token(address.casefold())) == address.casefold()
 
 
 # Hostile request bodies: a short 400 page, never a 500, and nothing changed

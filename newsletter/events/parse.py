@@ -45,7 +45,8 @@ _NOTHING_TO_DO = {"AmazonSnsSubscriptionSucceeded", "Subscription"}
 _SNS_TYPES = {"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"}
 # An unsubscribe token (see `unsubscribe.TokenSigner`) after "unsubscribe-" in a subject (the
 # List-Unsubscribe mailto's ?subject=) or "unsubscribe+" in an address.
-_TOKEN = re.compile(r"unsubscribe[-+]((?:dev-)?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)", re.IGNORECASE)
+# Opaque tokens are base64url; older ones, `ADDRESS.MAC`, have a dot.
+_TOKEN = re.compile(r"unsubscribe[-+]((?:dev-)?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
