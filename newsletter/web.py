@@ -24,6 +24,7 @@ import email.policy
 import email.utils
 import html
 import logging
+import resource
 import sqlite3
 import threading
 import urllib.parse
@@ -47,6 +48,16 @@ log = logging.getLogger("newsletter.web")
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
 MAX_BODY_BYTES = 64 * 1024
+
+# The server's own bounds, so that neither a large body nor a crowd of idle connections keeps it
+# from answering. They are a floor, not a shield: waitress cannot tell a slow reader from a hostile
+# one (a client sending a byte every few seconds stays), so the reverse proxy of docs/deploy.md,
+# with its per-client limits, stays the way to face the internet.
+MAX_HEADER_BYTES = 32 * 1024  # a browser sends 1-2 KB; waitress's default is 256 KB per connection
+IDLE_SECONDS = 10  # a connection that sends nothing for this long is closed (waitress: 120)
+IDLE_CHECK_SECONDS = 2  # how often idle connections are looked for (waitress: 30)
+MAX_CONNECTIONS = 1000  # open at once (waitress: 100, which 100 idle sockets fill for two minutes)
+SPARE_FILES = 100  # file descriptors kept for the database, the queue's HTTPS and logs
 
 _HEADERS = [
     ("Content-Type", "text/html; charset=utf-8"),
@@ -237,9 +248,26 @@ def create_server(
         # poll, not select: a close() from another thread (serve_in_thread's owner) then ends the
         # loop instead of raising EBADF inside it, and no FD_SETSIZE cap on connections.
         lambda: waitress.create_server(app, host=host, port=port, ident="newsletter", clear_untrusted_proxy_headers=True,
-                                       asyncore_use_poll=True, **proxy),
+                                       asyncore_use_poll=True, **proxy, **server_limits()),
         host, port,
     )
+
+
+def server_limits() -> dict[str, int]:
+    """waitress's settings for the bounds above."""
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    connections = MAX_CONNECTIONS if open_files == resource.RLIM_INFINITY else min(MAX_CONNECTIONS,
+                                                                                  open_files - SPARE_FILES)
+    return {
+        # waitress answers 413 when a body reaches this size: on the Content-Length alone, before
+        # it reads a byte of the body, and part-way through a chunked one. The app itself takes
+        # up to MAX_BODY_BYTES (`>=` in waitress, hence the one).
+        "max_request_body_size": MAX_BODY_BYTES + 1,
+        "max_request_header_size": MAX_HEADER_BYTES,
+        "channel_timeout": IDLE_SECONDS,
+        "cleanup_interval": IDLE_CHECK_SECONDS,
+        "connection_limit": max(connections, 10),
+    }
 
 
 def listen(create: Callable[[], Any], host: str, port: int) -> Any:
