@@ -111,10 +111,15 @@ def b64(data: bytes) -> str:
 
 
 def unb64(text: str) -> bytes:
-    """The bytes of unpadded base64url `text`; binascii.Error for anything else."""
+    """The bytes of unpadded base64url `text` as `b64` writes it; binascii.Error for anything else
+    (also for the other spellings of the same bytes that the unused bits of a last character
+    allow: one token, one string)."""
     if not _TOKEN_TEXT.fullmatch(text):
         raise binascii.Error("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64(data) != text:
+        raise binascii.Error("not in canonical base64url")
+    return data
 
 
 class TokenCipher:
