@@ -83,14 +83,9 @@ class FolderTarget:
     def files(self) -> list[SiteFile]:
         """The whole site as built so far: every file the site wrote to this folder, and nothing
         else that lives there."""
-        root = self.folder.resolve()
         site = []
         for name in sorted(self._recorded() | self._recorded_now):
             path = self.folder / name
-            # The manifest is a file anyone can edit: no path in it may lead out of the folder.
-            if not path.resolve().is_relative_to(root):
-                raise PublishError(f"{self.folder / SITE_MANIFEST} lists {name!r}, which is not in {self.folder}; "
-                                   "delete that line (or the file: the next publish writes it again)")
             if path.is_file():
                 site.append(SiteFile(name, path.read_bytes()))
         return site
@@ -106,6 +101,12 @@ class FolderTarget:
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise PublishError(f"{self.folder / SITE_MANIFEST} is not a list of paths; delete it and publish "
                                "every issue again (--all)")
+        # The manifest is a file anyone can edit: no path in it may lead out of the folder.
+        root = self.folder.resolve()
+        for name in names:
+            if "\0" in name or not (self.folder / name).resolve().is_relative_to(root):
+                raise PublishError(f"{self.folder / SITE_MANIFEST} lists {name!r}, which is not in {self.folder}; "
+                                   "delete that line (or the file: the next publish writes it again)")
         return set(names)
 
     def _record(self, paths: Iterable[str]) -> None:
