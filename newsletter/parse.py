@@ -288,7 +288,7 @@ class _IssueBuilder:
         key_lines = self.front.key_lines
         # The closing '---' line, for keys that are missing altogether.
         top = self.source.number(self.body_start - 1)
-        values = self.without_escaped_controls(self.front.values, top)
+        values = self.decoded_values(self.front.values, top)
         for key in values:
             if key not in FRONT_MATTER_KEYS:
                 allowed = ", ".join(FRONT_MATTER_KEYS)
@@ -317,10 +317,10 @@ class _IssueBuilder:
             header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
 
-    def without_escaped_controls(self, values: dict[str, object], top: int) -> dict[str, object]:
-        """The front matter without the values that hold a character the input stage refuses, each
-        an error on its key's line: YAML escapes ("\\u0008", "\\e") bring in after decoding what a
-        raw control character on the line would have been refused for."""
+    def decoded_values(self, values: dict[str, object], top: int) -> dict[str, object]:
+        """The front matter's text held to the input stage's rule once YAML has decoded its escapes
+        ("\\u0008", "\\e", "\\f"): line breaks (VT, FF, NEL, LS, PS) become line breaks, and a
+        value with any other control character is left out, as an error on its key's line."""
         kept = {}
         for key, value in values.items():
             bad = _FORBIDDEN.search(value) if isinstance(value, str) else None
@@ -328,7 +328,7 @@ class _IssueBuilder:
                 self.fail(self.front.key_lines.get(str(key), top),
                           f"'{key}:' holds {_describe(bad.group())}, written as a YAML escape; delete it")
             else:
-                kept[key] = value
+                kept[key] = _LINE_BREAKS.sub("\n", value) if isinstance(value, str) else value
         return kept
 
     def read_email_notice(self, value: object, line: int) -> Text | None:

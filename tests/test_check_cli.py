@@ -95,3 +95,12 @@ def test_control_characters_written_as_yaml_escapes_stop_check_and_build_alike(t
         assert result.exit_code == 1, result.output
         assert [line for line in result.output.splitlines() if not line.startswith("warning:")] == expected, command
     assert not (tmp_path / "build").exists()
+
+    # A line break written as an escape (Word's page break, FF) is a line break, as it is raw.
+    notice = tmp_path / "notice.md"
+    notice.write_text(front.split("email_notice:")[0] + 'email_notice: "* 첫째\\f* 둘째"\n---\n' + body,
+                      encoding="utf-8")
+    for command in (["check"], ["build", "-o", str(tmp_path / "build")]):
+        result = cli(config_path, *command, str(notice))
+        assert result.exit_code == 0, result.output
+    assert "<li>첫째</li>" in (tmp_path / "build" / "2023-10-16.html").read_text(encoding="utf-8")
