@@ -73,7 +73,8 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)  # a token "issued" later than this is not
 
 
 def derived_key(key: SigningKey) -> bytes:
-    """The key for confirmation tokens and the daily records: never the unsubscribe key itself."""
+    """The key for the daily records and the older confirmation tokens' MACs: never the
+    unsubscribe key itself."""
     return hmac.new(key.secret, _KEY_LABEL, hashlib.sha256).digest()
 
 

@@ -124,8 +124,9 @@ def unb64(text: str) -> bytes:
 
 class TokenCipher:
     """Seals bytes into an opaque URL-safe token, and opens a genuine one again (None for anything
-    else, in the same time for every wrong token). One purpose per cipher: each derives its own
-    AES-SIV key from the signing key (HKDF-SHA256), so a token of one kind never opens as another."""
+    else; a well-formed wrong token costs the same time whatever it holds). One purpose per
+    cipher: each derives its own AES-SIV key from the signing key (HKDF-SHA256), so a token of
+    one kind never opens as another."""
 
     def __init__(self, key: SigningKey, purpose: bytes, list_id: str):
         # Imported here: most commands never make a token, and this costs ~40 ms at start-up.
