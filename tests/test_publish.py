@@ -1,9 +1,12 @@
 """`newsletter publish`: the archive in a folder and on S3 (moto's server over HTTP), the Atom feed
-read back by feedparser, the index's links, and the check a list send makes before it starts."""
+read back by feedparser, the index's links, the tag pages, the search index's files, and the check
+a list send makes before it starts. (The search itself, typed into the page, is in
+test_site_browser.py.)"""
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import html.parser
 import json
 import re
@@ -15,13 +18,13 @@ from urllib.parse import urljoin
 import feedparser
 import pytest
 
-from conftest import write_config
+from conftest import require_pagefind, write_config
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
-from newsletter.model import PublishedIssue
+from newsletter.model import PublishedIssue, PublishedPaper
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
-from newsletter.site.pages import atom_feed
+from newsletter.site.pages import atom_feed, is_site_file
 from sending_fixtures import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +56,25 @@ def issue_copy(folder: Path, date: str, *, title: str | None = None, edit: str |
     return path
 
 
+NEW_PAPER = "Mixture-of-Depths: Dynamically Allocating Compute in Transformer Language Models"
+NEW_PAPER_SLUG = "mixture-of-depths-dynamically-allocating-compute-in-transformer"
+
+
+def second_week(folder: Path, date: str = "2023-10-23") -> Path:
+    """The sample as another week, as a real second week differs: its own title, and in place of
+    Llemma (#mathglm) a paper the first week does not have (#moe, #효율)."""
+    text = SAMPLE.read_text(encoding="utf-8").replace("date: 2023-10-16", f"date: {date}")
+    text = text.replace("[2023/10/16 ~ 10/22]", "[2023/10/23 ~ 10/29]")
+    text = text.replace("## Llemma(렘마): 수학을 위한 개방형 언어 모델 / Llemma: An Open Language Model For Mathematics",
+                        f"## 깊이 혼합: 트랜스포머 언어 모델의 동적 연산 배분 / {NEW_PAPER}")
+    text = text.replace("Tags: mathglm", "Tags: moe, 효율")
+    path = folder / f"{date}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def publish(config_path: Path, *args: str):
+    require_pagefind()
     result = cli(config_path, "publish", *map(str, args))
     assert result.exit_code == 0, result.output
     return result
@@ -102,14 +123,30 @@ def test_the_index_links_only_to_files_that_exist_and_carries_the_subscribe_form
     site = load_config(config_path).publish.out
     links = links_of(site / "index.html")
     local = [href for href in links.hrefs if not re.match(r"[a-z]+:", href)]
-    assert sorted(local) == ["2023-10-16.web.html", "2023-10-23.web.html", "feed.xml", "feed.xml"]
+    pages = {href.partition("#")[0] for href in local}
+    assert pages == {"2023-10-16.web.html", "2023-10-23.web.html", "feed.xml", "tags/index.html"}
     for href in local:
-        assert (site / href).is_file(), href
-    assert links.actions == [SUBSCRIBE_URL]
+        path, _, anchor = href.partition("#")
+        assert (site / path).is_file(), href
+        assert not anchor or f'id="{anchor}"' in (site / path).read_text(encoding="utf-8"), href
+    assert links.actions == ["#search", SUBSCRIBE_URL]
     index = (site / "index.html").read_text(encoding="utf-8")
     assert index.index("2023-10-23.web.html") < index.index("2023-10-16.web.html")  # newest first
     assert "지난 호" in index and "Archive" in index and 'name="website"' in index  # bilingual; honeypot
     assert 'id="subscribe"' in index  # what web_base_url + "#subscribe" (the pages' subscribe link) finds
+
+
+def test_the_index_links_every_paper_title_to_its_anchor_on_its_weeks_page(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE)
+    site = load_config(config_path).publish.out
+    papers = parse_issue(SAMPLE).papers
+    anchors = [href for href in links_of(site / "index.html").hrefs if "#" in href]
+    assert anchors == [f"2023-10-16.web.html#{paper.slug}" for paper in papers]
+    index = (site / "index.html").read_text(encoding="utf-8")
+    for paper in papers:  # each title is the text of its own link (not five and "10 more")
+        language = "" if paper.title_ko else ' lang="en"'
+        assert f'#{paper.slug}"{language}>{html.escape(paper.title, quote=False)}</a>' in index
 
 
 def test_the_index_and_feed_name_each_issue_by_its_week_not_the_forum_title(tmp_path):
@@ -138,6 +175,7 @@ def test_the_feed_is_atom_1_0_with_one_entry_per_issue_and_its_summary(tmp_path)
     assert feed.entries[0].title == "Week 2: <b>bold</b> & more"  # text, escaped by the XML writer
     assert feed.entries[1].summary == parse_issue(SAMPLE).preheader
     assert all(entry.updated_parsed and entry.published_parsed for entry in feed.entries)
+    assert [entry.published_parsed[:3] for entry in feed.entries] == [(2023, 10, 23), (2023, 10, 16)]
     self_link = [link.href for link in feed.feed.links if link.rel == "self"]
     assert self_link == [WEB_BASE + "feed.xml"]
 
@@ -147,26 +185,31 @@ def test_control_characters_do_not_break_the_feed(tmp_path):
     reader then refuses the whole feed. (The parser refuses them in issue files; the feed does not
     rely on that.)"""
     now = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
-    entry = PublishedIssue("2023-10-16", "Title\x0b\x01 end", "a\x00b\x1f", ("p",), "0" * 64, now, now, "x")
+    paper = PublishedPaper("p", "T\x0c<b>x</b>", None, ("a\x1fb", "<i>", "RAG", "rag"), "")
+    entry = PublishedIssue("2023-10-16", "Title\x0b\x01 end", "a\x00b\x1f", (paper,), "0" * 64, now, now, "x")
     feed = feedparser.parse(atom_feed([entry], load_config(site_config(tmp_path))).body)
     assert not feed.bozo, feed.get("bozo_exception")
     assert (feed.entries[0].title, feed.entries[0].summary) == ("Title end", "ab")
+    assert [tag.term for tag in feed.entries[0].tags] == ["ab", "<i>", "rag"]  # RAG and rag: one tag
+    assert "&lt;b&gt;x&lt;/b&gt;" in feed.entries[0].content[0].value  # the title is text in the HTML
 
 
 def test_a_second_run_writes_nothing_and_an_edit_rewrites_only_what_it_changes(tmp_path):
     config_path = site_config(tmp_path)
     publish(config_path, SAMPLE)
     site = load_config(config_path).publish.out
-    before = {path.name: path.read_bytes() for path in site.iterdir()}
+    before = {path: path.read_bytes() for path in site.rglob("*") if path.is_file()}
     assert "folder: " in publish(config_path, SAMPLE).output
-    assert {path.name: path.read_bytes() for path in site.iterdir()} == before
-    assert "0 written, 3 unchanged" in publish(config_path, SAMPLE).output
+    assert {path: path.read_bytes() for path in site.rglob("*") if path.is_file()} == before
+    again = json.loads(publish(config_path, "--json", SAMPLE).output)["folder"]
+    assert again["written"] == [] and len(again["unchanged"]) == len(before)
 
     edited = issue_copy(tmp_path, "2023-10-16", edit="정정: 오타를 고쳤습니다.")
-    output = publish(config_path, edited).output
-    assert "2 written, 1 unchanged" in output  # the page and the feed's updated time; the index is the same
+    folder = json.loads(publish(config_path, "--json", edited).output)["folder"]
+    # The page and the feed's updated time; the intro is not a paper, so search and tags stay.
+    assert folder["written"] == ["2023-10-16.web.html", "feed.xml"] and folder["removed"] == []
     assert "정정: 오타를 고쳤습니다." in (site / "2023-10-16.web.html").read_text(encoding="utf-8")
-    assert (site / "index.html").read_bytes() == before["index.html"]
+    assert (site / "index.html").read_bytes() == before[site / "index.html"]
 
 
 def test_all_rebuilds_the_index_from_exactly_the_files_given(tmp_path):
@@ -232,36 +275,74 @@ def test_publish_to_s3_uploads_with_content_type_charset_and_cache_headers(tmp_p
     config_path = site_config(tmp_path, "page_cache_seconds = 604800\nlisting_cache_seconds = 60")
     publish(config_path, SAMPLE, "--to", f"s3://{bucket}/issues")
     found = objects(client, bucket)
-    assert set(found) == {"issues/2023-10-16.web.html", "issues/index.html", "issues/feed.xml"}
+    site = load_config(config_path).publish.out
+    assert set(found) == {f"issues/{p.relative_to(site).as_posix()}" for p in site.rglob("*") if p.is_file()}
+    long, short = "public, max-age=604800", "public, max-age=60"
     expected = {
-        "issues/2023-10-16.web.html": ("text/html; charset=utf-8", "public, max-age=604800"),
-        "issues/index.html": ("text/html; charset=utf-8", "public, max-age=60"),
-        "issues/feed.xml": ("application/atom+xml; charset=utf-8", "public, max-age=60"),
+        "issues/2023-10-16.web.html": ("text/html; charset=utf-8", long),
+        "issues/index.html": ("text/html; charset=utf-8", short),
+        "issues/feed.xml": ("application/atom+xml; charset=utf-8", short),
+        "issues/tags/rag.html": ("text/html; charset=utf-8", short),
+        "issues/tags/index.html": ("text/html; charset=utf-8", short),
+        "issues/pagefind/pagefind.js": ("text/javascript; charset=utf-8", short),
+        "issues/pagefind/pagefind-entry.json": ("application/json; charset=utf-8", short),
     }
     for key, (kind, cache) in expected.items():
         assert (found[key]["ContentType"], found[key]["CacheControl"]) == (kind, cache), key
+    # Pagefind names fragments, index chunks and meta by their content: cached long.
+    named = [key for key in found if re.search(r"/(fragment|index)/|\.pf_meta$", key)]
+    assert len(named) >= 12 and all(found[key]["CacheControl"] == long for key in named)
     page = client.get_object(Bucket=bucket, Key="issues/2023-10-16.web.html")["Body"].read()
-    assert page == (load_config(config_path).publish.out / "2023-10-16.web.html").read_bytes()
+    assert page == (site / "2023-10-16.web.html").read_bytes()
 
 
-def test_a_second_upload_sends_only_the_objects_that_changed(tmp_path, s3):
+def test_one_new_week_uploads_only_the_files_it_changes(tmp_path, s3):
     client, bucket = s3
     config_path = site_config(tmp_path, f'to = "s3://{bucket}/"')
-    first = publish(config_path, SAMPLE, "--json").output
-    assert '"written": [\n      "2023-10-16.web.html",\n      "feed.xml",\n      "index.html"' in first.split('"upload"')[1]
+    first = json.loads(publish(config_path, SAMPLE, "--json").output)["upload"]
     stamps = {key: head["LastModified"] for key, head in objects(client, bucket).items()}
     etags = {key: head["ETag"] for key, head in objects(client, bucket).items()}
+    assert sorted(first["written"]) == sorted(etags)
 
-    again = publish(config_path, SAMPLE)
-    assert f"upload: s3://{bucket}/: 0 written, 3 unchanged" in again.output
+    again = json.loads(publish(config_path, "--json", SAMPLE).output)["upload"]
+    assert again["written"] == [] and len(again["unchanged"]) == len(etags)
     assert {key: head["ETag"] for key, head in objects(client, bucket).items()} == etags
     assert {key: head["LastModified"] for key, head in objects(client, bucket).items()} == stamps
 
-    publish(config_path, issue_copy(tmp_path, "2023-10-23"))
+    report = json.loads(publish(config_path, "--json", second_week(tmp_path)).output)["upload"]
     after = objects(client, bucket)
     changed = {key for key, head in after.items() if head["ETag"] != etags.get(key)}
-    assert changed == {"2023-10-23.web.html", "index.html", "feed.xml"}
-    assert after["2023-10-16.web.html"]["LastModified"] == stamps["2023-10-16.web.html"]
+    assert changed == set(report["written"])
+    fragments = {key for key in changed if key.startswith("pagefind/fragment/")}
+    assert len(fragments) == len(parse_issue(SAMPLE).papers)  # the new week's papers, nothing else
+    assert changed - fragments == {
+        "2023-10-23.web.html", "index.html", "feed.xml", "tags/index.html",
+        "tags/rag.html", "tags/chain-of-thought.html", "tags/moe.html", next(k for k in changed if "tags/tag-" in k),
+        "pagefind/pagefind-entry.json",
+        *(k for k in changed if k.startswith("pagefind/index/") or k.endswith(".pf_meta")),
+    }
+    assert len([k for k in changed if k.startswith("pagefind/index/") or k.endswith(".pf_meta")]) <= 3
+    unchanged = set(etags) - changed
+    assert {"2023-10-16.web.html", "tags/mathglm.html", "pagefind/pagefind.js"} <= unchanged
+    assert all(after[key]["LastModified"] == stamps[key] for key in unchanged)
+
+
+def test_only_the_sites_own_files_are_uploaded_from_its_folder(tmp_path, s3):
+    """An outbox or a manifest kept in the site's folder is private: the upload takes only what
+    `publish` generates."""
+    client, bucket = s3
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/"')
+    site = load_config(config_path).publish.out
+    (site / "outbox").mkdir(parents=True)
+    (site / "outbox" / "0001.eml").write_text("To: reader@example.com\n\nsecret", encoding="utf-8")
+    (site / "manifest.csv").write_text("address\nreader@example.com\n", encoding="utf-8")
+    (site / "tags").mkdir()
+    (site / "tags" / "notes.txt").write_text("not a tag page", encoding="utf-8")
+    publish(config_path, SAMPLE)
+    keys = set(objects(client, bucket))
+    assert keys and all(is_site_file(key) for key in keys)
+    assert not {"outbox/0001.eml", "manifest.csv", "tags/notes.txt"} & keys
+    assert (site / "manifest.csv").is_file() and (site / "tags" / "notes.txt").is_file()  # and left alone
 
 
 def test_a_missing_bucket_is_one_line_and_leaves_the_issue_unpublished(tmp_path, s3):
@@ -343,7 +424,10 @@ def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anyth
 
     report = json.loads(publish(config_path, "--json", *issues).output)
     assert sorted(report["upload"]["unchanged"]) == sorted(uploaded_before)
-    assert len(report["upload"]["written"]) == len(issues) + 2 - len(uploaded_before)
-    assert set(objects(client, bucket)) == {f"{i.stem}.web.html" for i in issues} | {"index.html", "feed.xml"}
+    site = load_config(config_path).publish.out
+    every_file = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    assert len(report["upload"]["written"]) == len(every_file) - len(uploaded_before)
+    assert set(objects(client, bucket)) == every_file
+    assert {f"{i.stem}.web.html" for i in issues} | {"index.html", "feed.xml", "tags/rag.html"} <= every_file
     assert feedparser.parse(client.get_object(Bucket=bucket, Key="feed.xml")["Body"].read()).entries[11].link.endswith(
         "2024-01-01.web.html")

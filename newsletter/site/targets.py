@@ -2,8 +2,11 @@
 
     target.publish(files, force=False) -> TargetReport   # writes what changed, skips the rest
 
-Both write the pages before the index and the feed, so the index never links to a page that is
-not there yet. The S3 target compares each file's MD5 with the object's ETag (a single-part
+Both write in `upload_rank` order (pages before the index and the feed, search fragments before
+the index chunks that name them), so nothing links to a file that is not there yet. The folder
+also removes what the site no longer generates in the folders each run rebuilds whole (tags/,
+pagefind/); the bucket keeps such objects (a reader's cached search entry may still name them,
+and deleting would need s3:DeleteObject): they are small and linked from nowhere. The S3 target compares each file's MD5 with the object's ETag (a single-part
 upload's ETag is its MD5) from one listing of the prefix, so a run uploads only what changed;
 `force` uploads everything (after changing the cache settings, which the ETag does not cover).
 Credentials, region and endpoint come from boto3's own chain (AWS_ENDPOINT_URL_S3 points it at a
@@ -25,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ..config import PublishSettings
 from ..errors import ConfigError, PublishError
-from .pages import SiteFile, cache_control, content_type
+from .pages import SiteFile, cache_control, content_type, is_site_file, upload_rank
 
 
 @dataclass
@@ -33,6 +36,7 @@ class TargetReport:
     target: str  # the folder or s3:// URL, for messages
     written: list[str] = field(default_factory=list)  # paths written or uploaded
     unchanged: list[str] = field(default_factory=list)  # paths already there, byte for byte
+    removed: list[str] = field(default_factory=list)  # paths the site no longer generates, deleted
 
 
 class Target(Protocol):
@@ -44,8 +48,7 @@ class Target(Protocol):
 
 
 def in_upload_order(files: Sequence[SiteFile]) -> list[SiteFile]:
-    """Pages first, the index and the feed last."""
-    return sorted(files, key=lambda f: (f.is_listing, f.path))
+    return sorted(files, key=lambda f: (upload_rank(f.path), f.path))
 
 
 class FolderTarget:
@@ -53,7 +56,9 @@ class FolderTarget:
         self.folder = Path(folder)
         self.name = str(self.folder)
 
-    def publish(self, files: Sequence[SiteFile], *, force: bool = False) -> TargetReport:
+    def publish(self, files: Sequence[SiteFile], *, force: bool = False, whole: Sequence[str] = ()) -> TargetReport:
+        """Write what differs; then, in each folder named in `whole` (whose every file `files`
+        holds), remove the site's files that `files` does not have."""
         report = TargetReport(self.name)
         for site_file in in_upload_order(files):
             path = self.folder / site_file.path
@@ -62,17 +67,29 @@ class FolderTarget:
                 continue
             _write_atomically(path, site_file.body)
             report.written.append(site_file.path)
+        kept = {site_file.path for site_file in files}
+        for stale in self._site_paths(*whole):
+            if stale not in kept:
+                try:
+                    (self.folder / stale).unlink()
+                except OSError as error:
+                    raise PublishError(f"cannot remove {self.folder / stale} ({error.strerror or error})") from None
+                report.removed.append(stale)
         return report
 
+    def _site_paths(self, *folders: str) -> list[str]:
+        """The site's files in the folder (or in its `folders` only), relative and "/"-separated."""
+        roots = [self.folder / name for name in folders] if folders else [self.folder]
+        paths = (path.relative_to(self.folder).as_posix() for root in roots if root.is_dir()
+                 for path in root.rglob("*") if path.is_file())
+        return sorted(path for path in paths if is_site_file(path))
+
     def files(self) -> list[SiteFile]:
-        """Every file in the folder: the whole site as built so far."""
+        """Every file of the site in the folder: the whole site as built so far (and nothing else
+        kept there, such as an outbox's messages)."""
         if not self.folder.is_dir():
             return []
-        return [
-            SiteFile(path.relative_to(self.folder).as_posix(), path.read_bytes())
-            for path in sorted(self.folder.rglob("*"))
-            if path.is_file() and not path.name.startswith(".")
-        ]
+        return [SiteFile(path, (self.folder / path).read_bytes()) for path in self._site_paths()]
 
 
 def _write_atomically(path: Path, body: bytes) -> None:
