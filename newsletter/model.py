@@ -205,10 +205,17 @@ class PublishedIssue:
         return dt.date.fromisoformat(self.issue_id)
 
 
+def clean_tag(tag: str) -> str:
+    """A tag as written, without its "#", invisible characters (control and format characters
+    such as a zero-width space) or runs of spaces: what the parser keeps."""
+    visible = "".join(c for c in tag if unicodedata.category(c) not in ("Cc", "Cf"))
+    return " ".join(visible.split()).strip("#").strip()
+
+
 def tag_key(tag: str) -> str:
     """What makes two spellings one tag: "#RAG" and "rag" are the same tag, and so are a
     composed and a decomposed Hangul spelling."""
-    return " ".join(unicodedata.normalize("NFKC", tag).casefold().split())
+    return unicodedata.normalize("NFKC", clean_tag(tag)).casefold()
 
 
 _TAG_SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")

@@ -21,7 +21,7 @@ import pytest
 from conftest import require_pagefind, write_config
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
-from newsletter.model import PublishedIssue, PublishedPaper
+from newsletter.model import PublishedIssue, PublishedPaper, tag_slug
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
 from newsletter.site.pages import atom_feed, is_site_file
@@ -431,3 +431,109 @@ def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anyth
     assert {f"{i.stem}.web.html" for i in issues} | {"index.html", "feed.xml", "tags/rag.html"} <= every_file
     assert feedparser.parse(client.get_object(Bucket=bucket, Key="feed.xml")["Body"].read()).entries[11].link.endswith(
         "2024-01-01.web.html")
+
+
+# --- tags, hostile text, an archive published before papers were kept ----------------------------
+
+
+def hostile_week(folder: Path, date: str = "2023-10-30") -> Path:
+    """The sample as a week whose first paper has markup for a title and tags that try to leave
+    the tags folder, run script, or differ from another tag only by case or invisible characters."""
+    text = SAMPLE.read_text(encoding="utf-8").replace("date: 2023-10-16", f"date: {date}")
+    text = text.replace(
+        "## Llemma(렘마): 수학을 위한 개방형 언어 모델 / Llemma: An Open Language Model For Mathematics",
+        "## <img src=x onerror=alert(1)>렘마 \" ' & / <script>alert(2)</script> Llemma")
+    text = text.replace("Tags: mathglm", "Tags: ../../../etc/passwd, <script>alert(3)</script>, RAG, 검색 증강, "
+                                         "a/b\\c, .., \u200bmoe\u200b, #, %2e%2e%2fx")
+    path = folder / f"{date}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HOSTILE_TAGS = ["../../../etc/passwd", "<script>alert(3)</script>", "RAG", "검색 증강", "a/b\\c", "..", "moe",
+                "%2e%2e%2fx"]
+
+
+def test_hostile_tags_and_titles_stay_text_and_every_tag_page_stays_in_the_tags_folder(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE, hostile_week(tmp_path))
+    site = load_config(config_path).publish.out
+    assert list(parse_issue(tmp_path / "2023-10-30.md").papers[0].tags) == HOSTILE_TAGS
+    files = [path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()]
+    assert all(is_site_file(path) for path in files)
+    tag_files = [path for path in files if path.startswith("tags/")]
+    assert all(re.fullmatch(r"tags/[a-z0-9-]+\.html", path) for path in tag_files)
+    # Every hostile tag (and the sample's mathglm, rag, chain-of-thought; RAG is rag) has its own page.
+    assert len(tag_files) == 1 + len(HOSTILE_TAGS) - 1 + 3
+    assert not [path for path in tmp_path.rglob("*") if path.name in ("passwd", "x")]  # nothing outside
+    for path in ["index.html", "feed.xml", "2023-10-30.web.html", *tag_files]:
+        text = (site / path).read_text(encoding="utf-8")
+        assert "<script>alert" not in text and "<img src=x" not in text, path
+    tags_index = (site / "tags" / "index.html").read_text(encoding="utf-8")
+    assert "#&lt;script&gt;alert(3)&lt;/script&gt;</a>" in tags_index and "#검색 증강</a>" in tags_index
+    # The web page's tag links all lead to a tag page that exists.
+    web_links = [href for href in links_of(site / "2023-10-30.web.html").hrefs if "/tags/" in href]
+    assert len(web_links) == len(HOSTILE_TAGS) + 2  # + the sample's #rag and #chain-of-thought papers
+    assert all((site / href.removeprefix(WEB_BASE)).is_file() for href in web_links)
+    rag = (site / "tags" / "rag.html").read_text(encoding="utf-8")
+    # RAG and rag are one tag; newest week first.
+    assert rag.index("2023-10-30.web.html#script-alert-2-script-llemma") < rag.index("2023-10-30.web.html#self-rag") \
+        < rag.index("2023-10-16.web.html#self-rag")
+
+
+def test_every_tag_page_lists_its_papers_newest_first_each_linked_to_its_anchor(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE)
+    publish(config_path, second_week(tmp_path))
+    site = load_config(config_path).publish.out
+    weeks = {"2023-10-23": parse_issue(tmp_path / "2023-10-23.md"), "2023-10-16": parse_issue(SAMPLE)}
+    expected: dict[str, list[str]] = {}
+    for date, issue in weeks.items():  # newest first
+        for paper in issue.papers:
+            for tag in paper.tags:
+                expected.setdefault(tag, []).append(f"../{date}.web.html#{paper.slug}")
+    assert set(expected) == {"rag", "chain-of-thought", "mathglm", "moe", "효율"}
+    tag_index = links_of(site / "tags" / "index.html").hrefs
+    for tag, anchors in expected.items():
+        [href] = [h for h in tag_index if h == f"{tag_slug(tag)}.html"]
+        page = (site / "tags" / href).read_text(encoding="utf-8")
+        assert f"<h1 class=\"tag-name\">#{tag}</h1>" in page
+        assert [h for h in links_of(site / "tags" / href).hrefs if ".web.html#" in h] == anchors
+        for anchor in anchors:
+            path, _, slug = anchor.removeprefix("../").partition("#")
+            assert f'id="{slug}"' in (site / path).read_text(encoding="utf-8")
+
+
+def test_an_archive_published_before_papers_were_kept_keeps_its_titles_until_republished(tmp_path):
+    import sqlite3
+
+    from newsletter.store import db
+
+    config_path = site_config(tmp_path)
+    database = load_config(config_path).database
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(database) as connection:  # the schema as version 5 left it, with one issue
+        for migration in db.MIGRATIONS[:5]:
+            for statement in migration.statements:
+                connection.execute(statement)
+        connection.execute("PRAGMA user_version = 5")
+        connection.execute("INSERT INTO published_issue VALUES ('2023-10-09', 'Old week', 'old', ?, ?, ?, ?, 'build')",
+                           (json.dumps(["옛 논문", "Old paper"], ensure_ascii=False), "0" * 64,
+                            "2023-10-09T09:00:00+00:00", "2023-10-09T09:00:00+00:00"))
+    result = publish(config_path, SAMPLE)
+    assert "not in search or tag pages: 2023-10-09; publish their files again" in result.output
+    site = load_config(config_path).publish.out
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "<li>옛 논문</li>" in index and "<li>Old paper</li>" in index  # titles kept, not linked
+    report = json.loads(publish(config_path, "--json", SAMPLE).output)
+    assert report["searchable_papers"] == len(parse_issue(SAMPLE).papers) and report["without_papers"] == ["2023-10-09"]
+
+
+def test_without_pagefind_publish_says_how_to_install_it_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAGEFIND_BINARY_PATH", str(tmp_path / "no-pagefind-here"))
+    config_path = site_config(tmp_path)
+    result = cli(config_path, "publish", str(SAMPLE))
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "cannot build the search index: no Pagefind binary found; install it with `pip install " \
+           "'pagefind[extended]'`" in result.output
+    assert not load_config(config_path).publish.out.exists()
