@@ -57,7 +57,7 @@ def issue_copy(folder: Path, date: str, *, title: str | None = None, edit: str |
 
 
 NEW_PAPER = "Mixture-of-Depths: Dynamically Allocating Compute in Transformer Language Models"
-NEW_PAPER_SLUG = "mixture-of-depths-dynamically-allocating-compute-in-transformer"
+NEW_PAPER_SLUG = "mixture-of-depths-dynamically-allocating-compute-in-transfor"  # 60 characters at most
 
 
 def second_week(folder: Path, date: str = "2023-10-23") -> Path:
