@@ -6,6 +6,7 @@ test_site_browser.py.)"""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import html
 import html.parser
 import json
@@ -537,3 +538,22 @@ def test_without_pagefind_publish_says_how_to_install_it_and_writes_nothing(tmp_
     assert "cannot build the search index: no Pagefind binary found; install it with `pip install " \
            "'pagefind[extended]'`" in result.output
     assert not load_config(config_path).publish.out.exists()
+
+
+def test_a_paper_edited_and_republished_replaces_its_search_fragment_and_nothing_else(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE, second_week(tmp_path))
+    site = load_config(config_path).publish.out
+    fragments = sorted((site / "pagefind" / "fragment").iterdir())
+    text = SAMPLE.read_text(encoding="utf-8").replace(
+        "* 검색 및 자기 반성을 통해", "* 정정된 요약: 검색 및 자기 반성을 통해", 1)
+    edited = tmp_path / "edited" / "2023-10-16.md"
+    edited.parent.mkdir()
+    edited.write_text(text, encoding="utf-8")
+    folder = json.loads(publish(config_path, "--json", edited).output)["folder"]
+    written = [path for path in folder["written"] if path.startswith("pagefind/fragment/")]
+    assert len(written) == 1 and len(folder["removed"]) >= 1
+    assert [path for path in folder["removed"] if path.startswith("pagefind/fragment/")] != written
+    assert len(list((site / "pagefind" / "fragment").iterdir())) == len(fragments) == 20  # one per paper
+    assert "2023-10-16.web.html" in folder["written"] and "2023-10-23.web.html" not in folder["written"]
+    assert "정정된" in gzip.decompress((site / written[0]).read_bytes()).decode("utf-8", "replace")
