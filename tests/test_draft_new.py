@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_pagefind
 from draft_fixtures import SAMPLE_LIST, cli, draft_config
 from newsletter.checks import draft_warnings
 from newsletter.draft import draft_parts

@@ -16,8 +16,8 @@ import datetime as dt
 import hashlib
 import mimetypes
 import re
-from collections.abc import Iterable
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -25,9 +25,9 @@ from urllib.parse import urljoin
 
 import jinja2
 
+from .. import markup
 from ..config import Config, PublishSettings
 from ..errors import TemplateError
-from .. import markup
 from ..model import Issue, Paper, PublishedIssue, PublishedPaper, RenderedIssue, tag_key, tag_slug
 from ..labels import archive_title, preheader
 from ..render import template_environment
