@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,14 +167,30 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class PublishedPaper:
+    """A paper as the archive keeps it: what its index line, tag pages and search record need,
+    so that publishing one week rebuilds them for every week without the other weeks' files."""
+
+    slug: str  # its anchor on the week's page ("" for a week published before papers were kept)
+    title_ko: str | None
+    title_en: str | None
+    tags: tuple[str, ...] = ()
+    text: str = ""  # what search finds it by: summary and abstract, both languages, as plain text
+
+    @property
+    def title(self) -> str:
+        return self.title_ko or self.title_en or ""
+
+
+@dataclass(frozen=True)
 class PublishedIssue:
-    """One issue in the archive's index (`newsletter.store.published`): what the index page and
-    the feed show of it, without parsing its file again."""
+    """One issue in the archive's index (`newsletter.store.published`): what the index page, the
+    tag pages, the search index and the feed show of it, without parsing its file again."""
 
     issue_id: str  # the issue's date, ISO 8601: its page is <issue_id>.web.html
     title: str
     summary: str  # the feed entry's summary: the preheader
-    paper_titles: tuple[str, ...]
+    papers: tuple[PublishedPaper, ...]
     page_sha256: str  # of the page as published: a send checks it against the issue it sends
     first_published_at: dt.datetime  # UTC
     updated_at: dt.datetime  # UTC, when the published page last changed
@@ -180,3 +199,36 @@ class PublishedIssue:
     @property
     def page_name(self) -> str:
         return f"{self.issue_id}.web.html"
+
+    @property
+    def date(self) -> dt.date:
+        return dt.date.fromisoformat(self.issue_id)
+
+
+def clean_tag(tag: str) -> str:
+    """A tag as written, without its "#", invisible characters (control and format characters
+    such as a zero-width space) or runs of spaces: what the parser keeps."""
+    visible = "".join(c for c in tag if unicodedata.category(c) not in ("Cc", "Cf"))
+    return " ".join(visible.split()).strip("#").strip()
+
+
+def tag_key(tag: str) -> str:
+    """What makes two spellings one tag: "#RAG" and "rag" are the same tag, and so are a
+    composed and a decomposed Hangul spelling."""
+    return unicodedata.normalize("NFKC", clean_tag(tag)).casefold()
+
+
+_TAG_SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+def tag_slug(tag: str) -> str:
+    """The stable file name (without .html) of a tag's page: the tag itself when it is already a
+    plain lowercase ASCII slug ("rag", "chain-of-thought"), else its ASCII part and a short digest
+    of the tag ("llm-agents-1b2c3d4e", "tag-5d41402a" for a Korean tag). Only [a-z0-9-] ever
+    reaches a file name or URL, so no tag can name a path outside the tags folder."""
+    key = tag_key(tag)
+    ascii_part = _TAG_SLUG_UNSAFE.sub("-", key).strip("-")[:40].rstrip("-")
+    if ascii_part == key:
+        return key
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+    return f"{ascii_part or 'tag'}-{digest}"

@@ -23,7 +23,7 @@ from markdown_it.tree import SyntaxTreeNode
 
 from .errors import ParseError
 from .markup import link_problem, new_markdown
-from .model import Bilingual, Issue, Link, Paper, Text
+from .model import Bilingual, Issue, Link, Paper, Text, clean_tag
 
 FRONT_MATTER_KEYS = {  # key -> required
     "title": True,
@@ -473,7 +473,7 @@ class _IssueBuilder:
         if not TAGS_LINE.match(text):
             return False
         words = text.split(":", 1)[1].replace("\n", ",").split(",")
-        tags = [word.strip().strip("#").strip() for word in words]
+        tags = [clean_tag(word) for word in words]
         self.papers[-1].tags.extend(tag for tag in tags if tag and tag not in self.papers[-1].tags)
         return True
 

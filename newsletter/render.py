@@ -26,7 +26,7 @@ from . import labels, markup
 from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue, Text
+from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue, Text, tag_slug
 from .plaintext import render_text
 
 EMAIL_TEMPLATE = "email.mjml.j2"
@@ -126,7 +126,11 @@ def web_url(issue: Issue, config: Config) -> str:
 def bundled_templates_dir() -> Path:
     """The templates that ship in the wheel (templates/email/ in a checkout). Wheels install
     unzipped, so this is a real folder that Jinja2 and the preview's file watcher can use."""
-    with as_file(files("newsletter.bundled_templates") / "email") as path:
+    return _bundled_dir("email")
+
+
+def _bundled_dir(name: str) -> Path:
+    with as_file(files("newsletter.bundled_templates") / name) as path:
         return Path(path)
 
 
@@ -160,6 +164,9 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
         "notice": issue.email_notice or issue.notice,
         "web_url": web_url(issue, config),
         "archive_url": config.web_base_url,
+        # Only the web page reads it (it imports _issue.j2 with context): each tag links to its page.
+        "tags_url": urljoin(config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/",
+                            "tags/"),
         "subscribe_url": config.subscribe_url or config.web_base_url + "#subscribe",
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
     }
@@ -202,7 +209,10 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     if not templates_dir.is_dir():
         raise TemplateError(f"templates folder not found: {templates_dir}")
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        # "site/..." names the archive's own partials (templates/site/), which the web page
+        # includes: the search form on each issue page belongs to the archive.
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(templates_dir), jinja2.PrefixLoader(
+            {"site": jinja2.FileSystemLoader(_bundled_dir("site"))})]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         auto_reload=True,
@@ -212,6 +222,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["emoji"] = labels.emojize
     env.filters["contents_title"] = labels.contents_title
     env.filters["compact_css"] = compact_css
+    env.filters["tag_slug"] = tag_slug
     return env
 
 

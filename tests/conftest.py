@@ -265,6 +265,21 @@ def newsletter_config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "newsletter.toml")
 
 
+# --- Pagefind, for the tests that publish the archive ---------------------------------------------
+
+
+def require_pagefind() -> None:
+    """Skip, saying why, where Pagefind (the archive's search indexer, a dependency of the
+    package) is not installed; the README's install and CI have it."""
+    from newsletter.errors import PublishError
+    from newsletter.site.search import pagefind_binary
+
+    try:
+        pagefind_binary()
+    except PublishError as error:
+        pytest.skip(str(error))
+
+
 # --- a guard against network use ----------------------------------------------------------------
 
 

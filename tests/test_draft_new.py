@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_pagefind
 from draft_fixtures import SAMPLE_LIST, cli, draft_config
 from newsletter.checks import draft_warnings
 from newsletter.draft import draft_parts
@@ -226,6 +227,7 @@ def test_send_to_the_list_refuses_a_draft_but_a_dry_run_and_allow_draft_go_on(tm
 
 
 def test_publish_refuses_a_draft_unless_allowed(tmp_path: Path):
+    require_pagefind()
     config = draft_config(tmp_path)
     cli(config, "new", "2023-10-16", "--from", SAMPLE_LIST)
     path = config.parent / "issues" / "2023-10-16.md"

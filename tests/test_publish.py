@@ -1,9 +1,13 @@
 """`newsletter publish`: the archive in a folder and on S3 (moto's server over HTTP), the Atom feed
-read back by feedparser, the index's links, and the check a list send makes before it starts."""
+read back by feedparser, the index's links, the tag pages, the search index's files, and the check
+a list send makes before it starts. (The search itself, typed into the page, is in
+test_site_browser.py.)"""
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import html
 import html.parser
 import json
 import re
@@ -15,13 +19,14 @@ from urllib.parse import urljoin
 import feedparser
 import pytest
 
-from conftest import write_config
+from conftest import require_pagefind, write_config
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
-from newsletter.model import PublishedIssue
+from newsletter.model import PublishedIssue, PublishedPaper, tag_slug
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
-from newsletter.site.pages import atom_feed
+from newsletter.site.pages import atom_feed, is_site_file
+from newsletter.site.targets import SITE_MANIFEST
 from sending_fixtures import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +58,25 @@ def issue_copy(folder: Path, date: str, *, title: str | None = None, edit: str |
     return path
 
 
+NEW_PAPER = "Mixture-of-Depths: Dynamically Allocating Compute in Transformer Language Models"
+NEW_PAPER_SLUG = "mixture-of-depths-dynamically-allocating-compute-in-transfor"  # 60 characters at most
+
+
+def second_week(folder: Path, date: str = "2023-10-23") -> Path:
+    """The sample as another week, as a real second week differs: its own title, and in place of
+    Llemma (#mathglm) a paper the first week does not have (#moe, #효율)."""
+    text = SAMPLE.read_text(encoding="utf-8").replace("date: 2023-10-16", f"date: {date}")
+    text = text.replace("[2023/10/16 ~ 10/22]", "[2023/10/23 ~ 10/29]")
+    text = text.replace("## Llemma(렘마): 수학을 위한 개방형 언어 모델 / Llemma: An Open Language Model For Mathematics",
+                        f"## 깊이 혼합: 트랜스포머 언어 모델의 동적 연산 배분 / {NEW_PAPER}")
+    text = text.replace("Tags: mathglm", "Tags: moe, 효율")
+    path = folder / f"{date}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def publish(config_path: Path, *args: str):
+    require_pagefind()
     result = cli(config_path, "publish", *map(str, args))
     assert result.exit_code == 0, result.output
     return result
@@ -102,14 +125,30 @@ def test_the_index_links_only_to_files_that_exist_and_carries_the_subscribe_form
     site = load_config(config_path).publish.out
     links = links_of(site / "index.html")
     local = [href for href in links.hrefs if not re.match(r"[a-z]+:", href)]
-    assert sorted(local) == ["2023-10-16.web.html", "2023-10-23.web.html", "feed.xml", "feed.xml"]
+    pages = {href.partition("#")[0] for href in local}
+    assert pages == {"2023-10-16.web.html", "2023-10-23.web.html", "feed.xml", "tags/index.html"}
     for href in local:
-        assert (site / href).is_file(), href
-    assert links.actions == [SUBSCRIBE_URL]
+        path, _, anchor = href.partition("#")
+        assert (site / path).is_file(), href
+        assert not anchor or f'id="{anchor}"' in (site / path).read_text(encoding="utf-8"), href
+    assert links.actions == ["#search", SUBSCRIBE_URL]
     index = (site / "index.html").read_text(encoding="utf-8")
     assert index.index("2023-10-23.web.html") < index.index("2023-10-16.web.html")  # newest first
     assert "지난 호" in index and "Archive" in index and 'name="website"' in index  # bilingual; honeypot
     assert 'id="subscribe"' in index  # what web_base_url + "#subscribe" (the pages' subscribe link) finds
+
+
+def test_the_index_links_every_paper_title_to_its_anchor_on_its_weeks_page(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE)
+    site = load_config(config_path).publish.out
+    papers = parse_issue(SAMPLE).papers
+    anchors = [href for href in links_of(site / "index.html").hrefs if "#" in href]
+    assert anchors == [f"2023-10-16.web.html#{paper.slug}" for paper in papers]
+    index = (site / "index.html").read_text(encoding="utf-8")
+    for paper in papers:  # each title is the text of its own link (not five and "10 more")
+        language = "" if paper.title_ko else ' lang="en"'
+        assert f'#{paper.slug}"{language}>{html.escape(paper.title, quote=False)}</a>' in index
 
 
 def test_the_index_and_feed_name_each_issue_by_its_week_not_the_forum_title(tmp_path):
@@ -138,6 +177,7 @@ def test_the_feed_is_atom_1_0_with_one_entry_per_issue_and_its_summary(tmp_path)
     assert feed.entries[0].title == "Week 2: <b>bold</b> & more"  # text, escaped by the XML writer
     assert feed.entries[1].summary == parse_issue(SAMPLE).preheader
     assert all(entry.updated_parsed and entry.published_parsed for entry in feed.entries)
+    assert [entry.published_parsed[:3] for entry in feed.entries] == [(2023, 10, 23), (2023, 10, 16)]
     self_link = [link.href for link in feed.feed.links if link.rel == "self"]
     assert self_link == [WEB_BASE + "feed.xml"]
 
@@ -147,26 +187,31 @@ def test_control_characters_do_not_break_the_feed(tmp_path):
     reader then refuses the whole feed. (The parser refuses them in issue files; the feed does not
     rely on that.)"""
     now = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
-    entry = PublishedIssue("2023-10-16", "Title\x0b\x01 end", "a\x00b\x1f", ("p",), "0" * 64, now, now, "x")
+    paper = PublishedPaper("p", "T\x0c<b>x</b>", None, ("a\x1fb", "<i>", "RAG", "rag"), "")
+    entry = PublishedIssue("2023-10-16", "Title\x0b\x01 end", "a\x00b\x1f", (paper,), "0" * 64, now, now, "x")
     feed = feedparser.parse(atom_feed([entry], load_config(site_config(tmp_path))).body)
     assert not feed.bozo, feed.get("bozo_exception")
     assert (feed.entries[0].title, feed.entries[0].summary) == ("Title end", "ab")
+    assert [tag.term for tag in feed.entries[0].tags] == ["ab", "<i>", "rag"]  # RAG and rag: one tag
+    assert "&lt;b&gt;x&lt;/b&gt;" in feed.entries[0].content[0].value  # the title is text in the HTML
 
 
 def test_a_second_run_writes_nothing_and_an_edit_rewrites_only_what_it_changes(tmp_path):
     config_path = site_config(tmp_path)
     publish(config_path, SAMPLE)
     site = load_config(config_path).publish.out
-    before = {path.name: path.read_bytes() for path in site.iterdir()}
+    before = {path: path.read_bytes() for path in site.rglob("*") if path.is_file()}
     assert "folder: " in publish(config_path, SAMPLE).output
-    assert {path.name: path.read_bytes() for path in site.iterdir()} == before
-    assert "0 written, 3 unchanged" in publish(config_path, SAMPLE).output
+    assert {path: path.read_bytes() for path in site.rglob("*") if path.is_file()} == before
+    again = json.loads(publish(config_path, "--json", SAMPLE).output)["folder"]
+    assert again["written"] == [] and len(again["unchanged"]) == len(site_files(site))
 
     edited = issue_copy(tmp_path, "2023-10-16", edit="정정: 오타를 고쳤습니다.")
-    output = publish(config_path, edited).output
-    assert "2 written, 1 unchanged" in output  # the page and the feed's updated time; the index is the same
+    folder = json.loads(publish(config_path, "--json", edited).output)["folder"]
+    # The page and the feed's updated time; the intro is not a paper, so search and tags stay.
+    assert folder["written"] == ["2023-10-16.web.html", "feed.xml"] and folder["removed"] == []
     assert "정정: 오타를 고쳤습니다." in (site / "2023-10-16.web.html").read_text(encoding="utf-8")
-    assert (site / "index.html").read_bytes() == before["index.html"]
+    assert (site / "index.html").read_bytes() == before[site / "index.html"]
 
 
 def test_all_rebuilds_the_index_from_exactly_the_files_given(tmp_path):
@@ -259,6 +304,11 @@ def s3(_moto_server_url, monkeypatch):
     return client, bucket
 
 
+def site_files(site: Path) -> set[str]:
+    """The site's files in its folder: all but the list `publish` keeps of them."""
+    return {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name != SITE_MANIFEST}
+
+
 def objects(client, bucket: str) -> dict[str, dict]:
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     return {key: client.head_object(Bucket=bucket, Key=key) for key in keys}
@@ -269,36 +319,74 @@ def test_publish_to_s3_uploads_with_content_type_charset_and_cache_headers(tmp_p
     config_path = site_config(tmp_path, "page_cache_seconds = 604800\nlisting_cache_seconds = 60")
     publish(config_path, SAMPLE, "--to", f"s3://{bucket}/issues")
     found = objects(client, bucket)
-    assert set(found) == {"issues/2023-10-16.web.html", "issues/index.html", "issues/feed.xml"}
+    site = load_config(config_path).publish.out
+    assert set(found) == {f"issues/{path}" for path in site_files(site)}
+    long, short = "public, max-age=604800", "public, max-age=60"
     expected = {
-        "issues/2023-10-16.web.html": ("text/html; charset=utf-8", "public, max-age=604800"),
-        "issues/index.html": ("text/html; charset=utf-8", "public, max-age=60"),
-        "issues/feed.xml": ("application/atom+xml; charset=utf-8", "public, max-age=60"),
+        "issues/2023-10-16.web.html": ("text/html; charset=utf-8", long),
+        "issues/index.html": ("text/html; charset=utf-8", short),
+        "issues/feed.xml": ("application/atom+xml; charset=utf-8", short),
+        "issues/tags/rag.html": ("text/html; charset=utf-8", short),
+        "issues/tags/index.html": ("text/html; charset=utf-8", short),
+        "issues/pagefind/pagefind.js": ("text/javascript; charset=utf-8", short),
+        "issues/pagefind/pagefind-entry.json": ("application/json; charset=utf-8", short),
     }
     for key, (kind, cache) in expected.items():
         assert (found[key]["ContentType"], found[key]["CacheControl"]) == (kind, cache), key
+    # Pagefind names fragments, index chunks and meta by their content: cached long.
+    named = [key for key in found if re.search(r"/(fragment|index)/|\.pf_meta$", key)]
+    assert len(named) >= 12 and all(found[key]["CacheControl"] == long for key in named)
     page = client.get_object(Bucket=bucket, Key="issues/2023-10-16.web.html")["Body"].read()
-    assert page == (load_config(config_path).publish.out / "2023-10-16.web.html").read_bytes()
+    assert page == (site / "2023-10-16.web.html").read_bytes()
 
 
-def test_a_second_upload_sends_only_the_objects_that_changed(tmp_path, s3):
+def test_one_new_week_uploads_only_the_files_it_changes(tmp_path, s3):
     client, bucket = s3
     config_path = site_config(tmp_path, f'to = "s3://{bucket}/"')
-    first = publish(config_path, SAMPLE, "--json").output
-    assert '"written": [\n      "2023-10-16.web.html",\n      "feed.xml",\n      "index.html"' in first.split('"upload"')[1]
+    first = json.loads(publish(config_path, SAMPLE, "--json").output)["upload"]
     stamps = {key: head["LastModified"] for key, head in objects(client, bucket).items()}
     etags = {key: head["ETag"] for key, head in objects(client, bucket).items()}
+    assert sorted(first["written"]) == sorted(etags)
 
-    again = publish(config_path, SAMPLE)
-    assert f"upload: s3://{bucket}/: 0 written, 3 unchanged" in again.output
+    again = json.loads(publish(config_path, "--json", SAMPLE).output)["upload"]
+    assert again["written"] == [] and len(again["unchanged"]) == len(etags)
     assert {key: head["ETag"] for key, head in objects(client, bucket).items()} == etags
     assert {key: head["LastModified"] for key, head in objects(client, bucket).items()} == stamps
 
-    publish(config_path, issue_copy(tmp_path, "2023-10-23"))
+    report = json.loads(publish(config_path, "--json", second_week(tmp_path)).output)["upload"]
     after = objects(client, bucket)
     changed = {key for key, head in after.items() if head["ETag"] != etags.get(key)}
-    assert changed == {"2023-10-23.web.html", "index.html", "feed.xml"}
-    assert after["2023-10-16.web.html"]["LastModified"] == stamps["2023-10-16.web.html"]
+    assert changed == set(report["written"])
+    fragments = {key for key in changed if key.startswith("pagefind/fragment/")}
+    assert len(fragments) == len(parse_issue(SAMPLE).papers)  # the new week's papers, nothing else
+    assert changed - fragments == {
+        "2023-10-23.web.html", "index.html", "feed.xml", "tags/index.html",
+        "tags/rag.html", "tags/chain-of-thought.html", "tags/moe.html", next(k for k in changed if "tags/tag-" in k),
+        "pagefind/pagefind-entry.json",
+        *(k for k in changed if k.startswith("pagefind/index/") or k.endswith(".pf_meta")),
+    }
+    assert len([k for k in changed if k.startswith("pagefind/index/") or k.endswith(".pf_meta")]) <= 3
+    unchanged = set(etags) - changed
+    assert {"2023-10-16.web.html", "tags/mathglm.html", "pagefind/pagefind.js"} <= unchanged
+    assert all(after[key]["LastModified"] == stamps[key] for key in unchanged)
+
+
+def test_only_the_sites_own_files_are_uploaded_from_its_folder(tmp_path, s3):
+    """An outbox or a manifest kept in the site's folder is private: the upload takes only what
+    `publish` generates."""
+    client, bucket = s3
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/"')
+    site = load_config(config_path).publish.out
+    (site / "outbox").mkdir(parents=True)
+    (site / "outbox" / "0001.eml").write_text("To: reader@example.com\n\nsecret", encoding="utf-8")
+    (site / "manifest.csv").write_text("address\nreader@example.com\n", encoding="utf-8")
+    (site / "tags").mkdir()
+    (site / "tags" / "notes.txt").write_text("not a tag page", encoding="utf-8")
+    publish(config_path, SAMPLE)
+    keys = set(objects(client, bucket))
+    assert keys and all(is_site_file(key) for key in keys)
+    assert not {"outbox/0001.eml", "manifest.csv", "tags/notes.txt"} & keys
+    assert (site / "manifest.csv").is_file() and (site / "tags" / "notes.txt").is_file()  # and left alone
 
 
 def test_only_the_files_the_site_wrote_are_uploaded_whatever_else_shares_its_folder(tmp_path, s3):
@@ -315,12 +403,16 @@ def test_only_the_files_the_site_wrote_are_uploaded_whatever_else_shares_its_fol
     (tmp_path / "private.txt").write_text("secret", encoding="utf-8")
     (public / "link.txt").symlink_to(tmp_path / "private.txt")
 
+    def uploaded_pages() -> set[str]:  # the search index and tag pages aside
+        return {key for key in objects(client, bucket) if not key.startswith(("pagefind/", "tags/"))}
+
     publish(config_path, SAMPLE)
-    assert set(objects(client, bucket)) == {"2023-10-16.web.html", "index.html", "feed.xml"}
+    assert uploaded_pages() == {"2023-10-16.web.html", "index.html", "feed.xml"}
     publish(config_path, issue_copy(tmp_path, "2023-10-23"))  # the older page stays part of the site
     publish(config_path, "--force", issue_copy(tmp_path, "2023-10-30"))
-    assert set(objects(client, bucket)) == {"2023-10-16.web.html", "2023-10-23.web.html", "2023-10-30.web.html",
-                                            "index.html", "feed.xml"}
+    assert uploaded_pages() == {"2023-10-16.web.html", "2023-10-23.web.html", "2023-10-30.web.html",
+                                "index.html", "feed.xml"}
+    assert all(is_site_file(key) for key in objects(client, bucket))
 
     # The site's record of its files cannot be turned into a way out of the folder.
     manifest = public / ".newsletter-site.json"
@@ -410,7 +502,135 @@ def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anyth
 
     report = json.loads(publish(config_path, "--json", *issues).output)
     assert sorted(report["upload"]["unchanged"]) == sorted(uploaded_before)
-    assert len(report["upload"]["written"]) == len(issues) + 2 - len(uploaded_before)
-    assert set(objects(client, bucket)) == {f"{i.stem}.web.html" for i in issues} | {"index.html", "feed.xml"}
+    site = load_config(config_path).publish.out
+    every_file = site_files(site)
+    assert len(report["upload"]["written"]) == len(every_file) - len(uploaded_before)
+    assert set(objects(client, bucket)) == every_file
+    assert {f"{i.stem}.web.html" for i in issues} | {"index.html", "feed.xml", "tags/rag.html"} <= every_file
     assert feedparser.parse(client.get_object(Bucket=bucket, Key="feed.xml")["Body"].read()).entries[11].link.endswith(
         "2024-01-01.web.html")
+
+
+# --- tags, hostile text, an archive published before papers were kept ----------------------------
+
+
+def hostile_week(folder: Path, date: str = "2023-10-30") -> Path:
+    """The sample as a week whose first paper has markup for a title and tags that try to leave
+    the tags folder, run script, or differ from another tag only by case or invisible characters."""
+    text = SAMPLE.read_text(encoding="utf-8").replace("date: 2023-10-16", f"date: {date}")
+    text = text.replace(
+        "## Llemma(렘마): 수학을 위한 개방형 언어 모델 / Llemma: An Open Language Model For Mathematics",
+        "## <img src=x onerror=alert(1)>렘마 \" ' & / <script>alert(2)</script> Llemma")
+    text = text.replace("Tags: mathglm", "Tags: ../../../etc/passwd, <script>alert(3)</script>, RAG, 검색 증강, "
+                                         "a/b\\c, .., \u200bmoe\u200b, #, %2e%2e%2fx")
+    path = folder / f"{date}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HOSTILE_TAGS = ["../../../etc/passwd", "<script>alert(3)</script>", "RAG", "검색 증강", "a/b\\c", "..", "moe",
+                "%2e%2e%2fx"]
+
+
+def test_hostile_tags_and_titles_stay_text_and_every_tag_page_stays_in_the_tags_folder(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE, hostile_week(tmp_path))
+    site = load_config(config_path).publish.out
+    assert list(parse_issue(tmp_path / "2023-10-30.md").papers[0].tags) == HOSTILE_TAGS
+    files = sorted(site_files(site))
+    assert all(is_site_file(path) for path in files)
+    tag_files = [path for path in files if path.startswith("tags/")]
+    assert all(re.fullmatch(r"tags/[a-z0-9-]+\.html", path) for path in tag_files)
+    # Every hostile tag (and the sample's mathglm, rag, chain-of-thought; RAG is rag) has its own page.
+    assert len(tag_files) == 1 + len(HOSTILE_TAGS) - 1 + 3
+    assert not [path for path in tmp_path.rglob("*") if path.name in ("passwd", "x")]  # nothing outside
+    for path in ["index.html", "feed.xml", "2023-10-30.web.html", *tag_files]:
+        text = (site / path).read_text(encoding="utf-8")
+        assert "<script>alert" not in text and "<img src=x" not in text, path
+    tags_index = (site / "tags" / "index.html").read_text(encoding="utf-8")
+    assert "#&lt;script&gt;alert(3)&lt;/script&gt;</a>" in tags_index and "#검색 증강</a>" in tags_index
+    # The web page's tag links all lead to a tag page that exists.
+    web_links = [href for href in links_of(site / "2023-10-30.web.html").hrefs if "/tags/" in href]
+    assert len(web_links) == len(HOSTILE_TAGS) + 2  # + the sample's #rag and #chain-of-thought papers
+    assert all((site / href.removeprefix(WEB_BASE)).is_file() for href in web_links)
+    rag = (site / "tags" / "rag.html").read_text(encoding="utf-8")
+    # RAG and rag are one tag; newest week first.
+    assert rag.index("2023-10-30.web.html#script-alert-2-script-llemma") < rag.index("2023-10-30.web.html#self-rag") \
+        < rag.index("2023-10-16.web.html#self-rag")
+
+
+def test_every_tag_page_lists_its_papers_newest_first_each_linked_to_its_anchor(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE)
+    publish(config_path, second_week(tmp_path))
+    site = load_config(config_path).publish.out
+    weeks = {"2023-10-23": parse_issue(tmp_path / "2023-10-23.md"), "2023-10-16": parse_issue(SAMPLE)}
+    expected: dict[str, list[str]] = {}
+    for date, issue in weeks.items():  # newest first
+        for paper in issue.papers:
+            for tag in paper.tags:
+                expected.setdefault(tag, []).append(f"../{date}.web.html#{paper.slug}")
+    assert set(expected) == {"rag", "chain-of-thought", "mathglm", "moe", "효율"}
+    tag_index = links_of(site / "tags" / "index.html").hrefs
+    for tag, anchors in expected.items():
+        [href] = [h for h in tag_index if h == f"{tag_slug(tag)}.html"]
+        page = (site / "tags" / href).read_text(encoding="utf-8")
+        assert f"<h1 class=\"tag-name\">#{tag}</h1>" in page
+        assert [h for h in links_of(site / "tags" / href).hrefs if ".web.html#" in h] == anchors
+        for anchor in anchors:
+            path, _, slug = anchor.removeprefix("../").partition("#")
+            assert f'id="{slug}"' in (site / path).read_text(encoding="utf-8")
+
+
+def test_an_archive_published_before_papers_were_kept_keeps_its_titles_until_republished(tmp_path):
+    import sqlite3
+
+    from newsletter.store import db
+
+    config_path = site_config(tmp_path)
+    database = load_config(config_path).database
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(database) as connection:  # the schema as version 5 left it, with one issue
+        for migration in db.MIGRATIONS[:5]:
+            for statement in migration.statements:
+                connection.execute(statement)
+        connection.execute("PRAGMA user_version = 5")
+        connection.execute("INSERT INTO published_issue VALUES ('2023-10-09', 'Old week', 'old', ?, ?, ?, ?, 'build')",
+                           (json.dumps(["옛 논문", "Old paper"], ensure_ascii=False), "0" * 64,
+                            "2023-10-09T09:00:00+00:00", "2023-10-09T09:00:00+00:00"))
+    result = publish(config_path, SAMPLE)
+    assert "not in search or tag pages: 2023-10-09; publish their files again" in result.output
+    site = load_config(config_path).publish.out
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "<li>옛 논문</li>" in index and "<li>Old paper</li>" in index  # titles kept, not linked
+    report = json.loads(publish(config_path, "--json", SAMPLE).output)
+    assert report["searchable_papers"] == len(parse_issue(SAMPLE).papers) and report["without_papers"] == ["2023-10-09"]
+
+
+def test_without_pagefind_publish_says_how_to_install_it_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAGEFIND_BINARY_PATH", str(tmp_path / "no-pagefind-here"))
+    config_path = site_config(tmp_path)
+    result = cli(config_path, "publish", str(SAMPLE))
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "cannot build the search index: no Pagefind binary found; install it with `pip install " \
+           "'pagefind[extended]'`" in result.output
+    assert not load_config(config_path).publish.out.exists()
+
+
+def test_a_paper_edited_and_republished_replaces_its_search_fragment_and_nothing_else(tmp_path):
+    config_path = site_config(tmp_path)
+    publish(config_path, SAMPLE, second_week(tmp_path))
+    site = load_config(config_path).publish.out
+    fragments = sorted((site / "pagefind" / "fragment").iterdir())
+    text = SAMPLE.read_text(encoding="utf-8").replace(
+        "* 검색 및 자기 반성을 통해", "* 정정된 요약: 검색 및 자기 반성을 통해", 1)
+    edited = tmp_path / "edited" / "2023-10-16.md"
+    edited.parent.mkdir()
+    edited.write_text(text, encoding="utf-8")
+    folder = json.loads(publish(config_path, "--json", edited).output)["folder"]
+    written = [path for path in folder["written"] if path.startswith("pagefind/fragment/")]
+    assert len(written) == 1 and len(folder["removed"]) >= 1
+    assert [path for path in folder["removed"] if path.startswith("pagefind/fragment/")] != written
+    assert len(list((site / "pagefind" / "fragment").iterdir())) == len(fragments) == 20  # one per paper
+    assert "2023-10-16.web.html" in folder["written"] and "2023-10-23.web.html" not in folder["written"]
+    assert "정정된" in gzip.decompress((site / written[0]).read_bytes()).decode("utf-8", "replace")

@@ -1,4 +1,4 @@
-"""`newsletter publish`: the archive (issue pages, index, feed) to a folder and S3."""
+"""`newsletter publish`: the archive (issue pages, index, search, tag pages, feed) to a folder and S3."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ from .base import main, pass_state
 def _describe(report: PublishReport) -> None:
     for label, target in (("folder", report.folder), ("upload", report.upload)):
         if target is not None:
-            click.echo(f"{label}: {target.target}: {len(target.written)} written, {len(target.unchanged)} unchanged")
+            removed = f", {len(target.removed)} removed" if target.removed else ""
+            click.echo(f"{label}: {target.target}: {len(target.written)} written, {len(target.unchanged)} unchanged"
+                       + removed)
             for path in target.written:
                 click.echo(f"  {path}")
     click.echo(f"index: {report.listed} issue(s), newest first; pages rendered now: {', '.join(report.issues)}")
+    click.echo(f"search: {report.searchable_papers} paper(s); tag pages: {report.tags}")
+    if report.without_papers:
+        click.echo(f"note: published before the archive kept papers, so not in search or tag pages: "
+                   f"{', '.join(report.without_papers)}; publish their files again to add them", err=True)
     if report.dropped:
         click.echo(f"note: taken off the index (--all without their files): {', '.join(report.dropped)}; "
                    "their pages stay where they were published", err=True)
@@ -44,8 +50,8 @@ def _describe(report: PublishReport) -> None:
 def publish_command(state, issue_paths: tuple[Path, ...], rebuild_all: bool, to: str | None, out: Path | None,
                     force: bool, allow_draft: bool, as_json: bool) -> None:
     """Publish ISSUE.md's web page at the URL its email links to, with the index page (newest
-    first, with the subscribe form) and the Atom feed; with --to or publish.to, upload what
-    changed to S3.
+    first, with the search box and the subscribe form), the search index and tag pages of every
+    published paper, and the Atom feed; with --to or publish.to, upload what changed to S3.
 
     Example: newsletter publish issues/2023-10-16.md --to s3://my-bucket/issues
     """

@@ -4,7 +4,8 @@ The order keeps every reader's link working and the database honest:
 
 1. every issue file is parsed and rendered first, so one bad file stops the run before anything
    is written;
-2. the pages, then the index page and the feed, go to the folder (only files that changed);
+2. the pages, the search index (Pagefind, over every published paper), the tag pages, then the
+   index page and the feed go to the folder (only files that changed);
 3. with an s3:// target, the site (the files the site wrote to the folder, never anything else
    there: see targets.py) is compared with the bucket and what differs uploaded;
 4. only then is the index in the database updated, so a send never finds an issue "published"
@@ -28,7 +29,9 @@ from ..model import Issue, PublishedIssue
 from ..parse import parse_issue
 from ..render import render_issue, web_url
 from ..store import Store
-from .pages import SiteFile, atom_feed, index_entry, index_page, issue_page, sha256
+from .pages import (SEARCH_FOLDER, TAGS_FOLDER, SiteFile, atom_feed, index_entry, index_page, issue_page, sha256,
+                    tag_pages)
+from .search import pagefind_binary, search_files
 from .targets import FolderTarget, S3Target, TargetReport
 
 
@@ -41,14 +44,20 @@ class PublishReport:
     dropped: list[str] = field(default_factory=list)  # taken off the index by --all
     missing_pages: list[str] = field(default_factory=list)  # listed, but no page in the folder
     has_subscribe_form: bool = True
+    searchable_papers: int = 0  # papers in the search index
+    tags: int = 0  # tag pages
+    # Listed issues published before the archive kept papers: no anchors, tags or search until
+    # their files are published again.
+    without_papers: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         def target(report: TargetReport | None) -> dict | None:
             return None if report is None else {"target": report.target, "written": report.written,
-                                                 "unchanged": report.unchanged}
+                                                 "unchanged": report.unchanged, "removed": report.removed}
         return {"issues": self.issues, "folder": target(self.folder), "upload": target(self.upload),
                 "listed": self.listed, "dropped": self.dropped, "missing_pages": self.missing_pages,
-                "has_subscribe_form": self.has_subscribe_form}
+                "has_subscribe_form": self.has_subscribe_form, "searchable_papers": self.searchable_papers,
+                "tags": self.tags, "without_papers": self.without_papers}
 
 
 def _parse_all(paths: Sequence[Path]) -> list[Issue]:
@@ -85,6 +94,7 @@ def publish(
     if not allow_draft:
         for issue in issues:
             refuse_draft(issue)
+    pagefind_binary()  # before anything is rendered or written: a missing Pagefind stops the run here
     pages = {issue.issue_id: issue_page(render_issue(issue, config)) for issue in issues}
     published_to = folder.name + (f" + {to}" if to else "")
     now = dt.datetime.now(dt.UTC)  # microseconds kept: `updated` in the feed must move on every change
@@ -96,10 +106,16 @@ def publish(
         listed = {} if rebuild_all else dict(known)
         listed.update({entry.issue_id: entry for entry in entries})
         index = list(listed.values())
-        files = [*pages.values(), index_page(index, config), atom_feed(index, config)]
+        search = search_files(index, config)
+        tags = tag_pages(index, config)
+        files = [*pages.values(), *search, *tags, index_page(index, config), atom_feed(index, config)]
 
-        report = PublishReport(issues=[issue.issue_id for issue in issues], folder=folder.publish(files, force=force),
-                               listed=len(index), has_subscribe_form=config.subscribe is not None)
+        report = PublishReport(issues=[issue.issue_id for issue in issues],
+                               folder=folder.publish(files, force=force, whole=(SEARCH_FOLDER, TAGS_FOLDER)),
+                               listed=len(index), has_subscribe_form=config.subscribe is not None,
+                               searchable_papers=sum(1 for e in index for p in e.papers if p.slug),
+                               tags=len(tags) - 1,
+                               without_papers=sorted(e.issue_id for e in index if any(not p.slug for p in e.papers)))
         report.missing_pages = sorted(e.issue_id for e in index if not (folder.folder / e.page_name).is_file())
         if to:
             target = S3Target(to, config.publish, config.ses.region)

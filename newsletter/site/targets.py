@@ -2,8 +2,11 @@
 
     target.publish(files, force=False) -> TargetReport   # writes what changed, skips the rest
 
-Both write the pages before the index and the feed, so the index never links to a page that is
-not there yet. The S3 target compares each file's MD5 with the object's ETag (a single-part
+Both write in `upload_rank` order (pages before the index and the feed, search fragments before
+the index chunks that name them), so nothing links to a file that is not there yet. The folder
+also removes what the site no longer generates in the folders each run rebuilds whole (tags/,
+pagefind/); the bucket keeps such objects (a reader's cached search entry may still name them,
+and deleting would need s3:DeleteObject): they are small and linked from nowhere. The S3 target compares each file's MD5 with the object's ETag (a single-part
 upload's ETag is its MD5) from one listing of the prefix, so a run uploads only what changed;
 `force` uploads everything (after changing the cache settings, which the ETag does not cover).
 Credentials, region and endpoint come from boto3's own chain (AWS_ENDPOINT_URL_S3 points it at a
@@ -33,7 +36,7 @@ from urllib.parse import urlsplit
 
 from ..config import PublishSettings
 from ..errors import ConfigError, PublishError
-from .pages import SiteFile, cache_control, content_type
+from .pages import SiteFile, cache_control, content_type, is_site_file, upload_rank
 
 
 @dataclass
@@ -41,6 +44,7 @@ class TargetReport:
     target: str  # the folder or s3:// URL, for messages
     written: list[str] = field(default_factory=list)  # paths written or uploaded
     unchanged: list[str] = field(default_factory=list)  # paths already there, byte for byte
+    removed: list[str] = field(default_factory=list)  # paths the site no longer generates, deleted
 
 
 class Target(Protocol):
@@ -52,8 +56,7 @@ class Target(Protocol):
 
 
 def in_upload_order(files: Sequence[SiteFile]) -> list[SiteFile]:
-    """Pages first, the index and the feed last."""
-    return sorted(files, key=lambda f: (f.is_listing, f.path))
+    return sorted(files, key=lambda f: (upload_rank(f.path), f.path))
 
 
 # In the site's folder: the "/"-separated path of every file the site wrote there, one JSON list.
@@ -66,7 +69,9 @@ class FolderTarget:
         self.name = str(self.folder)
         self._recorded_now: set[str] = set()  # this run's paths, whatever another run did to the manifest
 
-    def publish(self, files: Sequence[SiteFile], *, force: bool = False) -> TargetReport:
+    def publish(self, files: Sequence[SiteFile], *, force: bool = False, whole: Sequence[str] = ()) -> TargetReport:
+        """Write what differs; then, in each folder named in `whole` (whose every file `files`
+        holds), remove the site's files that `files` does not have."""
         report = TargetReport(self.name)
         # Recorded before the files are written: a crash leaves a listed path whose file is not
         # there yet (skipped by `files`), never a site file left out of the site.
@@ -78,6 +83,18 @@ class FolderTarget:
                 continue
             _write_atomically(path, site_file.body)
             report.written.append(site_file.path)
+        kept = {site_file.path for site_file in files}
+        inside = tuple(f"{name}/" for name in whole)
+        stale = sorted(path for path in self._recorded() | self._recorded_now
+                       if path.startswith(inside) and path not in kept)
+        for path in stale:
+            try:
+                (self.folder / path).unlink(missing_ok=True)
+            except OSError as error:
+                raise PublishError(f"cannot remove {self.folder / path} ({error.strerror or error})") from None
+            report.removed.append(path)
+        # Forgotten only once gone: a crash before leaves a listed path with no file (skipped).
+        self._record(forget=stale)
         return report
 
     def files(self) -> list[SiteFile]:
@@ -107,11 +124,14 @@ class FolderTarget:
             if "\0" in name or not (self.folder / name).resolve().is_relative_to(root):
                 raise PublishError(f"{self.folder / SITE_MANIFEST} lists {name!r}, which is not in {self.folder}; "
                                    "delete that line (or the file: the next publish writes it again)")
+            if not is_site_file(name):
+                raise PublishError(f"{self.folder / SITE_MANIFEST} lists {name!r}, which the site never makes; "
+                                   "delete that line (or the file: the next publish writes it again)")
         return set(names)
 
-    def _record(self, paths: Iterable[str]) -> None:
-        new = set(paths)
-        self._recorded_now |= new
+    def _record(self, paths: Iterable[str] = (), *, forget: Iterable[str] = ()) -> None:
+        new, gone = set(paths), set(forget)
+        self._recorded_now = (self._recorded_now | new) - gone
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             folder = os.open(self.folder, os.O_RDONLY)
@@ -120,8 +140,8 @@ class FolderTarget:
         try:
             fcntl.flock(folder, fcntl.LOCK_EX)  # two publishes at once: neither loses the other's paths
             recorded = self._recorded()
-            if not new <= recorded:
-                body = json.dumps(sorted(recorded | new), indent=0).encode("utf-8") + b"\n"
+            if not new <= recorded or gone & recorded:
+                body = json.dumps(sorted((recorded | new) - gone), indent=0).encode("utf-8") + b"\n"
                 _write_atomically(self.folder / SITE_MANIFEST, body)
         finally:
             os.close(folder)

@@ -168,6 +168,23 @@ MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        6,
+        "the archive keeps each paper (anchor, titles, tags, searchable text) for tag pages and search",
+        (
+            # JSON array of {slug, title_ko, title_en, tags, text}. A week published before this
+            # keeps its titles, with no anchor, tags or text until it is published again.
+            "ALTER TABLE published_issue ADD COLUMN papers TEXT NOT NULL DEFAULT '[]'",
+            """
+            UPDATE published_issue SET papers = (
+                SELECT json_group_array(json_object('slug', '', 'title_ko', title.value, 'title_en', NULL,
+                                                    'tags', json('[]'), 'text', ''))
+                FROM json_each(published_issue.paper_titles) AS title
+            )
+            """,
+            "ALTER TABLE published_issue DROP COLUMN paper_titles",
+        ),
+    ),
 ]
 
 

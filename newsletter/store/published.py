@@ -8,15 +8,24 @@ import json
 import sqlite3
 from collections.abc import Iterable
 
-from ..model import PublishedIssue
+from ..model import PublishedIssue, PublishedPaper
 
-_COLUMNS = "issue_id, title, summary, paper_titles, page_sha256, first_published_at, updated_at, published_to"
+_COLUMNS = "issue_id, title, summary, papers, page_sha256, first_published_at, updated_at, published_to"
 
 
 def _entry(row: tuple) -> PublishedIssue:
-    issue_id, title, summary, titles, digest, first, updated, published_to = row
-    return PublishedIssue(issue_id, title, summary, tuple(json.loads(titles)), digest,
+    issue_id, title, summary, papers, digest, first, updated, published_to = row
+    return PublishedIssue(issue_id, title, summary, tuple(_paper(paper) for paper in json.loads(papers)), digest,
                           dt.datetime.fromisoformat(first), dt.datetime.fromisoformat(updated), published_to)
+
+
+def _paper(data: dict) -> PublishedPaper:
+    return PublishedPaper(data["slug"], data["title_ko"], data["title_en"], tuple(data["tags"]), data["text"])
+
+
+def _papers_json(entry: PublishedIssue) -> str:
+    return json.dumps([{"slug": p.slug, "title_ko": p.title_ko, "title_en": p.title_en, "tags": list(p.tags),
+                        "text": p.text} for p in entry.papers], ensure_ascii=False)
 
 
 def all_entries(connection: sqlite3.Connection) -> list[PublishedIssue]:
@@ -34,7 +43,7 @@ def save(connection: sqlite3.Connection, entries: Iterable[PublishedIssue]) -> N
     connection.executemany(
         f"INSERT OR REPLACE INTO published_issue ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (e.issue_id, e.title, e.summary, json.dumps(list(e.paper_titles), ensure_ascii=False), e.page_sha256,
+            (e.issue_id, e.title, e.summary, _papers_json(e), e.page_sha256,
              e.first_published_at.astimezone(dt.UTC).isoformat(), e.updated_at.astimezone(dt.UTC).isoformat(),
              e.published_to)
             for e in entries
