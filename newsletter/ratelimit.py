@@ -1,12 +1,15 @@
 """How fast a send may call the provider: one shared rate limiter, and the backoff between retries.
 
 SES counts recipients per second against the account's MaxSendRate and answers 429 "Maximum
-sending rate exceeded" past it. The limiter runs at a share of that rate (default 0.9) and lets a
-burst of only the headroom left (MaxSendRate minus its own rate, at least one message), and it also
-counts grants in a sliding one-second window capped at its own rate, so no one-second window passes
-the rate it was set to (nor, so, the account's) whatever the threads' timing; the burst only lets a
-late worker catch up within that cap. While throttling or 5xx answers last it
-halves its rate (at most once a second) and climbs back gradually after they stop (AIMD).
+sending rate exceeded" past it. The limiter runs at a share of that rate (default 0.9) and counts
+grants in a sliding one-second window capped at its own rate, so no one-second window of turns
+passes the rate it was set to, whatever the threads' timing. What SES counts is the calls'
+arrivals, later than their turns by a varying few milliseconds (the claim's commit, signing, the
+GIL, the network; tens of milliseconds on a busy machine), so a second of arrivals can hold the
+turns of a little more than a second. The headroom between the rate and MaxSendRate is for that:
+half of it (at least one message) is the burst that lets late workers catch up within the cap,
+the other half is left for the spread between turn and arrival. While throttling or 5xx answers
+last it halves its rate (at most once a second) and climbs back gradually after they stop (AIMD).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ _WINDOW_MARGIN = 0.002
 
 # Where a limiter's state lives: slots of one array of floats, so the same code runs on a list
 # (threads of one process) or on shared memory (worker processes of one send).
-_RATE, _TOKENS, _UPDATED, _LAST_SLOW_DOWN, _SLOW_DOWNS, _RING_HEAD = range(6)
-_RING_START = 6  # then the monotonic times of the last `window_cap` grants, oldest at _RING_HEAD
+_RATE, _TOKENS, _UPDATED, _LAST_SLOW_DOWN, _SLOW_DOWNS, _GRANTS, _RING_HEAD = range(7)
+_RING_START = 7  # then the monotonic times of the last `window_cap` grants, oldest at _RING_HEAD
 
 
 class RateLimiter:
@@ -54,7 +57,7 @@ class RateLimiter:
             raise ValueError(f"account rate must be a positive number, got {account_rate!r}")
         self.account_rate = account_rate
         self.target_rate = account_rate * share
-        self.burst = max(1, math.floor(account_rate - self.target_rate))
+        self.burst = max(1, math.floor((account_rate - self.target_rate) / 2))
         self.window_cap = max(1, math.floor(self.target_rate))
         self._decrease = decrease
         self._lowest_rate = self.target_rate * lowest_share
@@ -64,7 +67,7 @@ class RateLimiter:
         # the reported times keep the window's cap even if the process is preempted between the
         # two readings (seen at 55 grants in a window capped at 54 on a loaded machine).
         self._wall_offset = time.time() - time.monotonic()
-        initial = [self.target_rate, float(self.burst), time.monotonic(), -math.inf, 0.0, 0.0]
+        initial = [self.target_rate, float(self.burst), time.monotonic(), -math.inf, 0.0, 0.0, 0.0]
         initial += [-math.inf] * self.window_cap  # no grants yet
         if context is None:
             self._lock = threading.Lock()
@@ -89,6 +92,12 @@ class RateLimiter:
         with self._lock:
             return int(self._state[_SLOW_DOWNS])
 
+    @property
+    def grants(self) -> int:
+        """Turns given so far, in every process that shares the limiter."""
+        with self._lock:
+            return int(self._state[_GRANTS])
+
     def acquire(self, stop=None) -> dt.datetime | None:
         """Wait for a turn; return when it was granted (UTC), or None if `stop` (a threading or
         multiprocessing Event) was set first."""
@@ -100,6 +109,7 @@ class RateLimiter:
                 wait = self._wait(now)
                 if wait <= 0:
                     state[_TOKENS] -= 1
+                    state[_GRANTS] += 1
                     head = int(state[_RING_HEAD])
                     state[_RING_START + head] = now
                     state[_RING_HEAD] = (head + 1) % self.window_cap

@@ -8,6 +8,7 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,14 @@ import pytest
 from newsletter.config import load_config
 from newsletter.ratelimit import Backoff, RateLimiter, busiest_window
 from newsletter.send import prepare_send, send_issue
-from newsletter.send.sizing import ASSUMED_LATENCY, AUTO_MAX_WORKERS, CallLatency, size_send, workers_for
+from newsletter.send.sizing import (
+    ASSUMED_CYCLE,
+    AUTO_MAX_WORKERS,
+    CycleTime,
+    cpu_per_message,
+    size_send,
+    workers_for,
+)
 from sending_fixtures import (
     ISSUE,
     cli,
@@ -32,51 +40,113 @@ from sending_fixtures import (
     wait_until,
 )
 
+SAMPLE_BYTES = 125_000  # about the sample issue's message
+
 # --- the sizing rule ----------------------------------------------------------------------------
 
 
 def test_workers_follow_littles_law_with_headroom_within_bounds():
-    assert workers_for(500, 0.05, ceiling=256) == 38  # 500/s x 50 ms = 25 in flight, x 1.5
+    assert workers_for(500, 0.05, ceiling=256) == 38  # 500/s x 50 ms = 25 in hand, x 1.5
     assert workers_for(14, 0.1, ceiling=256) == 3
     assert workers_for(500, 0.05, ceiling=8) == 8
     assert workers_for(0.5, 0.01, ceiling=8) == 1
 
 
 def test_one_process_while_it_keeps_up_then_one_per_core():
-    small = size_send(90, 100_000, cpu_count=2)
+    small = size_send(90, 100_000, cpu_count=2, message_bytes=SAMPLE_BYTES)
     assert (small.processes, small.max_workers) == (1, AUTO_MAX_WORKERS)
-    big = size_send(900, 100_000, cpu_count=2)
-    assert big.processes == 2  # 900/s needs 3 at ~300/s each; 2 cores
-    assert big.workers == workers_for(450, ASSUMED_LATENCY, ceiling=AUTO_MAX_WORKERS)  # each process keeps half the rate
-    assert "2 processes" in big.reason and "450/s" in big.reason
-    assert size_send(900, 100_000, cpu_count=8).processes == 3
-    assert size_send(900, 100_000, cpu_count=8, max_processes=2).processes == 2
+    big = size_send(600, 100_000, cpu_count=2, message_bytes=SAMPLE_BYTES)
+    assert big.processes == 2  # 600/s x ~2.85 ms = 1.7 cores, at most ~0.6 of one each: 3; 2 cores
+    assert big.workers == workers_for(300, ASSUMED_CYCLE, ceiling=AUTO_MAX_WORKERS)  # each process keeps half the rate
+    assert "2 processes" in big.reason and "300/s" in big.reason
+    assert size_send(600, 100_000, cpu_count=8, message_bytes=SAMPLE_BYTES).processes == 3
+    assert size_send(600, 100_000, cpu_count=8, max_processes=2, message_bytes=SAMPLE_BYTES).processes == 2
+
+
+def test_a_larger_message_takes_more_cpu_so_more_processes_at_the_same_rate():
+    assert cpu_per_message(500_000) > cpu_per_message(SAMPLE_BYTES) > cpu_per_message(2_000)
+    assert size_send(150, 100_000, cpu_count=8, message_bytes=2_000).processes == 1
+    assert size_send(150, 100_000, cpu_count=8, message_bytes=500_000).processes == 2
+
+
+def test_a_rate_past_what_the_cores_carry_is_said_in_the_plan():
+    """The plan says what to expect instead of falling short silently."""
+    carried = 2 * 0.85 / cpu_per_message(SAMPLE_BYTES)  # each process at most one core
+    past = size_send(1000, 100_000, cpu_count=2, message_bytes=SAMPLE_BYTES)
+    assert past.carried == pytest.approx(carried) and past.carried < 1000
+    assert f"expect about {carried:.0f}/s" in past.describe()
+    assert "the CPU carries about" in past.reason
+    one_process = size_send(400, 100_000, cpu_count=8, message_bytes=SAMPLE_BYTES, processes=1)
+    assert one_process.carried is not None and "expect about" in one_process.describe()
+    within = size_send(300, 100_000, cpu_count=2, message_bytes=SAMPLE_BYTES)
+    assert within.carried is None and "expect" not in within.describe()
 
 
 def test_a_short_list_stays_in_one_process_with_no_idle_workers():
-    sizing = size_send(900, 300, cpu_count=8)
+    sizing = size_send(900, 300, cpu_count=8, message_bytes=SAMPLE_BYTES)
     assert sizing.processes == 1 and "too few" in sizing.reason
-    assert size_send(900, 5, cpu_count=8).max_workers == 5
+    assert size_send(900, 5, cpu_count=8, message_bytes=SAMPLE_BYTES).max_workers == 5
 
 
 def test_the_command_line_fixes_the_numbers_and_the_config_bounds_the_rule():
-    fixed = size_send(900, 100_000, cpu_count=2, workers=7, processes=3)
+    fixed = size_send(900, 100_000, cpu_count=2, workers=7, processes=3, message_bytes=SAMPLE_BYTES)
     assert (fixed.processes, fixed.workers, fixed.max_workers) == (3, 7, 7)
     assert "as asked" in fixed.reason
-    bounded = size_send(450, 100_000, cpu_count=1, max_workers=4)
+    bounded = size_send(150, 100_000, cpu_count=1, max_workers=4, message_bytes=SAMPLE_BYTES)
     assert (bounded.processes, bounded.workers, bounded.max_workers) == (1, 4, 4)
     assert bounded.describe() == "4 workers"
-    assert size_send(900, 100_000, cpu_count=2).describe().startswith("2 processes x ")
+    assert size_send(900, 100_000, cpu_count=2, message_bytes=SAMPLE_BYTES).describe().startswith("2 processes x ")
 
 
-def test_the_measured_latency_follows_the_recent_calls():
-    latency = CallLatency()
-    assert latency.mean() is None
-    latency.add(0.05)
-    assert latency.mean() == pytest.approx(0.05)
+def test_the_measured_cycle_follows_the_recent_messages():
+    cycle = CycleTime()
+    assert cycle.mean() is None
+    cycle.add(0.05)
+    assert cycle.mean() == pytest.approx(0.05)
     for _ in range(60):
-        latency.add(0.2)
-    assert latency.mean() == pytest.approx(0.2, rel=0.01)
+        cycle.add(0.2)
+    assert cycle.mean() == pytest.approx(0.2, rel=0.01)
+    assert cycle.count == 61
+
+
+# --- the pool sized to a message's whole cycle, measured while sending --------------------------
+
+
+class _SlowComposer:
+    """The plan's real message template, each copy ready `seconds` later: composing is the slow
+    part of a worker's cycle, as a slow disk or a loaded machine would make it."""
+
+    def __init__(self, template, seconds: float):
+        self._template, self._seconds = template, seconds
+
+    def message_for(self, *arguments, **options):
+        time.sleep(self._seconds)
+        return self._template.message_for(*arguments, **options)
+
+    def __getattr__(self, name):
+        return getattr(self._template, name)
+
+
+def test_the_pool_grows_past_what_the_call_latency_alone_asks_when_composing_is_slow(tmp_path, moto_ses, secret):
+    """Calls to moto take milliseconds, so by the call's latency one or two threads would keep to
+    22.5/s; but each message first takes 0.5 s to compose, and 22.5/s x 0.5 s is 11 messages in
+    hand at every moment. The send measures the whole cycle while it runs and grows its pool to
+    carry it."""
+    compose_seconds, account_rate = 0.5, 25  # 22.5/s at the default share
+    config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=account_rate, workers=AUTO_MAX_WORKERS)
+    addresses = readers(80)
+    subscribe(config_path, addresses)
+    plan = prepare_send(ISSUE, load_config(config_path), dry_run=False)
+    plan = dataclasses.replace(plan, template=_SlowComposer(plan.template, compose_seconds))
+    assert plan.sizing().workers < plan.rate * compose_seconds  # the assumed cycle is too short
+
+    summary = send_issue(plan)
+
+    assert summary.sent == len(addresses)
+    assert summary.cycle_seconds >= compose_seconds
+    assert summary.workers >= plan.rate * compose_seconds  # Little's law for the composing alone
+    assert summary.workers > workers_for(plan.rate, summary.call_seconds, ceiling=AUTO_MAX_WORKERS)
+    assert delivered(moto_ses) == {address: 1 for address in addresses}
 
 
 # --- one rate budget for several processes ------------------------------------------------------

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import math
 import os
 import queue
 import signal
@@ -37,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MessageError, StoreError
+from ..errors import MessageError, SendError, StoreError
 from ..model import Delivery
 from ..ratelimit import Backoff, RateLimiter
 from ..store import Store
@@ -49,19 +51,31 @@ from ..transports.base import (
     RecipientDeferredError,
     RecipientRejectedError,
     RetryableSendError,
-    SendError,
     Transport,
     UnreachableError,
 )
 from .plan import Failure, SendPlan, SendSummary, Stop
-from .processes import WORKER_PROCESS_CONTEXT, WorkerProcesses
+from .processes import ENDED, WORKER_PROCESS_CONTEXT, Report, WorkerProcesses
 from .quota import prepare_ledger
-from .sizing import CallLatency, workers_for
+from .sizing import CycleTime, workers_for
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
-_RESIZE_SECONDS = 0.5  # how often the pool is sized to the measured latency
-_KEEPING_UP = 0.95  # of the rate: workers that call this fast are enough
+_LOOK_SECONDS = 0.5  # how often, at least, the pool is sized to the measured cycle
+_KEEPING_UP = 0.95  # of the rate: workers that keep this pace are enough
+# Of a core: a process that used this much CPU since the last look is bound by the CPU (its GIL),
+# and more threads would only wait for it, and send their calls late and bunched together.
+_CPU_BOUND = 0.9
+# Of the pace a growth of the pool should have added: a growth that added less did not pay.
+_GROWTH_PAYS = 0.5
+_STEP = 1.5  # the most the pool grows at one look (x), so that each step is judged
+
+
+@dataclass(frozen=True)
+class _Growth:
+    pace: float  # messages a second (every process's) when the pool grew
+    expected_gain: float  # what the new threads should add, were the threads what held it back
+    settled: bool = False  # a look has passed since: the next one judges it
 
 
 # How long a worker keeps trying to record an outcome while the database is locked by another
@@ -172,13 +186,37 @@ class _InThisProcess:
     Event = threading.Event
 
 
+class _Waits:
+    """Seconds one worker spent on its message waiting for a turn or a retry: not part of the
+    message's cycle, which is what sizes the pool."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def turn(self, limiter: RateLimiter, stop: threading.Event) -> dt.datetime | None:
+        began = time.monotonic()
+        try:
+            return limiter.acquire(stop)
+        finally:
+            self.seconds += time.monotonic() - began
+
+    def pause(self, stop: threading.Event, seconds: float) -> bool:
+        """Wait `seconds` before a retry; True if the run halted meanwhile."""
+        began = time.monotonic()
+        try:
+            return stop.wait(seconds)
+        finally:
+            self.seconds += time.monotonic() - began
+
+
 class BulkSend:
     """One run over an issue's ledger. `run()` returns once every worker has stopped.
 
-    It starts `workers` threads and, from the rate and the call latency it measures, grows to
-    `max_workers` (sizing.workers_for); with `processes` > 1 the threads live in that many worker
-    processes (processes.py), which take rows from one queue and turns from one shared limiter.
-    Each process keeps its own outage clock; a stop in any of them stops all."""
+    It starts `workers` threads and, from the rate and each message's cycle it measures (compose,
+    claim, call, record: all but the waits for a turn), grows to `max_workers`
+    (sizing.workers_for); with `processes` > 1 the threads live in that many worker processes
+    (processes.py), which take rows from one queue and turns from one shared limiter, and each
+    sizes its own pool. Each process keeps its own outage clock; a stop in any of them stops all."""
 
     def __init__(
         self,
@@ -210,17 +248,23 @@ class BulkSend:
         self.limit = limit
         self.on_outcome = on_outcome
         self.retries = 0
-        self.latency = CallLatency()
-        self.parent_pid: int | None = None  # set in a worker process: it stops if the parent dies
+        self.cycle = CycleTime()  # a message's time in this process's workers, waits left out
+        self.call_latency = CycleTime()  # the provider call's part of it
+        self.parent_pid: int | None = None  # set before forking: a worker process stops if it dies
         sync = WORKER_PROCESS_CONTEXT if processes > 1 else _InThisProcess
         self.halt = _Halt(WORKER_PROCESS_CONTEXT.RawValue("b", 0) if processes > 1 else None)
         self._jobs = sync.Queue(maxsize=2 * self.max_workers * processes)
         self._feeding_done = sync.Event()
         self._initial_workers = workers
-        self.workers_per_process = 0  # set by WorkerProcesses when the run ends
+        self.workers_per_process = 0  # the most any worker process used, as they report their end
         self._threads: list[threading.Thread] = []
-        self._resized = time.monotonic()
-        self._calls_at_resize = 0
+        self._looked = time.monotonic()  # the last look at the pace (_resize), and what it saw
+        self._next_look = self._looked + _LOOK_SECONDS
+        self._cpu_at_look = time.process_time()
+        self._grants_at_look = limiter.grants
+        self._growth: _Growth | None = None  # the last growth, until it is judged
+        self._grown = False  # the pool has grown from its assumed size
+        self._grown_enough = False  # a growth did not pay: the pool stays as it is
         self._record_lock = threading.Lock()
         self._crash: BaseException | None = None
 
@@ -242,20 +286,55 @@ class BulkSend:
         send lock and has brought the ledger up to date)."""
         with _stop_on_signals(self.halt):
             if self.processes > 1:
-                group = WorkerProcesses(self)  # forks now, before this process starts any thread
+                self.parent_pid = os.getpid()  # the worker processes stop if this one dies
+                group = WorkerProcesses(  # forks now, before this process starts any thread
+                    self.processes, self._work_in_process, on_report=self._take_report,
+                    on_lost=self._lost_process, poll=self.halt.follow_shared,
+                )
                 self._feed_then_wait(store, group.wait)
+                self._jobs.cancel_join_thread()  # rows fed but never taken stay `pending`: drop them
             else:
                 self._add_workers(self._initial_workers)
                 self._feed_then_wait(store, self._wait_for_workers)
         if self._crash is not None:
             raise self._crash
 
-    def work(self) -> None:
+    def _work_in_process(self, report: Report) -> dict:
         """A worker process's part: threads that take rows from the shared queue until it is
-        empty and fed no more, or the run halts."""
-        with _stop_on_signals(self.halt):
-            self._add_workers(self._initial_workers)
-            self._wait_for_workers()
+        empty and fed no more, or the run halts; what they did goes to the parent by `report`."""
+        self.on_outcome = lambda outcome: report("outcome", outcome)
+        self.halt.report = report
+        try:
+            with _stop_on_signals(self.halt):
+                self._add_workers(self._initial_workers)
+                self._wait_for_workers()
+        except BaseException as error:
+            self._crash = self._crash or error
+        crash = f"{type(self._crash).__name__}: {self._crash}" if self._crash is not None else None
+        return {"workers": self.workers, "retries": self.retries, "crash": crash, "cycle": (self.cycle.mean(), self.cycle.count),
+                "call_latency": (self.call_latency.mean(), self.call_latency.count)}
+
+    def _take_report(self, kind: str, payload) -> None:
+        """In the parent: what a worker process reported (processes.py)."""
+        if kind == "outcome":
+            self._record(payload)
+        elif kind == "stop":
+            self.halt.stop_for(payload)
+        elif kind == "interrupted":
+            self.halt.interrupt(payload)
+        elif kind == ENDED and payload is not None:
+            self.workers_per_process = max(self.workers_per_process, payload["workers"])
+            self.retries += payload["retries"]
+            self.cycle.merge(*payload["cycle"])
+            self.call_latency.merge(*payload["call_latency"])
+            if payload["crash"] and self._crash is None:
+                self._crash = SendError(f"a worker process stopped with an error: {payload['crash']}")
+
+    def _lost_process(self, pid: int, exit_code: int) -> None:
+        """In the parent: a worker process ended without saying so (killed): stop the others."""
+        self.halt.interrupt(
+            f"worker process {pid} ended unexpectedly (exit code {exit_code}); its calls in flight are `unknown` at the next run"
+        )
 
     def _feed_then_wait(self, store: Store, wait: Callable[[], None]) -> None:
         try:
@@ -284,22 +363,48 @@ class BulkSend:
             thread.start()
 
     def _resize(self) -> None:
-        """Start more threads when the calls' measured latency asks for more in flight (Little's
-        law), while the calls made since the last look fall short of the rate: then the workers,
-        not the limiter, set the pace. The latency measured includes waits for the CPU, so without
-        that check a busy machine would grow the pool to its ceiling for nothing. A thread too
-        many only waits for the limiter, so the pool never shrinks."""
+        """Start more threads when the messages' measured cycle asks for more in hand (Little's
+        law), while the send falls short of the rate (then the workers, not the limiter, set the
+        pace).
+
+        The cycle includes the waits for the CPU, and on a process bound by it (its GIL, or a
+        machine busy with other work) more threads only wait longer: each costs more CPU per
+        message, and their turns, taken on time, reach the provider late and bunched. So the
+        pool grows only while the process has CPU to spare and while growing pays. The first
+        growth replaces the assumed cycle with the measured one; each later one is at most half
+        the pool, and is judged two looks on (the first lets the new threads start): one that
+        did not raise the pace by half of what it should have is the last. A look comes every
+        half second, or every cycle if that is longer, so that it sees whole cycles. A thread too
+        many only waits for its turn: the pool never shrinks."""
         now = time.monotonic()
         drained = self._feeding_done.is_set() and self._jobs.empty()
-        if now - self._resized < _RESIZE_SECONDS or self.halt.event.is_set() or drained:
+        if now < self._next_look or self.halt.event.is_set() or drained:
             return
-        elapsed, self._resized = now - self._resized, now
-        calls = self.latency.calls
-        pace, self._calls_at_resize = (calls - self._calls_at_resize) / elapsed, calls
-        rate = self.limiter.target_rate / self.processes
-        latency = self.latency.mean()
-        if latency is not None and self._threads and pace < _KEEPING_UP * rate:
-            self._add_workers(workers_for(rate, latency, ceiling=self.max_workers) - len(self._threads), growing=True)
+        cpu, grants = time.process_time(), self.limiter.grants
+        elapsed, busy = now - self._looked, cpu - self._cpu_at_look
+        pace = (grants - self._grants_at_look) / elapsed  # of every process sharing the limiter
+        self._looked, self._cpu_at_look, self._grants_at_look = now, cpu, grants
+        rate, cycle, count = self.limiter.rate, self.cycle.mean(), len(self._threads)  # rate: lowered while throttled
+        self._next_look = now + max(_LOOK_SECONDS, cycle or 0.0)
+        growth = self._growth
+        if growth is not None and not growth.settled:
+            self._growth = dataclasses.replace(growth, settled=True)
+            return
+        self._growth = None
+        if cycle is None or not count or self._grown_enough or pace >= _KEEPING_UP * rate:
+            return
+        if growth is not None and pace - growth.pace < _GROWTH_PAYS * growth.expected_gain:
+            self._grown_enough = True
+            return
+        if busy >= _CPU_BOUND * elapsed:
+            return
+        wanted = workers_for(rate / self.processes, cycle, ceiling=self.max_workers)
+        if self._grown:
+            wanted = min(wanted, math.ceil(count * _STEP))
+        if wanted > count:
+            self._add_workers(wanted - count, growing=True)
+            self._grown = True
+            self._growth = _Growth(pace, min(rate, pace * wanted / count) - pace)
 
     def _feed(self, store: Store) -> None:
         after, fed = 0, 0
@@ -349,7 +454,9 @@ class BulkSend:
                     raise
                 with store:
                     while (delivery := self._next_job()) is not None:
-                        self._deliver(delivery, transport, store)
+                        began, waits = time.monotonic(), _Waits()
+                        self._deliver(delivery, transport, store, waits)
+                        self.cycle.add(time.monotonic() - began - waits.seconds)
             finally:
                 transport.close()
         except BaseException as error:  # a bug or a broken database: stop the others too
@@ -357,9 +464,10 @@ class BulkSend:
                 self._crash = self._crash or error
             self.halt.interrupt(f"stopped by an error: {type(error).__name__}: {error}")
 
-    def _deliver(self, delivery: Delivery, transport: Transport, store: Store) -> None:
+    def _deliver(self, delivery: Delivery, transport: Transport, store: Store, waits: _Waits) -> None:
         """Send one row: claim it, make the call, record the outcome; retry what surely sent
-        nothing while the error class allows. A database error stops the run, not the program."""
+        nothing while the error class allows. A database error stops the run, not the program.
+        The waits for a turn and before a retry are counted in `waits`."""
         try:
             message = self.compose(delivery)
         except MessageError as error:
@@ -368,7 +476,7 @@ class BulkSend:
             return
         refused = unreachable = 0  # calls answered with a retryable refusal; calls that got nowhere
         while True:
-            started_at = self.limiter.acquire(self.halt.event)
+            started_at = waits.turn(self.limiter, self.halt.event)
             if started_at is None or self.halt.follow_shared():
                 return  # stopped while waiting: the row was never claimed and stays pending
             claim = self._database(store.claim_delivery, delivery.id, started_at, self.version_id)
@@ -382,7 +490,7 @@ class BulkSend:
                 try:
                     result = transport.send(message)
                 finally:
-                    self.latency.add(time.monotonic() - called)
+                    self.call_latency.add(time.monotonic() - called)
             except UnreachableError as error:
                 self._finish(store, delivery, "pending", error)
                 down_for = self.outage.failed()
@@ -433,7 +541,7 @@ class BulkSend:
                 return
             with self._record_lock:
                 self.retries += 1
-            if self.halt.event.wait(wait):
+            if waits.pause(self.halt.event, wait):
                 return
 
     def _database(self, operation: Callable, *arguments):
@@ -535,6 +643,7 @@ def send_to_list(
     summary.rate = run.limiter.target_rate
     summary.workers = run.workers
     summary.processes = sizing.processes
+    summary.cycle_seconds, summary.call_seconds = run.cycle.mean(), run.call_latency.mean()
     if run.stop is not None:
         summary.note_stop(run.stop)
     summary.interrupted = run.interrupted

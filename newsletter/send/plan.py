@@ -72,9 +72,10 @@ class SendPlan:
 
     def sizing(self, recipients: int | None = None) -> Sizing:
         """How many worker processes and threads a list send runs, and why (send/sizing.py)."""
+        sample = self.message_for(self.template.sender_address, None)  # every copy is about this size
         return size_send(
             self.rate, self.recipient_count if recipients is None else recipients, cpu_count=os.cpu_count() or 1,
-            max_workers=self.config.workers, max_processes=self.config.processes,
+            message_bytes=len(sample.raw), max_workers=self.config.workers, max_processes=self.config.processes,
             workers=self.workers, processes=self.processes,
         )
 
@@ -153,6 +154,8 @@ class SendSummary:
     rate: float | None = None  # messages per second the run kept to
     workers: int = 1  # threads per process
     processes: int = 1
+    cycle_seconds: float | None = None  # a message's time in a worker (compose, claim, call, record), measured
+    call_seconds: float | None = None  # the provider call's part of it
     largest_message_bytes: int = 0
     html_part_bytes: int = 0  # the encoded HTML part, the figure Gmail's clipping goes by
     gmail_clip_bytes: int = GMAIL_CLIP_BYTES

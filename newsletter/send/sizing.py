@@ -1,13 +1,18 @@
-"""How many worker processes and threads a list send runs: enough concurrent calls to keep to its
-rate, and no more.
+"""How many worker processes and threads a list send runs: enough concurrent messages to keep to
+its rate, and no more; and, before it starts, whether this machine's cores can carry that rate.
 
-A worker thread makes one call at a time, so keeping to `rate` calls a second takes, by Little's
-law, rate x latency calls in flight; HEADROOM more absorbs the calls that take longer than the
-mean. The latency is not known before the first call: a run starts from ASSUMED_LATENCY and the
-engine grows the pool as it measures the calls' mean (`workers_for`), up to the most the config or
-`--workers` allows. A process spends about 2 ms of CPU per message (compose, sign, JSON and base64
-of a 186 KB body, two ledger commits) under one GIL, so past PROCESS_RATE a send runs several
-worker processes, at most one per core, sharing one rate budget.
+A worker thread handles one message at a time: it composes it, waits for its turn, claims the
+ledger row (a commit), makes the call, records the outcome (a commit). Keeping to `rate` messages
+a second takes, by Little's law, rate x cycle messages in hand, where the cycle is all of that but
+the wait for a turn; HEADROOM more absorbs the cycles that take longer than the mean. The cycle is
+not known before the first messages: a run starts from ASSUMED_CYCLE and the engine grows the pool
+as it measures the cycles' mean (`workers_for`, fed by `CycleTime`), up to the most the config or
+`--workers` allows.
+
+The CPU decides the rest. All of a process's threads run under one GIL, so one process is given a
+share of a core (PROCESS_CPU_SHARE) before the send forks another, at most one per core; and the
+rate the cores carry is about cores / CPU per message. Past that no number of threads keeps to
+the rate, so the plan says what to expect instead.
 """
 
 from __future__ import annotations
@@ -16,12 +21,23 @@ import math
 import threading
 from dataclasses import dataclass
 
-HEADROOM = 1.5  # calls in flight over rate x mean latency
-ASSUMED_LATENCY = 0.05  # seconds: the first guess, until calls are measured
-AUTO_MAX_WORKERS = 64  # threads per process when the config says "auto"
-# Messages a second one process keeps to steadily (measured with bench/send.py on 2 cores: one
-# process tops out near 400/s, its CPU then spent on the GIL's hand-offs as much as on the calls).
-PROCESS_RATE = 300.0
+HEADROOM = 1.5  # messages in hand over rate x mean cycle
+# Seconds a message takes a worker until it is measured: a 50 ms call, two commits, composing,
+# and the waits for the GIL among the other threads (measured: 60 to 150 ms at 50 ms a call).
+ASSUMED_CYCLE = 0.1
+AUTO_MAX_WORKERS = 128  # threads per process when the config says "auto"
+# CPU one message costs the process that sends it, estimated from its size before any is sent
+# (bench/send.py, SendEmail to a local endpoint; docs/scale.md): botocore's call is about 1 ms
+# plus 10 us per KB (JSON, base64 and the SigV4 hash of the body), the rest of the cycle (the
+# limiter, the two commits, composing, the hand-over between threads and processes) about 0.6 ms.
+CPU_SECONDS_PER_MESSAGE = 0.0016
+CPU_SECONDS_PER_BYTE = 1e-8
+# Of a core, what one process is given before the send adds another: past about this its threads
+# wait for the GIL, and the wait (not the network) sets their cycle.
+PROCESS_CPU_SHARE = 0.6
+# What a busy process keeps of its core for the messages: the GIL's hand-overs between its
+# threads and the parent's share of the work cost the rest.
+CORE_EFFICIENCY = 0.85
 # A worker process pays for its start (its own clients and connections) and a short send gains
 # little from it: a further process only for each this many recipients.
 RECIPIENTS_PER_PROCESS = 1000
@@ -30,31 +46,34 @@ RECIPIENTS_PER_PROCESS = 1000
 @dataclass(frozen=True)
 class Sizing:
     """The plan for a run's concurrency: `processes` x `workers` threads to start with, each
-    process growing to `max_workers` threads as the measured latency asks (none when fixed)."""
+    process growing to `max_workers` threads as the measured cycle asks (none when fixed);
+    `carried`, the rate this machine's cores carry when that is less than the rate asked."""
 
     processes: int
     workers: int
     max_workers: int
     reason: str
+    carried: float | None = None
 
     def describe(self) -> str:
         processes = f"{self.processes} processes x " if self.processes > 1 else ""
-        grows = f", up to {self.max_workers} as the measured latency asks" if self.max_workers > self.workers else ""
-        return f"{processes}{_workers(self.workers)}{grows}"
+        grows = f", up to {self.max_workers} as the measured cycle asks" if self.max_workers > self.workers else ""
+        short = f"; more than the CPU carries: expect about {self.carried:.0f}/s" if self.carried is not None else ""
+        return f"{processes}{_workers(self.workers)}{grows}{short}"
 
 
 def _workers(count: int) -> str:
     return f"{count} worker{'s' if count != 1 else ''}"
 
 
-def workers_for(rate: float, latency: float, *, ceiling: int) -> int:
-    """Threads one process needs to make `rate` calls a second that take `latency` seconds each."""
-    return max(1, min(ceiling, math.ceil(rate * latency * HEADROOM)))
+def workers_for(rate: float, cycle: float, *, ceiling: int) -> int:
+    """Threads one process needs to handle `rate` messages a second that take `cycle` seconds each."""
+    return max(1, min(ceiling, math.ceil(rate * cycle * HEADROOM)))
 
 
-def processes_for(rate: float, *, ceiling: int) -> int:
-    """Worker processes that keep to `rate` (each at most PROCESS_RATE), at most `ceiling`."""
-    return max(1, min(ceiling, math.ceil(rate / PROCESS_RATE)))
+def cpu_per_message(message_bytes: int) -> float:
+    """Estimated CPU seconds a message of this size costs its sending process."""
+    return CPU_SECONDS_PER_MESSAGE + CPU_SECONDS_PER_BYTE * message_bytes
 
 
 def size_send(
@@ -62,29 +81,34 @@ def size_send(
     recipients: int,
     *,
     cpu_count: int,
+    message_bytes: int,
     max_workers: int | None = None,
     max_processes: int | None = None,
     workers: int | None = None,
     processes: int | None = None,
 ) -> Sizing:
-    """The concurrency for a send at `rate` messages a second to `recipients`.
+    """The concurrency for a send at `rate` messages a second of `message_bytes` each to
+    `recipients`, on a machine of `cpu_count` cores.
 
     `max_workers` / `max_processes` are the config's bounds (None: "auto"); `workers` /
     `processes` the command line's fixed numbers, which override the rule."""
     recipients = max(1, recipients)
+    cpu = cpu_per_message(message_bytes)
+    cores_needed = rate * cpu
+    cost = f"{rate:.4g}/s x ~{cpu * 1000:.1f} ms of CPU a message ({message_bytes / 1024:.0f} KB) = {cores_needed:.2g} cores"
     why: list[str] = []
     if processes is not None:
         process_count = processes
         why.append(f"{processes} process(es) as asked")
     else:
         process_ceiling = min(cpu_count, max_processes or cpu_count)
-        needed = processes_for(rate, ceiling=10**6)
+        needed = max(1, math.ceil(cores_needed / PROCESS_CPU_SHARE))
         process_count = min(needed, process_ceiling, max(1, recipients // RECIPIENTS_PER_PROCESS))
         if process_count > 1:
-            why.append(f"{process_count} processes: {rate:.4g}/s is more than one process keeps to (~{PROCESS_RATE:g}/s)")
+            why.append(f"{process_count} processes: {cost}, ~{PROCESS_CPU_SHARE:g} of a core each at most")
         elif needed > 1:
             short = recipients < 2 * RECIPIENTS_PER_PROCESS
-            why.append(f"1 process: {rate:.4g}/s would need {needed} (~{PROCESS_RATE:g}/s each) but "
+            why.append(f"1 process: {cost} would take {needed} (~{PROCESS_CPU_SHARE:g} of a core each) but "
                        + (f"{recipients} recipients are too few to split" if short else f"only {process_ceiling} may run"))
     per_process_rate = rate / process_count
     per_process_recipients = math.ceil(recipients / process_count)
@@ -93,30 +117,47 @@ def size_send(
         why.append(f"{workers} workers as asked")
     else:
         ceiling = min(max_workers or AUTO_MAX_WORKERS, per_process_recipients)
-        start = workers_for(per_process_rate, ASSUMED_LATENCY, ceiling=ceiling)
+        start = workers_for(per_process_rate, ASSUMED_CYCLE, ceiling=ceiling)
         why.append(
             f"{_workers(start)}{' each' if process_count > 1 else ''} for {per_process_rate:.4g}/s x "
-            f"{ASSUMED_LATENCY:g} s latency (assumed until measured) x {HEADROOM:g}, at most {ceiling}"
+            f"{ASSUMED_CYCLE:g} s a message (compose, claim, call, record; assumed until measured) x {HEADROOM:g}, "
+            f"at most {ceiling}"
         )
-    return Sizing(processes=process_count, workers=start, max_workers=ceiling, reason="; ".join(why))
+    # Each process uses at most one core (its GIL), and no more cores than the machine has.
+    carried = min(process_count, cpu_count) * CORE_EFFICIENCY / cpu
+    if carried < rate:
+        why.append(f"the CPU carries about {carried:.0f}/s: {min(process_count, cpu_count)} core(s) at "
+                   f"~{cpu * 1000:.1f} ms a message; more cores, or more processes (sending.processes), "
+                   "would keep to the rate")
+        return Sizing(process_count, start, ceiling, "; ".join(why), carried=carried)
+    return Sizing(process_count, start, ceiling, "; ".join(why))
 
 
-class CallLatency:
-    """The mean latency of a process's calls, weighted to the recent ones, and their number
-    (thread-safe)."""
+class CycleTime:
+    """The mean time a process's workers spend on a message (less their waits for a turn or a
+    retry), weighted to the recent ones, and how many were measured (thread-safe)."""
 
-    WEIGHT = 0.1  # of each new call: the mean follows a change within a few dozen calls
+    WEIGHT = 0.1  # of each new message: the mean follows a change within a few dozen messages
 
     def __init__(self) -> None:
         self._mean: float | None = None
-        self.calls = 0  # how many were measured
+        self.count = 0
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
         with self._lock:
             self._mean = seconds if self._mean is None else self._mean + self.WEIGHT * (seconds - self._mean)
-            self.calls += 1
+            self.count += 1
 
     def mean(self) -> float | None:
         with self._lock:
             return self._mean
+
+    def merge(self, mean: float | None, count: int) -> None:
+        """Take in another process's measure: its mean of `count` messages."""
+        if mean is None or not count:
+            return
+        with self._lock:
+            total = self.count + count
+            self._mean = mean if self._mean is None else (self._mean * self.count + mean * count) / total
+            self.count = total
