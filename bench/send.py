@@ -104,6 +104,15 @@ def start_endpoint(latency: float, max_send_rate: float) -> tuple[subprocess.Pop
     return server, url
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a running process (Linux's /proc), None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def stop(server: subprocess.Popen) -> None:
     server.terminate()
     server.wait()
@@ -209,8 +218,11 @@ def run_local(rate: float, latency: float, seconds: float, share: float, overrid
     recipients = int(rate * seconds)
     load = os.getloadavg()[0]
     try:
+        endpoint_cpu = process_cpu_seconds(server.pid)
         run = send_list(url, None, share, recipients, overrides)
         arrivals = endpoint_arrivals(url)
+        if endpoint_cpu is not None:
+            endpoint_cpu = process_cpu_seconds(server.pid) - endpoint_cpu
     finally:
         stop(server)
 
@@ -234,6 +246,9 @@ def run_local(rate: float, latency: float, seconds: float, share: float, overrid
           f"99th percentile {delays[int(len(delays) * 0.99)] * 1000:.1f} ms, most {delays[-1] * 1000:.1f} ms")
     print(f"  CPU {cpu:.1f} s over {wall:.1f} s of sending: {cpu_per_message * 1000:.2f} ms per message, "
           f"{cpu / wall:.2f} cores busy (of {os.cpu_count()}); load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f}")
+    if endpoint_cpu is not None:
+        print(f"  the endpoint's own CPU, on the same cores: {endpoint_cpu * 1000 / max(1, len(arrivals)):.2f} ms per call, "
+              f"{endpoint_cpu / wall:.2f} cores")
     met = achieved >= 0.95 * set_rate and window < account_rate
     return (f"{set_rate:>5g}/s  {summary.processes} x {summary.workers:>3} workers  achieved/set {achieved / set_rate:.3f}  "
             f"busiest second {window} of MaxSendRate {account_rate:.4g}  CPU {cpu_per_message * 1000:.2f} ms/message  "

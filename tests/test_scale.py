@@ -20,6 +20,7 @@ from newsletter.send.sizing import (
     ASSUMED_CYCLE,
     AUTO_MAX_WORKERS,
     CycleTime,
+    PoolGrowth,
     cpu_per_message,
     size_send,
     workers_for,
@@ -109,6 +110,67 @@ def test_the_measured_cycle_follows_the_recent_messages():
     assert cycle.count == 61
 
 
+class _Looks:
+    """Feeds a PoolGrowth the looks of a process sending at `rate`: each look half a second on,
+    with the pace and the share of a core given, and the pool as it has grown so far."""
+
+    def __init__(self, rate: float, workers: int, *, max_workers: int = AUTO_MAX_WORKERS):
+        self.rate, self.workers = rate, workers
+        self.now, self.cpu, self.grants = 0.0, 0.0, 0
+        self.growth = PoolGrowth(processes=1, max_workers=max_workers, now=0.0, cpu=0.0, grants=0)
+
+    def look(self, *, pace: float, cycle: float, core: float = 0.3) -> int:
+        self.now += 0.5
+        self.cpu += 0.5 * core
+        self.grants += round(0.5 * pace)
+        assert self.growth.due(self.now)
+        more = self.growth.look(now=self.now, cpu=self.cpu, grants=self.grants, rate=self.rate, cycle=cycle,
+                                count=self.workers)
+        self.workers += more
+        return more
+
+
+def test_the_pool_grows_by_half_at_a_time_toward_littles_law_then_stops_when_it_keeps_up():
+    looks = _Looks(100, 15)
+    assert looks.look(pace=60, cycle=0.25) == 8  # Little's law asks 38; at most half again: 23
+    assert looks.look(pace=80, cycle=0.25) == 0  # the new threads start; judged at the next look
+    assert looks.look(pace=90, cycle=0.25) == 12  # it paid (+30 of +30 expected): on to 35
+    assert looks.look(pace=99, cycle=0.25) == 0
+    assert looks.look(pace=99, cycle=0.25) == 0  # keeping up: the limiter sets the pace
+    assert looks.workers == 35
+
+
+def test_the_pool_stops_growing_when_a_growth_did_not_pay():
+    """The CPU, not the workers, held the pace: more threads would only wait for it."""
+    looks = _Looks(300, 45)
+    assert looks.look(pace=200, cycle=0.3) == 23
+    looks.look(pace=205, cycle=0.35)
+    assert looks.look(pace=210, cycle=0.4) == 0  # +10/s of the +100/s a third more threads should add
+    assert looks.growth.stopped and not looks.growth.due(looks.now + 10)
+    assert looks.workers == 68
+
+
+def test_a_small_gain_is_not_judged_since_it_cannot_be_counted_in_one_look():
+    looks = _Looks(20, 3)
+    assert looks.look(pace=5, cycle=0.45) == 2
+    looks.look(pace=5, cycle=0.45)
+    assert looks.look(pace=5, cycle=0.45) == 3  # +3.3/s expected: one or two messages a look, noise
+    assert not looks.growth.stopped
+
+
+def test_a_process_bound_by_its_cpu_does_not_grow():
+    looks = _Looks(400, 30)
+    assert looks.look(pace=300, cycle=0.2, core=0.95) == 0
+    assert looks.look(pace=300, cycle=0.2, core=0.5) == 15
+
+
+def test_a_look_waits_for_whole_cycles_and_none_comes_before_a_cycle_is_measured():
+    looks = _Looks(100, 15)
+    assert looks.look(pace=0, cycle=None) == 0
+    looks.growth.look(now=1.5, cpu=0, grants=0, rate=100, cycle=1.2, count=15)
+    assert not looks.growth.due(2.6) and looks.growth.due(2.7)  # a 1.2 s cycle: the next look 1.2 s on
+
+
 # --- the pool sized to a message's whole cycle, measured while sending --------------------------
 
 
@@ -134,7 +196,7 @@ def test_the_pool_grows_past_what_the_call_latency_alone_asks_when_composing_is_
     carry it."""
     compose_seconds, account_rate = 0.5, 25  # 22.5/s at the default share
     config_path = sending_config(tmp_path / "newsletter.toml", max_send_rate=account_rate, workers=AUTO_MAX_WORKERS)
-    addresses = readers(80)
+    addresses = readers(100)
     subscribe(config_path, addresses)
     plan = prepare_send(ISSUE, load_config(config_path), dry_run=False)
     plan = dataclasses.replace(plan, template=_SlowComposer(plan.template, compose_seconds))

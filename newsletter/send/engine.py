@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import math
 import os
 import queue
 import signal
@@ -57,25 +56,10 @@ from ..transports.base import (
 from .plan import Failure, SendPlan, SendSummary, Stop
 from .processes import ENDED, WORKER_PROCESS_CONTEXT, Report, WorkerProcesses
 from .quota import prepare_ledger
-from .sizing import CycleTime, workers_for
+from .sizing import CycleTime, PoolGrowth
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
-_LOOK_SECONDS = 0.5  # how often, at least, the pool is sized to the measured cycle
-_KEEPING_UP = 0.95  # of the rate: workers that keep this pace are enough
-# Of a core: a process that used this much CPU since the last look is bound by the CPU (its GIL),
-# and more threads would only wait for it, and send their calls late and bunched together.
-_CPU_BOUND = 0.9
-# Of the pace a growth of the pool should have added: a growth that added less did not pay.
-_GROWTH_PAYS = 0.5
-_STEP = 1.5  # the most the pool grows at one look (x), so that each step is judged
-
-
-@dataclass(frozen=True)
-class _Growth:
-    pace: float  # messages a second (every process's) when the pool grew
-    expected_gain: float  # what the new threads should add, were the threads what held it back
-    settled: bool = False  # a look has passed since: the next one judges it
 
 
 # How long a worker keeps trying to record an outcome while the database is locked by another
@@ -258,13 +242,8 @@ class BulkSend:
         self._initial_workers = workers
         self.workers_per_process = 0  # the most any worker process used, as they report their end
         self._threads: list[threading.Thread] = []
-        self._looked = time.monotonic()  # the last look at the pace (_resize), and what it saw
-        self._next_look = self._looked + _LOOK_SECONDS
-        self._cpu_at_look = time.process_time()
-        self._grants_at_look = limiter.grants
-        self._growth: _Growth | None = None  # the last growth, until it is judged
-        self._grown = False  # the pool has grown from its assumed size
-        self._grown_enough = False  # a growth did not pay: the pool stays as it is
+        self._growth = PoolGrowth(processes=processes, max_workers=self.max_workers, now=time.monotonic(),
+                                  cpu=time.process_time(), grants=limiter.grants)
         self._record_lock = threading.Lock()
         self._crash: BaseException | None = None
 
@@ -363,48 +342,15 @@ class BulkSend:
             thread.start()
 
     def _resize(self) -> None:
-        """Start more threads when the messages' measured cycle asks for more in hand (Little's
-        law), while the send falls short of the rate (then the workers, not the limiter, set the
-        pace).
-
-        The cycle includes the waits for the CPU, and on a process bound by it (its GIL, or a
-        machine busy with other work) more threads only wait longer: each costs more CPU per
-        message, and their turns, taken on time, reach the provider late and bunched. So the
-        pool grows only while the process has CPU to spare and while growing pays. The first
-        growth replaces the assumed cycle with the measured one; each later one is at most half
-        the pool, and is judged two looks on (the first lets the new threads start): one that
-        did not raise the pace by half of what it should have is the last. A look comes every
-        half second, or every cycle if that is longer, so that it sees whole cycles. A thread too
-        many only waits for its turn: the pool never shrinks."""
+        """Start more threads if the messages' measured cycle asks for them (sizing.PoolGrowth)."""
         now = time.monotonic()
         drained = self._feeding_done.is_set() and self._jobs.empty()
-        if now < self._next_look or self.halt.event.is_set() or drained:
+        if not self._growth.due(now) or self.halt.event.is_set() or drained:
             return
-        cpu, grants = time.process_time(), self.limiter.grants
-        elapsed, busy = now - self._looked, cpu - self._cpu_at_look
-        pace = (grants - self._grants_at_look) / elapsed  # of every process sharing the limiter
-        self._looked, self._cpu_at_look, self._grants_at_look = now, cpu, grants
-        rate, cycle, count = self.limiter.rate, self.cycle.mean(), len(self._threads)  # rate: lowered while throttled
-        self._next_look = now + max(_LOOK_SECONDS, cycle or 0.0)
-        growth = self._growth
-        if growth is not None and not growth.settled:
-            self._growth = dataclasses.replace(growth, settled=True)
-            return
-        self._growth = None
-        if cycle is None or not count or self._grown_enough or pace >= _KEEPING_UP * rate:
-            return
-        if growth is not None and pace - growth.pace < _GROWTH_PAYS * growth.expected_gain:
-            self._grown_enough = True
-            return
-        if busy >= _CPU_BOUND * elapsed:
-            return
-        wanted = workers_for(rate / self.processes, cycle, ceiling=self.max_workers)
-        if self._grown:
-            wanted = min(wanted, math.ceil(count * _STEP))
-        if wanted > count:
-            self._add_workers(wanted - count, growing=True)
-            self._grown = True
-            self._growth = _Growth(pace, min(rate, pace * wanted / count) - pace)
+        more = self._growth.look(now=now, cpu=time.process_time(), grants=self.limiter.grants, rate=self.limiter.rate,
+                                 cycle=self.cycle.mean(), count=len(self._threads))
+        if more:
+            self._add_workers(more, growing=True)
 
     def _feed(self, store: Store) -> None:
         after, fed = 0, 0

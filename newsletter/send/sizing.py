@@ -17,6 +17,7 @@ the rate, so the plan says what to expect instead.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -161,3 +162,75 @@ class CycleTime:
             total = self.count + count
             self._mean = mean if self._mean is None else (self._mean * self.count + mean * count) / total
             self.count = total
+
+
+# How a process's pool grows while it sends (PoolGrowth).
+LOOK_SECONDS = 0.5  # how often, at least, the pool is sized to the measured cycle
+KEEPING_UP = 0.95  # of the rate: workers that keep this pace are enough
+# Of a core: a process that used this much CPU since the last look is bound by the CPU (its GIL),
+# and more threads would only wait for it, and send their calls late and bunched together.
+CPU_BOUND = 0.9
+GROWTH_STEP = 1.5  # the most the pool grows at one look (x), so that each step is judged
+GROWTH_PAYS = 0.5  # of the pace a growth should have added: a growth that added less did not pay
+MEASURABLE_GAIN = 10  # messages: a growth that should add fewer in a look is not judged
+
+
+@dataclass(frozen=True)
+class _Growth:
+    pace: float  # messages a second (every process's) when the pool grew
+    expected_gain: float  # what the new threads should add, were the threads what held it back
+    settled: bool = False  # a look has passed since: the next one judges it
+
+
+class PoolGrowth:
+    """When a process's pool of worker threads grows, and by how much, from what it measures
+    while it sends: the pace (the shared limiter's turns, of every process), its own CPU, and the
+    messages' cycle (CycleTime).
+
+    The pool grows toward Little's law for the measured cycle (`workers_for`) while the send
+    falls short of the rate: then the workers, not the limiter, set the pace. The cycle includes
+    the waits for the CPU, and on a process bound by it (its GIL, or a machine busy with other
+    work) more threads only wait longer: each costs more CPU per message, and their turns, taken
+    on time, reach the provider late and bunched. So the pool grows only while the process has
+    CPU to spare and while growing pays: by at most half at a time, each growth judged two looks
+    on (the first lets the new threads start), and one that did not raise the pace by half of
+    what it should have is the last. A gain too small to count in one look (a slow send, which
+    the CPU does not bound) is not judged. A look comes every half second, or every cycle if
+    that is longer, so that it sees whole cycles. The pool never shrinks: a thread too many only
+    waits for its turn."""
+
+    def __init__(self, *, processes: int, max_workers: int, now: float, cpu: float, grants: int):
+        self.processes, self.max_workers = processes, max_workers
+        self._looked, self._cpu, self._grants = now, cpu, grants  # at the last look
+        self._next_look = now + LOOK_SECONDS
+        self._growth: _Growth | None = None  # the last growth, until it is judged
+        self.stopped = False  # a growth did not pay: the pool stays as it is
+
+    def due(self, now: float) -> bool:
+        return now >= self._next_look and not self.stopped
+
+    def look(self, *, now: float, cpu: float, grants: int, rate: float, cycle: float | None, count: int) -> int:
+        """How many threads to add to the `count` running, given the process's CPU seconds and
+        the limiter's turns so far, the rate in force and the mean cycle (None: none measured)."""
+        elapsed, busy = now - self._looked, cpu - self._cpu
+        pace = (grants - self._grants) / elapsed
+        self._looked, self._cpu, self._grants = now, cpu, grants
+        self._next_look = now + max(LOOK_SECONDS, cycle or 0.0)
+        growth = self._growth
+        if growth is not None and not growth.settled:
+            self._growth = dataclasses.replace(growth, settled=True)
+            return 0
+        self._growth = None
+        if cycle is None or not count or pace >= KEEPING_UP * rate:
+            return 0
+        measurable = growth is not None and growth.expected_gain * elapsed >= MEASURABLE_GAIN
+        if measurable and pace - growth.pace < GROWTH_PAYS * growth.expected_gain:
+            self.stopped = True
+            return 0
+        if busy >= CPU_BOUND * elapsed:
+            return 0
+        wanted = min(workers_for(rate / self.processes, cycle, ceiling=self.max_workers), math.ceil(count * GROWTH_STEP))
+        if wanted <= count:
+            return 0
+        self._growth = _Growth(pace, min(rate, pace * wanted / count) - pace)
+        return wanted - count
