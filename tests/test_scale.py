@@ -8,6 +8,7 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from newsletter.send import prepare_send, send_issue
 from newsletter.send.sizing import (
     ASSUMED_CYCLE,
     AUTO_MAX_WORKERS,
+    CpuWaits,
     CycleTime,
     PoolGrowth,
     cpu_per_message,
@@ -116,16 +118,17 @@ class _Looks:
 
     def __init__(self, rate: float, workers: int, *, max_workers: int = AUTO_MAX_WORKERS):
         self.rate, self.workers = rate, workers
-        self.now, self.cpu, self.grants = 0.0, 0.0, 0
+        self.now, self.cpu, self.waited, self.grants = 0.0, 0.0, 0.0, 0
         self.growth = PoolGrowth(processes=1, max_workers=max_workers, now=0.0, cpu=0.0, grants=0)
 
-    def look(self, *, pace: float, cycle: float, core: float = 0.3) -> int:
+    def look(self, *, pace: float, cycle: float, core: float = 0.3, waiting: float = 0.0) -> int:
         self.now += 0.5
         self.cpu += 0.5 * core
+        self.waited += 0.5 * waiting
         self.grants += round(0.5 * pace)
         assert self.growth.due(self.now)
-        more = self.growth.look(now=self.now, cpu=self.cpu, grants=self.grants, rate=self.rate, cycle=cycle,
-                                count=self.workers)
+        more = self.growth.look(now=self.now, cpu=self.cpu, cpu_wait=self.waited, grants=self.grants, rate=self.rate,
+                                cycle=cycle, count=self.workers)
         self.workers += more
         return more
 
@@ -160,8 +163,24 @@ def test_a_small_gain_is_not_judged_since_it_cannot_be_counted_in_one_look():
 
 def test_a_process_bound_by_its_cpu_does_not_grow():
     looks = _Looks(400, 30)
-    assert looks.look(pace=300, cycle=0.2, core=0.95) == 0
+    assert looks.look(pace=300, cycle=0.2, core=0.95) == 0  # its GIL
+    assert looks.look(pace=300, cycle=0.2, core=0.4, waiting=0.6) == 0  # a machine busy with other work
     assert looks.look(pace=300, cycle=0.2, core=0.5) == 15
+
+
+@pytest.mark.skipif(not Path("/proc/thread-self/schedstat").exists(), reason="Linux's per-thread scheduler statistics")
+def test_a_threads_waits_for_a_core_are_counted_and_kept_after_it_ends():
+    waits = CpuWaits()
+
+    def yield_the_core_often():
+        with waits.counting():
+            for _ in range(300):
+                time.sleep(0.0002)  # each wake-up waits on a run queue, if only for microseconds
+
+    thread = threading.Thread(target=yield_the_core_often)
+    thread.start()
+    thread.join()
+    assert waits.seconds() > 0
 
 
 def test_a_look_waits_for_whole_cycles_and_none_comes_before_a_cycle_is_measured():

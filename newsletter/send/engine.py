@@ -56,7 +56,7 @@ from ..transports.base import (
 from .plan import Failure, SendPlan, SendSummary, Stop
 from .processes import ENDED, WORKER_PROCESS_CONTEXT, Report, WorkerProcesses
 from .quota import prepare_ledger
-from .sizing import CycleTime, PoolGrowth
+from .sizing import CpuWaits, CycleTime, PoolGrowth
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
@@ -242,6 +242,7 @@ class BulkSend:
         self._initial_workers = workers
         self.workers_per_process = 0  # the most any worker process used, as they report their end
         self._threads: list[threading.Thread] = []
+        self._cpu_waits = CpuWaits()  # of this process's worker threads
         self._growth = PoolGrowth(processes=processes, max_workers=self.max_workers, now=time.monotonic(),
                                   cpu=time.process_time(), grants=limiter.grants)
         self._record_lock = threading.Lock()
@@ -347,8 +348,9 @@ class BulkSend:
         drained = self._feeding_done.is_set() and self._jobs.empty()
         if not self._growth.due(now) or self.halt.event.is_set() or drained:
             return
-        more = self._growth.look(now=now, cpu=time.process_time(), grants=self.limiter.grants, rate=self.limiter.rate,
-                                 cycle=self.cycle.mean(), count=len(self._threads))
+        more = self._growth.look(now=now, cpu=time.process_time(), cpu_wait=self._cpu_waits.seconds(),
+                                 grants=self.limiter.grants, rate=self.limiter.rate, cycle=self.cycle.mean(),
+                                 count=len(self._threads))
         if more:
             self._add_workers(more, growing=True)
 
@@ -398,7 +400,7 @@ class BulkSend:
                     if growing:
                         return
                     raise
-                with store:
+                with store, self._cpu_waits.counting():
                     while (delivery := self._next_job()) is not None:
                         began, waits = time.monotonic(), _Waits()
                         self._deliver(delivery, transport, store, waits)

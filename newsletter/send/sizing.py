@@ -17,9 +17,12 @@ the rate, so the plan says what to expect instead.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 HEADROOM = 1.5  # messages in hand over rate x mean cycle
@@ -167,8 +170,10 @@ class CycleTime:
 # How a process's pool grows while it sends (PoolGrowth).
 LOOK_SECONDS = 0.5  # how often, at least, the pool is sized to the measured cycle
 KEEPING_UP = 0.95  # of the rate: workers that keep this pace are enough
-# Of a core: a process that used this much CPU since the last look is bound by the CPU (its GIL),
-# and more threads would only wait for it, and send their calls late and bunched together.
+# Of a core: a process that used this much CPU since the last look, or used and waited for (its
+# threads ready to run while no core was free), is bound by the CPU (its GIL, or a machine busy
+# with other work), and more threads would only wait for it, and send their calls late and
+# bunched together.
 CPU_BOUND = 0.9
 GROWTH_STEP = 1.5  # the most the pool grows at one look (x), so that each step is judged
 GROWTH_PAYS = 0.5  # of the pace a growth should have added: a growth that added less did not pay
@@ -201,7 +206,7 @@ class PoolGrowth:
 
     def __init__(self, *, processes: int, max_workers: int, now: float, cpu: float, grants: int):
         self.processes, self.max_workers = processes, max_workers
-        self._looked, self._cpu, self._grants = now, cpu, grants  # at the last look
+        self._looked, self._cpu, self._grants, self._cpu_wait = now, cpu, grants, 0.0  # at the last look
         self._next_look = now + LOOK_SECONDS
         self._growth: _Growth | None = None  # the last growth, until it is judged
         self.stopped = False  # a growth did not pay: the pool stays as it is
@@ -209,12 +214,15 @@ class PoolGrowth:
     def due(self, now: float) -> bool:
         return now >= self._next_look and not self.stopped
 
-    def look(self, *, now: float, cpu: float, grants: int, rate: float, cycle: float | None, count: int) -> int:
-        """How many threads to add to the `count` running, given the process's CPU seconds and
-        the limiter's turns so far, the rate in force and the mean cycle (None: none measured)."""
-        elapsed, busy = now - self._looked, cpu - self._cpu
+    def look(
+        self, *, now: float, cpu: float, grants: int, rate: float, cycle: float | None, count: int, cpu_wait: float = 0.0
+    ) -> int:
+        """How many threads to add to the `count` running, given the process's CPU seconds, its
+        threads' waits for a core (CpuWaits) and the limiter's turns so far, the rate in force and
+        the mean cycle (None: none measured)."""
+        elapsed, busy = now - self._looked, cpu - self._cpu + cpu_wait - self._cpu_wait
         pace = (grants - self._grants) / elapsed
-        self._looked, self._cpu, self._grants = now, cpu, grants
+        self._looked, self._cpu, self._grants, self._cpu_wait = now, cpu, grants, cpu_wait
         self._next_look = now + max(LOOK_SECONDS, cycle or 0.0)
         growth = self._growth
         if growth is not None and not growth.settled:
@@ -234,3 +242,44 @@ class PoolGrowth:
             return 0
         self._growth = _Growth(pace, min(rate, pace * wanted / count) - pace)
         return wanted - count
+
+
+class CpuWaits:
+    """How long a process's worker threads have been ready to run while no core was free to run
+    them, in seconds, from Linux's per-thread scheduler statistics: the part of a busy machine
+    that the process's own CPU time does not show. Stays 0 where the system does not tell."""
+
+    def __init__(self) -> None:
+        self._files: set[int] = set()
+        self._ended = 0.0  # of threads gone
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """Count the calling thread's waits while the block runs."""
+        try:
+            descriptor = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        with self._lock:
+            self._files.add(descriptor)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._files.discard(descriptor)
+                self._ended += _waited(descriptor)
+            os.close(descriptor)
+
+    def seconds(self) -> float:
+        with self._lock:
+            return self._ended + sum(_waited(descriptor) for descriptor in self._files)
+
+
+def _waited(descriptor: int) -> float:
+    """The second field of a schedstat: nanoseconds spent waiting on a run queue."""
+    try:
+        return int(os.pread(descriptor, 128, 0).split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
