@@ -9,16 +9,19 @@ connection (botocore keeps one connection per client, the engine one client per 
 
 - POST /v2/email/outbound-emails (SendEmail): reads the whole body, notes the arrival time
   (wall clock, taken when the body is in: what SES would count against MaxSendRate), waits the
-  latency, answers {"MessageId": ...};
+  latency, answers {"MessageId": ...}; a request cut short (its client killed) did not arrive;
 - GET /v2/email/account (GetAccount): the SendQuota with the rate given, so the engine reads its
   rate the way it does from SES;
-- GET /bench/arrivals: the arrival times so far, as a JSON list of seconds since the epoch.
+- GET /bench/arrivals: the arrival times so far, as a JSON list of seconds since the epoch;
+- GET /bench/recipients: each call's recipient, in the same order (to count copies per address
+  when a send is killed, cut off or run twice at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,17 +29,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"
 GET_ACCOUNT_PATH = "/v2/email/account"
 ARRIVALS_PATH = "/bench/arrivals"
+RECIPIENTS_PATH = "/bench/recipients"
+_RECIPIENT = re.compile(rb'"ToAddresses":\s*\["((?:[^"\\]|\\.)*)"')  # the first, the only one we send
 
 
 class _Endpoint(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # many workers connect at once when a send starts
 
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client killed mid-call (the attacks on the send): not the endpoint's to report
+
     def __init__(self, address, *, latency: float, max_send_rate: float):
         super().__init__(address, _Handler)
         self.latency = latency
         self.max_send_rate = max_send_rate
         self.arrivals: list[float] = []
+        self.recipients: list[str] = []
         self.lock = threading.Lock()
 
 
@@ -51,13 +60,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client went away mid-request: nothing arrived
+            self.close_connection = True
+            return
         if self.path != SEND_EMAIL_PATH:
             self._answer(404, {"message": f"not served here: {self.path}"})
             return
         arrived = time.time()
+        recipient = _RECIPIENT.search(body)
         with self.server.lock:
             self.server.arrivals.append(arrived)
+            self.server.recipients.append(json.loads(b'"' + recipient.group(1) + b'"') if recipient else "")
             number = len(self.server.arrivals)
         time.sleep(self.server.latency)
         self._answer(200, {"MessageId": f"bench-{number:09d}"})
@@ -69,6 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == ARRIVALS_PATH:
             with self.server.lock:
                 self._answer(200, list(self.server.arrivals))
+        elif self.path == RECIPIENTS_PATH:
+            with self.server.lock:
+                self._answer(200, list(self.server.recipients))
         else:
             self._answer(404, {"message": f"not served here: {self.path}"})
 
