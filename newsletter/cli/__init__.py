@@ -1,4 +1,8 @@
-"""Command line: a thin click layer over the library. Each module adds one group of commands."""
+"""Command line: a thin click layer over the library. Each module adds one group of commands.
+
+A command module imports the library's modules inside the commands that use them, not at its top,
+so that `newsletter --help` and each command load only what they need (bench/startup.py;
+tests/test_cli_startup.py)."""
 
 from . import issue_commands  # noqa: F401  (registers check)
 from . import send_commands  # noqa: F401  (registers send)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..config import Config, load_config
 from ..errors import NewsletterError, ParseError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class _Group(click.Group):
@@ -35,6 +38,8 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from ..config import load_config  # only a command that needs it pays for it
+
             self._config = load_config(self.config_path)
         return self._config
 

@@ -6,16 +6,15 @@ import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..draft import draft_text, new_issue, papers_for, read_paper_list
-from ..draft.markers import draft_parts
-from ..draft.review import mark_reviewed
 from ..errors import ListError
-from ..parse import parse_issue
-from ..translate import PartOutcome, command_for, command_line, plan, translate_issue
 from .base import issue_path_argument, main, pass_state
+
+if TYPE_CHECKING:
+    from ..translate import PartOutcome
 
 
 def _date(_ctx, _param, value: str) -> dt.date:
@@ -49,6 +48,10 @@ def new(state, date: dt.date, list_path: Path | None, force: bool) -> None:
 
     Example: newsletter new 2023-10-16 --from links.csv
     """
+    from ..draft import draft_text, new_issue, papers_for, read_paper_list
+    from ..draft.markers import draft_parts
+    from ..parse import parse_issue
+
     config = state.config
     with _list_errors_one_per_line():
         papers = papers_for(read_paper_list(list_path), list_path, config.arxiv) if list_path else []
@@ -69,6 +72,8 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
     Each part is written back as soon as it is done; stop at any time and run it again to go on.
     Filled parts start with '(기계 번역 · machine translation)' until you review them.
     """
+    from ..translate import command_for, command_line, plan, translate_issue
+
     settings = state.config.translate
     if dry_run:
         jobs, skipped = plan(issue_path)
@@ -117,6 +122,10 @@ def review(issue_path: Path, papers: tuple[int, ...], every_paper: bool) -> None
 
     Read them first (`newsletter preview`); deleting the marker by hand does the same.
     """
+    from ..draft.markers import draft_parts
+    from ..draft.review import mark_reviewed
+    from ..parse import parse_issue
+
     if not papers and not every_paper:
         raise click.UsageError("say which: --paper N (repeatable) or --all")
     done = mark_reviewed(issue_path, set(papers) or None)

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from ..aws.setup import setup_aws
-from ..config import Config
 from ..errors import AwsError, SendError
-from ..events.queue import settings_of
-from ..events.report import (
-    PAUSE_BOUNCE_RATE,
-    PAUSE_COMPLAINT_RATE,
-    REVIEW_BOUNCE_RATE,
-    REVIEW_COMPLAINT_RATE,
-    IssueFeedback,
-    recent_feedback,
-)
-from ..events.sync import SyncSummary, sync
 from .base import main, pass_state
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..events.report import IssueFeedback
+    from ..events.sync import SyncSummary
 
 
 @main.group()
@@ -36,6 +30,9 @@ def setup_aws_command(state, dry_run: bool, as_json: bool) -> None:
     """Create, or check and repair, the SNS topic, SQS queue and dead-letter queue, the SES
     configuration set's event destination and (with events.inbound_address) the receipt rule
     that carry bounces, complaints and unsubscribes to `newsletter sync`. Safe to run again."""
+    from ..aws.setup import setup_aws
+    from ..events.queue import settings_of
+
     report = setup_aws(settings_of(state.config), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -74,6 +71,8 @@ def sync_command(state, as_json: bool) -> None:
 
     Each message is applied once, in one transaction, and deleted from the queue only after
     that; one that cannot be parsed is reported and left for the dead-letter queue."""
+    from ..events.sync import sync
+
     summary = sync(state.config)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
@@ -86,6 +85,9 @@ def check_before_list_send(config: Config, *, sync_first: bool, force: bool, as_
     issue passed SES's review thresholds (unless forced). Nothing to do without [events]."""
     if config.events is None:
         return
+    from ..events.report import REVIEW_BOUNCE_RATE, REVIEW_COMPLAINT_RATE, recent_feedback
+    from ..events.sync import sync
+
     if sync_first:
         try:
             summary = sync(config)
@@ -113,10 +115,15 @@ _LABELS = {
     "complained": "complained", "rejected": "rejected", "delayed": "delayed",
     "rendering_failed": "rendering failed", "opened": "opened", "clicked": "clicked",
 }
-_THRESHOLDS = {
-    "bounced_hard": f"SES reviews above {REVIEW_BOUNCE_RATE:.0%}, pauses above {PAUSE_BOUNCE_RATE:.0%}",
-    "complained": f"SES reviews above {REVIEW_COMPLAINT_RATE:.1%}, pauses above {PAUSE_COMPLAINT_RATE:.1%}",
-}
+
+
+def _thresholds() -> dict[str, str]:
+    from ..events.report import PAUSE_BOUNCE_RATE, PAUSE_COMPLAINT_RATE, REVIEW_BOUNCE_RATE, REVIEW_COMPLAINT_RATE
+
+    return {
+        "bounced_hard": f"SES reviews above {REVIEW_BOUNCE_RATE:.0%}, pauses above {PAUSE_BOUNCE_RATE:.0%}",
+        "complained": f"SES reviews above {REVIEW_COMPLAINT_RATE:.1%}, pauses above {PAUSE_COMPLAINT_RATE:.1%}",
+    }
 
 
 def describe_time(stamp: str) -> str:
@@ -127,10 +134,11 @@ def describe_time(stamp: str) -> str:
 def describe_issue_feedback(feedback: IssueFeedback, last_sync: str | None) -> None:
     synced = f"last sync {describe_time(last_sync)}" if last_sync else "never synced: run `newsletter sync`"
     click.echo(f"SES reports on the {feedback.sent} sent ({synced}):")
+    thresholds = _thresholds()
     for name, label in _LABELS.items():
         count = feedback.recipients[name]
         repeats = f" ({feedback.events[name]} in all)" if feedback.events[name] > count else ""
-        note = f"  {_THRESHOLDS[name]}" if name in _THRESHOLDS else ""
+        note = f"  {thresholds[name]}" if name in thresholds else ""
         click.echo(f"  {label:<17}{count:>6}  {feedback.rate(name):>6.1%}{repeats}{note}")
     if why := feedback.over_review_threshold():
         click.echo(f"warning: {why}", err=True)

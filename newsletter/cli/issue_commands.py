@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..checks import draft_warnings, issue_warnings
-from ..parse import parse_issue
 from .base import issue_path_argument, main
 
 SECTION_LABELS = {"summary": "summary", "abstract": "abstract", "links": "paper", "read_more": "read-more"}
@@ -20,6 +18,9 @@ SECTION_LABELS = {"summary": "summary", "abstract": "abstract", "links": "paper"
               help="Print the parsed issue as JSON, with the email's subject, the warnings and the draft parts.")
 def check(issue_path: Path, as_json: bool) -> None:
     """Parse ISSUE.md and print a one-screen summary (or the parsed issue as JSON)."""
+    from ..checks import draft_warnings, issue_warnings
+    from ..parse import parse_issue
+
     issue = parse_issue(issue_path)
     warnings = issue_warnings(issue)
     unfinished = draft_warnings(issue)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..site import PublishReport, publish
 from .base import main, pass_state
+
+if TYPE_CHECKING:
+    from ..site import PublishReport
 
 
 def _describe(report: PublishReport) -> None:
@@ -55,6 +58,8 @@ def publish_command(state, issue_paths: tuple[Path, ...], rebuild_all: bool, to:
 
     Example: newsletter publish issues/2023-10-16.md --to s3://my-bucket/issues
     """
+    from ..site import publish
+
     report = publish(issue_paths, state.config, rebuild_all=rebuild_all, out=out, to=to, force=force,
                      allow_draft=allow_draft)
     if as_json:

@@ -7,9 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..parse import parse_issue
-from ..preview import PreviewSite, create_preview_server
-from ..render import GMAIL_CLIP_BYTES, measure, render_issue, write_outputs
 from .base import issue_path_argument, main, pass_state
 
 templates_option = click.option(
@@ -30,6 +27,9 @@ templates_option = click.option(
 @pass_state
 def build(state, issue_path: Path, output_dir: Path, templates_dir: Path | None) -> None:
     """Render ISSUE.md to <date>.html, .txt, .mjml and .web.html, and print the email's size."""
+    from ..parse import parse_issue
+    from ..render import GMAIL_CLIP_BYTES, measure, render_issue, write_outputs
+
     rendered = render_issue(parse_issue(issue_path), state.config, templates_dir)
     for path in write_outputs(rendered, output_dir):
         click.echo(f"wrote {path}")
@@ -54,6 +54,8 @@ def build(state, issue_path: Path, output_dir: Path, templates_dir: Path | None)
 @pass_state
 def preview(state, issue_path: Path, templates_dir: Path | None, port: int) -> None:
     """Serve the rendered ISSUE.md on 127.0.0.1 and re-render it whenever it or a template changes."""
+    from ..preview import PreviewSite, create_preview_server
+
     site = PreviewSite(issue_path, state.config, templates_dir)
     server = create_preview_server(site, "127.0.0.1", port)
     stop = threading.Event()

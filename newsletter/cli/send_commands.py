@@ -7,16 +7,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..draft.markers import draft_parts, refuse_draft
-from ..parse import parse_issue
-from ..send import SendPlan, SendSummary, prepare_send, send_issue
-from ..site import check_published
-from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 from .base import issue_path_argument, main, pass_state
 from .events_commands import check_before_list_send
+
+if TYPE_CHECKING:
+    from ..send import SendPlan, SendSummary
 
 
 def _kb(size: int) -> str:
@@ -24,6 +23,8 @@ def _kb(size: int) -> str:
 
 
 def _describe_plan(plan: SendPlan) -> None:
+    from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
+
     if plan.test_addresses:
         who = "test copy to " + ", ".join(plan.test_addresses)
     elif plan.list_send:
@@ -137,6 +138,11 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
     the last issue passed SES's review thresholds, unless --force.
     """
+    from ..draft.markers import draft_parts, refuse_draft
+    from ..parse import parse_issue
+    from ..send import prepare_send, send_issue
+    from ..site import check_published
+
     if not dry_run and not test_addresses:
         if not allow_draft:
             refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose

@@ -7,9 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..send import issue_status
-from ..parse import parse_issue
-from ..events.report import issue_feedback, list_history
 from .base import issue_path_argument, main, pass_state
 from .events_commands import describe_issue_feedback
 
@@ -22,6 +19,10 @@ def status(state, issue_path: Path, as_json: bool) -> None:
     """Show how many recipients of ISSUE.md are sent, pending, failed or unknown, and list the
     failed and unknown ones with their last errors; with [events], what SES reported on the sent
     (delivered, bounced, complained, ...) as of the last `newsletter sync`."""
+    from ..events.report import issue_feedback, list_history
+    from ..parse import parse_issue
+    from ..send import issue_status
+
     report = issue_status(state.config.database, parse_issue(issue_path).issue_id)
     feedback = issue_feedback(state.config.database, report.issue_id)
     if as_json:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import subscribers as subscriber_list
 from ..errors import StoreError
-from ..events.report import list_history
 from ..model import SUBSCRIBER_STATUSES
-from ..store import Store
-from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
 from .base import main, pass_state
 from .events_commands import describe_time
+
+if TYPE_CHECKING:
+    from .. import subscribers as subscriber_list
 
 status_option = click.option(
     "--status", "statuses", multiple=True, type=click.Choice(SUBSCRIBER_STATUSES),
@@ -47,6 +47,9 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
 
     All or nothing: a bad row stops the import and every bad row is listed.
     """
+    from .. import subscribers as subscriber_list
+    from ..store import Store
+
     with Store.open(state.config.database) as store:
         try:
             report = subscriber_list.import_csv(
@@ -70,6 +73,9 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
 @pass_state
 def add(state, address: str, name: str | None, resubscribe: bool) -> None:
     """Add one ADDRESS to the list."""
+    from .. import subscribers as subscriber_list
+    from ..store import Store
+
     with Store.open(state.config.database) as store:
         report = subscriber_list.add(store, address, name, resubscribe=resubscribe)
     _print_problems(address, report)
@@ -87,6 +93,8 @@ def remove(state, address: str) -> None:
 
     A later import may add it again; to keep someone off the list use `newsletter unsubscribe`.
     """
+    from ..store import Store
+
     with Store.open(state.config.database) as store:
         if not store.delete(address):
             raise StoreError(f"{address} is not on the list")
@@ -98,6 +106,8 @@ def remove(state, address: str) -> None:
 @pass_state
 def list_(state, statuses: tuple[str, ...]) -> None:
     """Print the subscribers, one per line: address, status, name (tab-separated)."""
+    from ..store import Store
+
     with Store.open(state.config.database) as store:
         for subscriber in store.subscribers(statuses or SUBSCRIBER_STATUSES):
             click.echo(f"{subscriber.address}\t{subscriber.status}\t{subscriber.name or ''}")
@@ -110,6 +120,9 @@ def list_(state, statuses: tuple[str, ...]) -> None:
 @pass_state
 def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
     """Write the list as CSV (UTF-8 with a BOM, for Excel); `subscribers import` reads it back."""
+    from .. import subscribers as subscriber_list
+    from ..store import Store
+
     with Store.open(state.config.database) as store:
         if output is None:
             count = subscriber_list.export_csv(store, sys.stdout, statuses or SUBSCRIBER_STATUSES)
@@ -127,6 +140,9 @@ def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
 @pass_state
 def stats(state) -> None:
     """Count the subscribers by status; for those who left, since when (first and latest change)."""
+    from ..events.report import list_history
+    from ..store import Store
+
     with Store.open(state.config.database) as store:
         counts = store.count_by_status()
     history = list_history(state.config.database)
@@ -149,6 +165,10 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
     An address not on the list is recorded as unsubscribed, so that no import adds it later. Any
     address exits 0 with one line saying what was done; only a TOKEN that is not genuine fails.
     """
+    from .. import subscribers as subscriber_list
+    from ..store import Store
+    from ..unsubscribe import TokenSigner, load_signing_key
+
     address = address_or_token
     if "@" not in address_or_token:
         token = address_or_token.rstrip("/").rpartition("/")[2].removeprefix("unsubscribe-")
@@ -177,7 +197,9 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
     from ..events import EventQueue
+    from ..store import Store
     from ..subscribe import subscriptions_for
+    from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
     from ..web import UnsubscribeApp, create_server
 
     config = state.config
