@@ -122,7 +122,7 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--no-publish-check", is_flag=True,
               help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
 @click.option("--workers", type=click.IntRange(1, 256), metavar="N",
-              help="Worker threads per process, fixed (default: sized to the rate and the measured latency).")
+              help="Worker threads per process, fixed (default: sized to the rate and each message's measured time).")
 @click.option("--processes", type=click.IntRange(1, 64), metavar="N",
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state

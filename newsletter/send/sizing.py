@@ -128,11 +128,12 @@ def size_send(
             f"at most {ceiling}"
         )
     # Each process uses at most one core (its GIL), and no more cores than the machine has.
-    carried = min(process_count, cpu_count) * CORE_EFFICIENCY / cpu
+    cores = min(process_count, cpu_count)
+    carried = cores * CORE_EFFICIENCY / cpu
     if carried < rate:
-        why.append(f"the CPU carries about {carried:.0f}/s: {min(process_count, cpu_count)} core(s) at "
-                   f"~{cpu * 1000:.1f} ms a message; more cores, or more processes (sending.processes), "
-                   "would keep to the rate")
+        more = "more processes (--processes)" if process_count < cpu_count else "more cores"
+        why.append(f"the CPU carries about {carried:.0f}/s ({cores} core(s), one per process, at ~{cpu * 1000:.1f} ms "
+                   f"a message): {more} would keep to the rate")
         return Sizing(process_count, start, ceiling, "; ".join(why), carried=carried)
     return Sizing(process_count, start, ceiling, "; ".join(why))
 
