@@ -53,7 +53,7 @@ def test_the_burst_is_half_the_headroom_between_the_account_rate_and_the_share()
 
 
 def test_a_fresh_limiter_grants_its_burst_at_once_and_then_waits():
-    limiter = RateLimiter(1000, 0.5)  # burst 250, then 500/s
+    limiter = RateLimiter(100, 0.5)  # burst 25, then 50/s: a token every 20 ms, far longer than the burst takes
     stop = threading.Event()
     granted = [limiter.acquire(stop) for _ in range(limiter.burst)]
     assert None not in granted
