@@ -21,8 +21,8 @@ from newsletter.send.sizing import (
     ASSUMED_CYCLE,
     AUTO_MAX_WORKERS,
     CpuWaits,
-    CycleTime,
     PoolGrowth,
+    RecentMean,
     cpu_per_message,
     size_send,
     workers_for,
@@ -102,7 +102,7 @@ def test_the_command_line_fixes_the_numbers_and_the_config_bounds_the_rule():
 
 
 def test_the_measured_cycle_follows_the_recent_messages():
-    cycle = CycleTime()
+    cycle = RecentMean()
     assert cycle.mean() is None
     cycle.add(0.05)
     assert cycle.mean() == pytest.approx(0.05)

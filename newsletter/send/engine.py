@@ -56,7 +56,7 @@ from ..transports.base import (
 from .plan import Failure, SendPlan, SendSummary, Stop
 from .processes import ENDED, WORKER_PROCESS_CONTEXT, Report, WorkerProcesses
 from .quota import prepare_ledger
-from .sizing import CpuWaits, CycleTime, PoolGrowth
+from .sizing import CpuWaits, PoolGrowth, RecentMean
 
 PAGE_SIZE = 500  # pending rows read per query while feeding the workers
 _POLL_SECONDS = 0.1  # how often a waiting thread looks at the stop flag
@@ -232,8 +232,8 @@ class BulkSend:
         self.limit = limit
         self.on_outcome = on_outcome
         self.retries = 0
-        self.cycle = CycleTime()  # a message's time in this process's workers, waits left out
-        self.call_latency = CycleTime()  # the provider call's part of it
+        self.cycle = RecentMean()  # a message's time in this process's workers, waits left out
+        self.call_latency = RecentMean()  # the provider call's part of it
         self.parent_pid: int | None = None  # set before forking: a worker process stops if it dies
         sync = WORKER_PROCESS_CONTEXT if processes > 1 else _InThisProcess
         self.halt = _Halt(WORKER_PROCESS_CONTEXT.RawValue("b", 0) if processes > 1 else None)

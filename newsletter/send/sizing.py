@@ -5,8 +5,8 @@ A worker thread handles one message at a time: it composes it, waits for its tur
 ledger row (a commit), makes the call, records the outcome (a commit). Keeping to `rate` messages
 a second takes, by Little's law, rate x cycle messages in hand, where the cycle is all of that but
 the wait for a turn; HEADROOM more absorbs the cycles that take longer than the mean. The cycle is
-not known before the first messages: a run starts from ASSUMED_CYCLE and the engine grows the pool
-as it measures the cycles' mean (`workers_for`, fed by `CycleTime`), up to the most the config or
+not known before the first messages: a run starts from ASSUMED_CYCLE and each process grows its
+pool as it measures the cycles' mean (`PoolGrowth`, `workers_for`), up to the most the config or
 `--workers` allows.
 
 The CPU decides the rest. All of a process's threads run under one GIL, so one process is given a
@@ -138,9 +138,10 @@ def size_send(
     return Sizing(process_count, start, ceiling, "; ".join(why))
 
 
-class CycleTime:
-    """The mean time a process's workers spend on a message (less their waits for a turn or a
-    retry), weighted to the recent ones, and how many were measured (thread-safe)."""
+class RecentMean:
+    """A mean of seconds that a process's worker threads measure (a message's cycle, less the
+    waits for a turn or a retry; a call), weighted to the recent ones, and how many were measured
+    (thread-safe)."""
 
     WEIGHT = 0.1  # of each new message: the mean follows a change within a few dozen messages
 
@@ -191,7 +192,7 @@ class _Growth:
 class PoolGrowth:
     """When a process's pool of worker threads grows, and by how much, from what it measures
     while it sends: the pace (the shared limiter's turns, of every process), its own CPU, and the
-    messages' cycle (CycleTime).
+    messages' cycle (RecentMean).
 
     The pool grows toward Little's law for the measured cycle (`workers_for`) while the send
     falls short of the rate: then the workers, not the limiter, set the pace. The cycle includes
