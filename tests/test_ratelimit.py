@@ -72,11 +72,13 @@ def test_throttling_halves_the_rate_once_per_calm_period():
 
 
 def test_the_rate_climbs_back_gradually_once_the_throttling_stops():
-    limiter = RateLimiter(100, 0.9, calm_seconds=0.05, recovery_per_second=1)  # +90/s after calm
+    # +90/s per second after half a second of calm: long enough that a loaded machine does not
+    # end the calm period between the slow-down and the next turn.
+    limiter = RateLimiter(100, 0.9, calm_seconds=0.5, recovery_per_second=1)
     limiter.slow_down()
     limiter.acquire()
     assert limiter.rate == pytest.approx(45, abs=5)  # still within the calm period: no recovery
-    time.sleep(0.7)  # calm for longer than the full recovery takes (0.5 s at 90/s per s)
+    time.sleep(1.2)  # calm for longer than the calm period and the full recovery (0.5 s at 90/s per s)
     limiter.acquire()
     assert limiter.rate == pytest.approx(90)
 
