@@ -24,176 +24,12 @@ CONFIG_FILENAME = "newsletter.toml"
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 
 
-@dataclass(frozen=True)
-class SesSettings:
-    region: str = "us-east-1"
-    profile: str | None = None
-    endpoint_url: str | None = None  # else boto3's own (AWS_ENDPOINT_URL_SESV2, ...)
-    configuration_set: str | None = None
-    # Used when SES GetAccount is unavailable (moto, restricted IAM policies).
-    max_send_rate: float = 14.0
-    max_24h_send: int = 50_000
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = "localhost"
-    port: int = 587
-    security: str = "starttls"  # starttls | ssl | none
-    username: str | None = None
-    password_env: str = "NEWSLETTER_SMTP_PASSWORD"
-    timeout: float = 30.0
-    max_send_rate: float = 10.0
-    max_24h_send: int = 10_000
-
-
 DEFAULT_DRAFT_TITLE = "[{date:%Y/%m/%d} ~ {end:%m/%d}] 이번 주의 주요 ML 논문 (Top ML Papers of the Week)"
 DEFAULT_DRAFT_PREHEADER = "{titles} 등 이번 주의 ML 논문 {count}편 · Top ML Papers of the Week"
 DEFAULT_DRAFT_NOTICE = (
     "이 글은 언어 모델로 자동 번역·요약한 설명으로, 잘못된 내용이 있을 수 있으니 원문을 참고해주세요!",
     "읽으시면서 어색하거나 잘못된 내용을 발견하시면 이 메일에 답장으로 알려주세요!",  # an email has no comments
 )
-
-
-@dataclass(frozen=True)
-class DraftSettings:
-    """`newsletter new`: where drafts go and how their front matter and notice start out."""
-
-    folder: Path = Path("issues")
-    title: str = DEFAULT_DRAFT_TITLE  # str.format fields: date, end (date + 6 days)
-    preheader: str = DEFAULT_DRAFT_PREHEADER  # fields: titles (the first ones), count, date, end
-    notice: tuple[str, ...] = DEFAULT_DRAFT_NOTICE  # one notice bullet each
-
-
-@dataclass(frozen=True)
-class TranslateSettings:
-    """`newsletter translate`: the command each English text is piped through (no shell)."""
-
-    command: str | None = None  # e.g. "llm -s '다음 글을 한국어로 번역해 주세요.'"
-    title_command: str | None = None  # for titles; default: command
-    timeout: float = 120.0  # seconds per call
-    retries: int = 2  # further tries after a failed or timed-out call
-    retry_wait: float = 2.0  # seconds before the first retry, doubled each time
-
-
-@dataclass(frozen=True)
-class ArxivSettings:
-    """Title and abstract for arXiv ids (`newsletter new --from ids.txt`), from the Atom API."""
-
-    api_url: str = "https://export.arxiv.org/api/query"
-    interval: float = 3.0  # seconds between calls: arXiv asks for at least 3
-    timeout: float = 30.0  # seconds per call
-    retries: int = 2  # further tries after a 5xx answer or a timeout
-    batch_size: int = 10  # ids per call
-
-
-@dataclass(frozen=True)
-class EventSettings:
-    """The feedback loop (`[events]`): SES events and unsubscribes reach the list through SNS and
-    SQS (`newsletter setup aws` creates them, `newsletter sync` drains the queue)."""
-
-    region: str = "us-east-1"
-    profile: str | None = None
-    topic: str = "newsletter-events"
-    queue: str = "newsletter-events"
-    dead_letter_queue: str = "newsletter-events-dlq"
-    configuration_set: str = "newsletter"
-    # A message received this many times without being applied moves to the dead-letter queue.
-    max_receive_count: int = 5
-    # Seconds a received message stays hidden from other readers before it can be received again.
-    visibility_timeout: int = 60
-    # SQS long polling per receive (0: short polling, which may miss messages on real SQS).
-    wait_seconds: int = 1
-    # This many transient bounces of one address within the window make it `bounced`.
-    transient_bounce_limit: int = 3
-    transient_bounce_window_days: int = 30
-    tracking: bool = False  # also publish Open and Click events (SES rewrites links, adds a pixel)
-    inbound_address: str | None = None  # SES receives unsubscribe mail here (a receipt rule)
-
-
-@dataclass(frozen=True)
-class PublishSettings:
-    """The archive (`[publish]`): where `newsletter publish` builds it and uploads it."""
-
-    out: Path = Path("build/site")  # the folder that holds the whole site
-    to: str | None = None  # s3://BUCKET/PREFIX, the folder served at newsletter.web_base_url
-    region: str | None = None  # else the SES transport's; credentials from boto3's own chain
-    profile: str | None = None
-    # Cache-Control max-age: issue pages rarely change once sent; the index and feed change weekly.
-    page_cache_seconds: int = 86_400
-    listing_cache_seconds: int = 300
-    # A list send refuses to start until the issue's page is published as it is (false: the
-    # pages are hosted some other way; `send --no-publish-check` skips it once).
-    check_before_send: bool = True
-
-
-@dataclass(frozen=True)
-class SubscribeSettings:
-    """The subscribe form (`[subscribe]`): served by the same web app as the unsubscribe endpoint."""
-
-    url: str  # where the form posts, ending in /subscribe/; the confirmation link is url + "confirm/" + token
-    confirm_hours: int = 48  # how long a confirmation link works
-    client_requests_per_hour: int = 20  # form posts one client address may make
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path  # the file it was read from; relative paths in it are relative to its folder
-    name: str
-    from_address: str
-    reply_to: str | None
-    list_id: str
-    web_base_url: str
-    postal_address: str
-    database: Path
-    unsubscribe_url: str
-    unsubscribe_mailto: str
-    unsubscribe_key_file: Path | None
-    transport: str  # ses | smtp
-    ses: SesSettings = field(default_factory=SesSettings)
-    smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    rate_share: float = 0.9
-    workers: int | None = None  # worker threads per process at most; None: "auto" (send/sizing.py)
-    processes: int | None = None  # worker processes at most; None: "auto"
-    # How long a send keeps retrying while the provider cannot be reached before it stops (the
-    # rows stay pending): long enough to ride out a dropped Wi-Fi or a VPN reconnecting.
-    outage_budget_seconds: float = 300.0
-    serve_host: str = "127.0.0.1"
-    serve_port: int = 8025
-    serve_trusted_proxy: str | None = None  # the reverse proxy whose X-Forwarded-For names the client
-    outbox: Path = Path("build/outbox")
-    events: EventSettings | None = None  # None: no [events] table, no feedback loop
-    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
-    # index (web_base_url) at its #subscribe form.
-    subscribe_url: str = ""
-    draft: DraftSettings = field(default_factory=DraftSettings)
-    translate: TranslateSettings = field(default_factory=TranslateSettings)
-    arxiv: ArxivSettings = field(default_factory=ArxivSettings)
-    publish: PublishSettings = field(default_factory=PublishSettings)
-    subscribe: SubscribeSettings | None = None  # None: no [subscribe] table, no subscribe form
-
-
-def find_config_path(explicit: str | Path | None = None) -> Path:
-    """--config, else $NEWSLETTER_CONFIG, else ./newsletter.toml."""
-    candidate = explicit or os.environ.get(CONFIG_ENV) or CONFIG_FILENAME
-    path = Path(candidate)
-    if not path.is_file():
-        raise ConfigError(
-            "no configuration file here; pass --config FILE or set NEWSLETTER_CONFIG",
-            path=path,
-        )
-    return path
-
-
-def load_config(explicit: str | Path | None = None) -> Config:
-    path = find_config_path(explicit)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"not valid TOML ({error})", path=path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", path=path) from None
-    return _Reader(raw, path).config()
 
 
 REQUIRED = object()  # a Key's default when the file must give the value
@@ -229,7 +65,7 @@ KEYS: dict[str, Key] = {
     "unsubscribe.url": Key("url"),
     "unsubscribe.mailto": Key("text"),
     "unsubscribe.key_file": Key("path", None),
-    "transport.kind": Key("choice", "ses", choices=("ses", "smtp")),
+    "transport.kind": Key("choice", "ses", choices=("ses", "smtp", "outbox")),
     "transport.ses.region": Key("text", "us-east-1"),
     "transport.ses.profile": Key("text", None),
     "transport.ses.endpoint_url": Key("text", None),
@@ -292,6 +128,196 @@ KEYS: dict[str, Key] = {
 }
 # The tables that hold those keys: "transport", "transport.ses", ...
 TABLES = frozenset(key.rsplit(".", n)[0] for key in KEYS for n in range(1, key.count(".") + 1))
+
+
+def default_of(dotted: str) -> Any:
+    """The default of a KEYS entry as the settings below hold it (a path as a Path): KEYS is the
+    one place a default is written, and a settings class built in code gets the same one."""
+    default = KEYS[dotted].default
+    if default is REQUIRED:
+        raise KeyError(f"{dotted} has no default")
+    return Path(default) if KEYS[dotted].kind == "path" and default is not None else default
+
+
+# The configuration set SES publishes events from when neither events.configuration_set nor
+# transport.ses.configuration_set names one.
+DEFAULT_CONFIGURATION_SET = "newsletter"
+
+
+@dataclass(frozen=True)
+class SesSettings:
+    region: str = default_of("transport.ses.region")
+    profile: str | None = default_of("transport.ses.profile")
+    # None: boto3's own (AWS_ENDPOINT_URL_SESV2, ...)
+    endpoint_url: str | None = default_of("transport.ses.endpoint_url")
+    configuration_set: str | None = default_of("transport.ses.configuration_set")
+    # Used when SES GetAccount is unavailable (moto, restricted IAM policies).
+    max_send_rate: float = default_of("transport.ses.max_send_rate")
+    max_24h_send: int = default_of("transport.ses.max_24h_send")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = default_of("transport.smtp.host")
+    port: int = default_of("transport.smtp.port")
+    security: str = default_of("transport.smtp.security")  # starttls | ssl | none
+    username: str | None = default_of("transport.smtp.username")
+    password_env: str = default_of("transport.smtp.password_env")
+    timeout: float = default_of("transport.smtp.timeout")
+    max_send_rate: float = default_of("transport.smtp.max_send_rate")
+    max_24h_send: int = default_of("transport.smtp.max_24h_send")
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    """`newsletter new`: where drafts go and how their front matter and notice start out."""
+
+    folder: Path = default_of("draft.folder")
+    title: str = default_of("draft.title")  # str.format fields: date, end (date + 6 days)
+    preheader: str = default_of("draft.preheader")  # fields: titles (the first ones), count, date, end
+    notice: tuple[str, ...] = default_of("draft.notice")  # one notice bullet each
+
+
+@dataclass(frozen=True)
+class TranslateSettings:
+    """`newsletter translate`: the command each English text is piped through (no shell), run in
+    `folder` (the config file's), so that every relative path in it means what the file says."""
+
+    # e.g. "llm -s '다음 글을 한국어로 번역해 주세요.'"
+    command: str | None = default_of("translate.command")
+    title_command: str | None = default_of("translate.title_command")  # for titles; default: command
+    timeout: float = default_of("translate.timeout")  # seconds per call
+    retries: int = default_of("translate.retries")  # further tries after a failed or timed-out call
+    # seconds before the first retry, doubled each time
+    retry_wait: float = default_of("translate.retry_wait")
+    folder: Path | None = None  # where the command runs; None: the current folder
+
+
+@dataclass(frozen=True)
+class ArxivSettings:
+    """Title and abstract for arXiv ids (`newsletter new --from ids.txt`), from the Atom API."""
+
+    api_url: str = default_of("arxiv.api_url")
+    interval: float = default_of("arxiv.interval")  # seconds between calls: arXiv asks for at least 3
+    timeout: float = default_of("arxiv.timeout")  # seconds per call
+    retries: int = default_of("arxiv.retries")  # further tries after a 5xx answer or a timeout
+    batch_size: int = default_of("arxiv.batch_size")  # ids per call
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """The feedback loop (`[events]`): SES events and unsubscribes reach the list through SNS and
+    SQS (`newsletter setup aws` creates them, `newsletter sync` drains the queue)."""
+
+    region: str = default_of("transport.ses.region")  # events.region, else the SES transport's
+    profile: str | None = default_of("events.profile")
+    topic: str = default_of("events.topic")
+    queue: str = default_of("events.queue")
+    dead_letter_queue: str = default_of("events.dead_letter_queue")
+    configuration_set: str = DEFAULT_CONFIGURATION_SET
+    # A message received this many times without being applied moves to the dead-letter queue.
+    max_receive_count: int = default_of("events.max_receive_count")
+    # Seconds a received message stays hidden from other readers before it can be received again.
+    visibility_timeout: int = default_of("events.visibility_timeout")
+    # SQS long polling per receive (0: short polling, which may miss messages on real SQS).
+    wait_seconds: int = default_of("events.wait_seconds")
+    # This many transient bounces of one address within the window make it `bounced`.
+    transient_bounce_limit: int = default_of("events.transient_bounce_limit")
+    transient_bounce_window_days: int = default_of("events.transient_bounce_window_days")
+    # Also publish Open and Click events (SES rewrites links, adds a pixel).
+    tracking: bool = default_of("events.tracking")
+    # SES receives unsubscribe mail here (a receipt rule).
+    inbound_address: str | None = default_of("events.inbound_address")
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """The archive (`[publish]`): where `newsletter publish` builds it and uploads it."""
+
+    out: Path = default_of("publish.out")  # the folder that holds the whole site
+    # s3://BUCKET/PREFIX, the folder served at newsletter.web_base_url
+    to: str | None = default_of("publish.to")
+    # None: the SES transport's; credentials from boto3's own chain
+    region: str | None = default_of("publish.region")
+    profile: str | None = default_of("publish.profile")
+    # Cache-Control max-age: issue pages rarely change once sent; the index and feed change weekly.
+    page_cache_seconds: int = default_of("publish.page_cache_seconds")
+    listing_cache_seconds: int = default_of("publish.listing_cache_seconds")
+    # A list send refuses to start until the issue's page is published as it is (false: the
+    # pages are hosted some other way; `send --no-publish-check` skips it once).
+    check_before_send: bool = default_of("publish.check_before_send")
+
+
+@dataclass(frozen=True)
+class SubscribeSettings:
+    """The subscribe form (`[subscribe]`): served by the same web app as the unsubscribe endpoint."""
+
+    url: str  # where the form posts, ending in /subscribe/; the confirmation link is url + "confirm/" + token
+    confirm_hours: int = default_of("subscribe.confirm_hours")  # how long a confirmation link works
+    # form posts one client address may make
+    client_requests_per_hour: int = default_of("subscribe.client_requests_per_hour")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path  # the file it was read from; relative paths in it are relative to its folder
+    name: str
+    from_address: str
+    reply_to: str | None
+    list_id: str
+    web_base_url: str
+    postal_address: str
+    database: Path
+    unsubscribe_url: str
+    unsubscribe_mailto: str
+    unsubscribe_key_file: Path | None
+    transport: str  # ses | smtp | outbox (nothing leaves the machine: every send is a dry run)
+    ses: SesSettings = field(default_factory=SesSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    rate_share: float = default_of("sending.rate_share")
+    # worker threads per process at most; None: "auto" (send/sizing.py)
+    workers: int | None = default_of("sending.workers")
+    processes: int | None = default_of("sending.processes")  # worker processes at most; None: "auto"
+    # How long a send keeps retrying while the provider cannot be reached before it stops (the
+    # rows stay pending): long enough to ride out a dropped Wi-Fi or a VPN reconnecting.
+    outage_budget_seconds: float = default_of("sending.outage_budget_seconds")
+    serve_host: str = default_of("serve.host")
+    serve_port: int = default_of("serve.port")
+    # the reverse proxy whose X-Forwarded-For names the client
+    serve_trusted_proxy: str | None = default_of("serve.trusted_proxy")
+    outbox: Path = default_of("sending.outbox")
+    events: EventSettings | None = None  # None: no [events] table, no feedback loop
+    # Where a reader of a forwarded email or an archive page subscribes; default: the archive
+    # index (web_base_url) at its #subscribe form.
+    subscribe_url: str = ""
+    draft: DraftSettings = field(default_factory=DraftSettings)
+    translate: TranslateSettings = field(default_factory=TranslateSettings)
+    arxiv: ArxivSettings = field(default_factory=ArxivSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    subscribe: SubscribeSettings | None = None  # None: no [subscribe] table, no subscribe form
+
+
+def find_config_path(explicit: str | Path | None = None) -> Path:
+    """--config, else $NEWSLETTER_CONFIG, else ./newsletter.toml."""
+    candidate = explicit or os.environ.get(CONFIG_ENV) or CONFIG_FILENAME
+    path = Path(candidate)
+    if not path.is_file():
+        raise ConfigError(
+            "no configuration file here; pass --config FILE or set NEWSLETTER_CONFIG",
+            path=path,
+        )
+    return path
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    path = find_config_path(explicit)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"not valid TOML ({error})", path=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", path=path) from None
+    return _Reader(raw, path).config()
 
 
 def unknown_keys(raw: dict[str, Any], table: str = "") -> list[tuple[str, str]]:
@@ -386,7 +412,8 @@ class _Reader:
     def read_choice(self, dotted: str, key: Key, value: Any) -> str:
         value = self.read_text(dotted, key, value)
         if value not in key.choices:
-            expected = " or ".join(repr(choice) for choice in key.choices)
+            *others, last = [repr(choice) for choice in key.choices]
+            expected = f"{', '.join(others)} or {last}" if others else last
             raise self.fail(dotted, f"must be {expected}, got {value!r}")
         return value
 
@@ -429,11 +456,20 @@ class _Reader:
         return tuple(self.read_text(dotted, key, line) for line in value)
 
     def read_command(self, dotted: str, key: Key, value: Any) -> str:
+        """A command line; a relative program path in it ("./ko.sh", "tools/ko.sh") becomes the
+        file beside the config (a bare name, "llm", is still looked up on PATH). The command also
+        runs in the config's folder (TranslateSettings.folder), so relative arguments agree."""
         value = self.read_text(dotted, key, value)
         try:
-            shlex.split(value)
+            argv = shlex.split(value)
         except ValueError as error:
             raise self.fail(dotted, f"not a command line ({error})") from None
+        if not argv:
+            raise self.fail(dotted, "must not be empty")
+        program = Path(argv[0]).expanduser()
+        if "/" in argv[0] and not program.is_absolute():
+            argv[0] = str(self.base.resolve() / program)
+            return shlex.join(argv)
         return value
 
     def check_unknown(self) -> None:
@@ -492,7 +528,7 @@ class _Reader:
             serve_trusted_proxy=read("serve.trusted_proxy"),
             events=events,
             draft=DraftSettings(**self.table("draft")),
-            translate=TranslateSettings(**self.table("translate")),
+            translate=TranslateSettings(**self.table("translate"), folder=self.base),
             arxiv=ArxivSettings(**self.table("arxiv")),
             publish=self.publish(),
             subscribe=self.subscribe(),
@@ -521,7 +557,7 @@ class _Reader:
             return None
         settings = self.table("events")
         sending_set = self.read("transport.ses.configuration_set")
-        configuration_set = settings["configuration_set"] or sending_set or "newsletter"
+        configuration_set = settings["configuration_set"] or sending_set or DEFAULT_CONFIGURATION_SET
         if sending_set and sending_set != configuration_set:
             raise self.fail("events.configuration_set", f"{configuration_set!r} differs from "
                             f"transport.ses.configuration_set {sending_set!r}; the send must use the set "

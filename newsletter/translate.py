@@ -153,7 +153,8 @@ def _do(job: Job, path: Path, settings: TranslateSettings, last_seen: bytes) -> 
     for attempt in range(settings.retries + 1):
         attempts += 1
         try:
-            korean = _clean_output(run_command(argv, job.english, settings.timeout, answer_cap(job.english)), job.kind)
+            answer = run_command(argv, job.english, settings.timeout, answer_cap(job.english), settings.folder)
+            korean = _clean_output(answer, job.kind)
             break
         except CommandFailed as failure:
             error = str(failure)
@@ -249,12 +250,13 @@ def answer_cap(english: str) -> int:
     return max(ANSWER_FLOOR, ANSWER_FACTOR * len(english.encode("utf-8")))
 
 
-def run_command(argv: list[str], english: str, timeout: float, cap: int) -> str:
-    """Run the command (no shell) with `english` on stdin; its stdout, or CommandFailed (also for
-    an answer longer than `cap` bytes: the command is stopped there, the rest never read)."""
+def run_command(argv: list[str], english: str, timeout: float, cap: int, folder: Path | None = None) -> str:
+    """Run the command (no shell) in `folder` (None: the current one) with `english` on stdin; its
+    stdout, or CommandFailed (also for an answer longer than `cap` bytes: the command is stopped
+    there, the rest never read)."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)  # its own group: a timeout ends its children too
+                                   cwd=folder, start_new_session=True)  # its own group: a timeout ends its children too
     except FileNotFoundError:
         raise DraftError(f"translate command {argv[0]!r} not found; check [translate] command") from None
     except PermissionError:

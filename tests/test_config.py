@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -51,7 +53,7 @@ def _edit(old: str, new: str) -> str:
         (_edit(r"^mailto = .*$", 'mailto = "nobody"'), "unsubscribe.mailto", "not an email address"),
         (_edit(r"^port = 8025$", "port = 70000"), "serve.port", "must be between 1 and 65535"),
         (_edit(r"^host = \"127.0.0.1\"$", 'host = ""'), "serve.host", "must not be empty"),
-        (_edit(r"^kind = .*$", 'kind = "carrier-pigeon"'), "transport.kind", "must be 'ses' or 'smtp'"),
+        (_edit(r"^kind = .*$", 'kind = "carrier-pigeon"'), "transport.kind", "must be 'ses', 'smtp' or 'outbox'"),
         (EXAMPLE + '\n[subscribers.extra]\n', "subscribers.extra", "unknown key"),
         (EXAMPLE.replace("[serve]", "[served]"), "served", "unknown section"),
     ],
@@ -149,3 +151,75 @@ def test_a_bad_workers_or_processes_value_names_the_key(tmp_path, line, key):
     path.write_text(EXAMPLE.replace(f'{key} = "auto"', line), encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"sending\.{key}"):
         load_config(path)
+
+
+# --- one source for every default, and every relative path from the file's folder --------------
+
+
+def _settings_classes() -> dict[str, ast.ClassDef]:
+    tree = ast.parse((ROOT / "newsletter" / "config.py").read_text(encoding="utf-8"))
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)
+            and (node.name.endswith("Settings") or node.name == "Config")}
+
+
+def test_no_settings_class_writes_a_default_of_its_own_beside_the_keys_table():
+    """KEYS holds each default once; a settings class reads it from there (`default_of`), so the
+    two cannot drift apart (`SesSettings()` in code and an empty [transport.ses] agree)."""
+    classes = _settings_classes()
+    assert {"SesSettings", "SmtpSettings", "EventSettings", "Config"} <= set(classes)
+    literal = [f"{name}.{field.target.id} = {ast.unparse(field.value)}"
+               for name, node in classes.items() for field in node.body
+               if isinstance(field, ast.AnnAssign) and isinstance(field.value, ast.Constant)
+               and field.value.value not in (None, "")]  # None: "not set"; "": filled in by the reader
+    assert literal == []
+
+
+MINIMAL = """
+[newsletter]
+name = "n"
+list_id = "n.example.com"
+web_base_url = "https://n.example.com/"
+postal_address = "1 Road"
+[sender]
+from = "a@n.example.com"
+[subscribers]
+database = "n.db"
+[unsubscribe]
+url = "https://n.example.com/u/"
+mailto = "u@n.example.com"
+"""
+
+
+def test_settings_built_in_code_have_the_defaults_a_file_without_them_gets(tmp_path: Path):
+    from newsletter.config import (ArxivSettings, DraftSettings, EventSettings, PublishSettings, SesSettings,
+                                   SmtpSettings)
+
+    path = tmp_path / "newsletter.toml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    config = load_config(path)
+    assert (config.ses, config.smtp, config.arxiv, config.publish) == (
+        SesSettings(), SmtpSettings(), ArxivSettings(), PublishSettings(out=tmp_path / "build/site"))
+    assert config.draft == DraftSettings(folder=tmp_path / "issues")
+    path.write_text(MINIMAL + "[events]\n", encoding="utf-8")
+    assert load_config(path).events == EventSettings()
+
+
+def test_transport_kind_outbox_is_accepted(tmp_path: Path):
+    path = tmp_path / "newsletter.toml"
+    path.write_text(_edit(r"^kind = .*$", 'kind = "outbox"'), encoding="utf-8")
+    assert load_config(path).transport == "outbox"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [("./ko.sh --flag", "{base}/ko.sh --flag"), ("tools/ko.sh", "{base}/tools/ko.sh"), ("llm -s 'x y'", "llm -s 'x y'"),
+     ("/usr/bin/env ko", "/usr/bin/env ko")],
+)
+def test_a_relative_translate_program_is_the_one_beside_the_config(tmp_path: Path, monkeypatch, command, expected):
+    folder = tmp_path / "editor"
+    folder.mkdir()
+    (folder / "newsletter.toml").write_text(MINIMAL + f'[translate]\ncommand = "{command}"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    settings = load_config(Path("editor/newsletter.toml")).translate
+    assert settings.command == expected.format(base=folder)
+    assert settings.folder == Path("editor")

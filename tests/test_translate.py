@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from draft_fixtures import SAMPLE_LIST, cli, draft_config, newsletter_process, translator
+from draft_fixtures import FAKE_TRANSLATOR, SAMPLE_LIST, cli, draft_config, newsletter_process, translator
 from newsletter.draft import draft_parts
 from newsletter.draft.markers import MACHINE, STATE_TO_REVIEW, STATE_TO_TRANSLATE, TO_TRANSLATE, TO_WRITE
 from newsletter.parse import parse_issue
@@ -276,3 +278,23 @@ def test_an_english_original_of_several_paragraphs_becomes_one_korean_paragraph(
     intro = parse_issue(path).intro[0]
     assert intro.ko.markdown == f"{MACHINE} KO: First paragraph. Second *paragraph*."
     assert intro.en.markdown == "First paragraph.\n\nSecond *paragraph*."
+
+
+def test_a_relative_translate_command_runs_from_the_configs_folder_whatever_the_current_one(tmp_path: Path, monkeypatch):
+    """`command = "./ko.sh"` beside newsletter.toml, and a script that names its own helper by a
+    relative path: both mean the config's folder, as the database and drafts do."""
+    editor = tmp_path / "editor"
+    editor.mkdir()
+    (editor / "tools").mkdir()
+    (editor / "tools" / "fake_translator.py").write_bytes(FAKE_TRANSLATOR.read_bytes())
+    script = editor / "ko.sh"
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} tools/fake_translator.py "$@"\n', encoding="utf-8")
+    script.chmod(0o755)
+    config, path = new_draft(editor, command="./ko.sh")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = cli(config, "translate", path)
+    assert result.exit_code == 0, result.output
+    assert f"translated {PARTS} of {PARTS} part(s)" in result.output
+    assert assert_each_part_is_marked_or_filled_once(path) == PARTS
