@@ -3,8 +3,8 @@
 Reusable fixtures (other test files may use them freely):
 
 - `moto_ses` -> MotoSes: moto's server (started once per session on a free port, reset before
-  each test) with the sender's domain identity created, and AWS_ENDPOINT_URL_SESV2 pointing boto3
-  at it, so `newsletter`'s own SES transport talks to it over real HTTP with no code change.
+  each test) with the sender's domain identity created, and AWS_ENDPOINT_URL_SESV2 (and _CLOUDWATCH,
+  for SES's reputation metrics) pointing boto3 at it, so `newsletter`'s own SES transport talks to it over real HTTP with no code change.
   `moto_ses.raw_messages()` reads back what SES "sent" (`/moto-api/data.json`), `messages()`
   parses them with the stdlib email package, `client` is a boto3 sesv2 client for it.
 - `smtp_server` -> SmtpServer: a real aiosmtpd server on 127.0.0.1 (no TLS, no AUTH) that keeps
@@ -17,6 +17,8 @@ Reusable fixtures (other test files may use them freely):
   queue) runs against real HTTP; `moto_events.client("sqs")` is a boto3 client for it. Add an
   `[events]` table to a config with `add_events_table(path, wait_seconds=0, ...)`.
 - `no_network`: any socket connect or name lookup fails the test (for the dry run).
+- `static_site` -> StaticSite: a real HTTP server on 127.0.0.1 serving the files under `.root`
+  at `.url` (404 for anything else): where readers open the archive in the send's page check.
 - `newsletter_config` -> Path of a newsletter.toml in tmp_path (database and outbox in tmp_path,
   SES transport via moto_ses's endpoint when that fixture is used too); rewrite keys with
   `write_config(path, transport=..., smtp=...)`.
@@ -54,13 +56,15 @@ _AWS_TEST_ENV = {
 
 
 _EVENT_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SES")
+# SES v2 for sending; CloudWatch for SES's reputation metrics, which a list send reads.
+_SES_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL_CLOUDWATCH")
 
 
 @pytest.fixture(autouse=True)
 def _dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in _AWS_TEST_ENV.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SESV2", *_EVENT_ENDPOINT_VARIABLES):
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", *_SES_ENDPOINT_VARIABLES, *_EVENT_ENDPOINT_VARIABLES):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -103,7 +107,8 @@ def _moto_server_url() -> Iterator[str]:
 def moto_ses(_moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> MotoSes:
     import boto3
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", _moto_server_url)
+    for name in _SES_ENDPOINT_VARIABLES:
+        monkeypatch.setenv(name, _moto_server_url)
     client = boto3.client("sesv2", region_name="us-east-1", endpoint_url=_moto_server_url)
     ses = MotoSes(_moto_server_url, client)
     ses.reset()
@@ -278,6 +283,41 @@ def require_pagefind() -> None:
         pagefind_binary()
     except PublishError as error:
         pytest.skip(str(error))
+
+
+# --- a static web host: where readers open the issue's page ----------------------------------------
+
+
+@dataclass
+class StaticSite:
+    """A real HTTP server on 127.0.0.1 serving the files under `root` (404 for the rest), as S3,
+    CloudFront or any static host would serve the archive; `url` is its base (ending in /)."""
+
+    root: Path
+    url: str
+
+
+@pytest.fixture
+def static_site(tmp_path: Path) -> Iterator[StaticSite]:
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield StaticSite(root, f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- a guard against network use ----------------------------------------------------------------

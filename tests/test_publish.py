@@ -21,10 +21,12 @@ import pytest
 
 from conftest import require_pagefind, write_config
 from newsletter.config import load_config
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, SendError
 from newsletter.model import PublishedIssue, PublishedPaper, tag_slug
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
+from newsletter.send import IssueToSend
+from newsletter.send.gates import check_web_page
 from newsletter.site.pages import atom_feed, is_site_file
 from newsletter.site.targets import SITE_MANIFEST
 from sending_fixtures import cli
@@ -35,12 +37,13 @@ WEB_BASE = "https://newsletter.example.com/issues/"
 SUBSCRIBE_URL = "https://newsletter.example.com/subscribe/"
 
 
-def site_config(tmp_path: Path, publish: str = "", *, check_before_send: bool = False) -> Path:
-    """The test config with a [publish] table of `publish` lines and a subscribe form."""
+def site_config(tmp_path: Path, publish: str = "", *, check_before_send: bool = False, web_base: str = WEB_BASE) -> Path:
+    """The test config with a [publish] table of `publish` lines and a subscribe form; the archive
+    is served at `web_base`."""
     path = write_config(tmp_path / "newsletter.toml")
     text = path.read_text(encoding="utf-8").replace(
         "check_before_send = false", f"check_before_send = {str(check_before_send).lower()}\n{publish}"
-    )
+    ).replace(f'web_base_url = "{WEB_BASE}"', f'web_base_url = "{web_base}"')
     path.write_text(text + f'\n[subscribe]\nurl = "{SUBSCRIBE_URL}"\n', encoding="utf-8")
     return path
 
@@ -309,6 +312,13 @@ def site_files(site: Path) -> set[str]:
     return {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name != SITE_MANIFEST}
 
 
+def public_read(client, bucket: str) -> None:
+    """Anyone may GET the bucket's objects (as with an S3 website endpoint; with CloudFront it would
+    be the distribution): where readers open the pages."""
+    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+
+
 def objects(client, bucket: str) -> dict[str, dict]:
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     return {key: client.head_object(Bucket=bucket, Key=key) for key in keys}
@@ -423,29 +433,31 @@ def test_only_the_files_the_site_wrote_are_uploaded_whatever_else_shares_its_fol
     assert "private.txt" not in str(objects(client, bucket))
 
 
-def test_a_missing_bucket_is_one_line_and_leaves_the_issue_unpublished(tmp_path, s3):
-    config_path = site_config(tmp_path, check_before_send=True)
+def test_a_missing_bucket_is_one_line_and_leaves_the_issue_unpublished(tmp_path, s3, static_site):
+    config_path = site_config(tmp_path, check_before_send=True, web_base=static_site.url)
     result = cli(config_path, "publish", "--to", "s3://no-such-bucket-here/x", str(SAMPLE))
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "NoSuchBucket" in result.output
     refused = cli(config_path, "send", "--yes", str(SAMPLE))
-    assert refused.exit_code == 1 and "is not published" in refused.output
+    assert refused.exit_code == 1 and "answers 404" in refused.output
 
 
 # --- the check before a send --------------------------------------------------------------------
 
 
-def test_a_list_send_waits_until_the_page_is_published_as_it_is(tmp_path, moto_ses, monkeypatch):
+def test_a_list_send_is_refused_while_the_web_link_answers_404_and_sent_once_it_serves_the_page(
+        tmp_path, moto_ses, static_site, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-that-is-long-enough-0123456789")
-    config_path = site_config(tmp_path, check_before_send=True)
+    config_path = site_config(tmp_path, check_before_send=True, web_base=static_site.url)
     issue = issue_copy(tmp_path, "2023-10-16")
+    page_url = f"{static_site.url}2023-10-16.web.html"
     assert cli(config_path, "subscribers", "add", "reader@example.com").exit_code == 0
 
     refused = cli(config_path, "send", "--yes", str(issue))
     assert refused.exit_code == 1
     assert refused.output == (
-        'error: the web page of issue 2023-10-16 is not published, so the email\'s "View on the web" link '
-        f"({WEB_BASE}2023-10-16.web.html) would lead nowhere; run `newsletter publish {issue}` first, "
+        f'error: not sending: the email\'s "View on the web" link {page_url} answers 404 File not found; publish it '
+        f"where readers will open it: `newsletter publish {issue} --to s3://BUCKET/PREFIX` (or set publish.to), "
         "or pass --no-publish-check\n"
     )
     assert moto_ses.raw_messages() == []
@@ -454,27 +466,57 @@ def test_a_list_send_waits_until_the_page_is_published_as_it_is(tmp_path, moto_s
     copy = cli(config_path, "send", "--yes", "--to", "editor@example.com", str(issue))
     assert copy.exit_code == 0, copy.output
 
-    publish(config_path, issue)
-    issue_copy(tmp_path, "2023-10-16", edit="추가된 문장.")  # edited after publishing
+    # `publish` without a remote target says so, and where readers would look; the send still refuses.
+    local = publish(config_path, issue)
+    site = load_config(config_path).publish.out
+    assert (f"note: nothing was uploaded (no --to, no publish.to): the pages are only in {site} on this machine, "
+            f"and readers will look for them at {page_url};") in local.output
+    still = cli(config_path, "send", "--yes", str(issue))
+    assert still.exit_code == 1
+    assert f"answers 404 File not found; `newsletter publish` wrote it only to {site} on this machine" in still.output
+
+    # The folder copied to the host (as `rsync -a build/site/ host:...`): the link works.
+    shutil.copytree(site, static_site.root, dirs_exist_ok=True)
+    issue_copy(tmp_path, "2023-10-16", edit="추가된 문장.")  # but the issue was edited after publishing
     stale = cli(config_path, "send", "--yes", str(issue))
-    assert stale.exit_code == 1 and "is older than the issue" in stale.output
+    assert stale.exit_code == 1
+    assert f"link {page_url} answers 200 with another version of the page" in stale.output
+    assert moto_ses.raw_messages()[1:] == []
 
     publish(config_path, issue)
+    shutil.copytree(site, static_site.root, dirs_exist_ok=True)
     sent = cli(config_path, "send", "--yes", str(issue))
     assert sent.exit_code == 0, sent.output
+    assert f"web page:  {page_url} is this issue's page" in sent.output
     assert [m["To"] for m in moto_ses.messages()] == ["editor@example.com", "reader@example.com"]
 
 
-def test_no_publish_check_sends_an_unpublished_issue(tmp_path, moto_ses, monkeypatch):
+def test_the_page_check_reads_the_page_from_the_bucket_it_was_uploaded_to(tmp_path, moto_ses, s3, monkeypatch):
+    """moto's S3 answers anonymous GETs under a public-read bucket policy, as a public bucket or
+    CloudFront would (moto_ses first: it resets the server, bucket and all)."""
     monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-that-is-long-enough-0123456789")
-    config_path = site_config(tmp_path, check_before_send=True)
+    client, bucket = s3
+    public_read(client, bucket)
+    web_base = f"{moto_ses.endpoint_url}/{bucket}/issues/"
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/issues"', check_before_send=True, web_base=web_base)
+    assert cli(config_path, "subscribers", "add", "reader@example.com").exit_code == 0
+    assert "answers 404" in cli(config_path, "send", "--yes", str(SAMPLE)).output
+    publish(config_path, SAMPLE)
+    sent = cli(config_path, "send", "--yes", str(SAMPLE))
+    assert sent.exit_code == 0, sent.output
+    assert len(moto_ses.raw_messages()) == 1
+
+
+def test_no_publish_check_sends_an_unpublished_issue(tmp_path, moto_ses, static_site, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-that-is-long-enough-0123456789")
+    config_path = site_config(tmp_path, check_before_send=True, web_base=static_site.url)
     assert cli(config_path, "subscribers", "add", "reader@example.com").exit_code == 0
     result = cli(config_path, "send", "--yes", "--no-publish-check", str(SAMPLE))
     assert result.exit_code == 0, result.output
     assert len(moto_ses.raw_messages()) == 1
 
 
-def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anything_twice(tmp_path, s3):
+def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anything_twice(tmp_path, s3, _moto_server_url):
     import os
     import signal
     import subprocess
@@ -482,7 +524,9 @@ def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anyth
     import time
 
     client, bucket = s3
-    config_path = site_config(tmp_path, f'to = "s3://{bucket}/"', check_before_send=True)
+    public_read(client, bucket)
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/"', check_before_send=True,
+                              web_base=f"{_moto_server_url}/{bucket}/")
     issues = [issue_copy(tmp_path, f"2024-{month:02d}-{day:02d}") for month in (1, 2, 3) for day in (1, 8, 15, 22)]
     child = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config_path), "publish", *map(str, issues)],
                              env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -502,8 +546,15 @@ def test_kill_9_during_an_upload_then_a_rerun_completes_it_without_sending_anyth
         uploaded_before, settled = settled, {key: head["ETag"] for key, head in objects(client, bucket).items()}
     if "index.html" in uploaded_before or "feed.xml" in uploaded_before:  # they go last
         assert {f"{i.stem}.web.html" for i in issues} <= set(uploaded_before)
-    # Nothing counts as published yet: a send still refuses.
-    assert "is not published" in cli(config_path, "send", "--yes", str(issues[0])).output
+    # A send's page check sees exactly what reached the bucket.
+    config = load_config(config_path)
+    for path in issues:
+        issue = IssueToSend.load(path, config)
+        if f"{path.stem}.web.html" in uploaded_before:
+            check_web_page(issue, config)
+        else:
+            with pytest.raises(SendError, match="answers 404"):
+                check_web_page(issue, config)
 
     report = json.loads(publish(config_path, "--json", *issues).output)
     assert sorted(report["upload"]["unchanged"]) == sorted(uploaded_before)

@@ -1,9 +1,10 @@
 """boto3 clients for the feedback loop, and the one place that turns their failures into
 `AwsError`s a person can act on.
 
-Region and profile come from `[events]` (default: the SES transport's); credentials and endpoints
-from boto3's own chain, so AWS_ENDPOINT_URL_SQS / _SNS / _SES point them at a local server such
-as moto with no code change.
+Region and profile come from `[events]` (default: the SES transport's) or, for the account's own
+state (`newsletter doctor`, SES's reputation metrics), from the SES transport; credentials and
+endpoints from boto3's own chain, so AWS_ENDPOINT_URL_SQS / _SNS / _SES / _CLOUDWATCH point them
+at a local server such as moto with no code change.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from typing import Protocol
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -24,7 +26,6 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from ..config import EventSettings
 from ..errors import AwsError, ConfigError
 
 _ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "AuthorizationError", "AuthorizationErrorException"}
@@ -51,22 +52,32 @@ def is_missing(error: ClientError, *codes: str) -> bool:
     return error_code(error) in codes or error.response.get("Error", {}).get("Code") in codes
 
 
-class Clients:
-    """One boto3 session for the events' region and profile; clients made on first use."""
+class Place(Protocol):
+    """Where the clients work: `[events]` (EventSettings) or the SES transport (SesSettings)."""
 
-    def __init__(self, settings: EventSettings):
+    region: str
+    profile: str | None
+
+
+class Clients:
+    """One boto3 session for a region and profile; clients made on first use. `profile_key` is the
+    setting a missing profile is blamed on."""
+
+    def __init__(self, settings: Place, *, profile_key: str = "events.profile", max_attempts: int = 3,
+                 connect_timeout: float = 10):
         self.settings = settings
         try:
             self.session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
         except ProfileNotFound as error:
-            raise ConfigError(str(error), key="events.profile") from None
+            raise ConfigError(str(error), key=profile_key) from None
+        self._config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts},
+                                  connect_timeout=connect_timeout, read_timeout=30)
         self._clients: dict[str, object] = {}
 
-    def __call__(self, service: str):
+    def __call__(self, service: str, endpoint_url: str | None = None):
+        """The client for `service` (endpoint_url: a configured one, else boto3's own chain)."""
         if service not in self._clients:
-            self._clients[service] = self.session.client(
-                service, config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=30)
-            )
+            self._clients[service] = self.session.client(service, endpoint_url=endpoint_url, config=self._config)
         return self._clients[service]
 
     def close(self) -> None:
@@ -74,7 +85,7 @@ class Clients:
             client.close()
 
 
-def describe(error: Exception, doing: str, settings: EventSettings) -> AwsError:
+def describe(error: Exception, doing: str, settings: Place) -> AwsError:
     """A boto3/botocore failure while `doing` (e.g. "receive from queue 'x'") -> one line."""
     region = settings.region
     if isinstance(error, ClientError):
@@ -102,7 +113,7 @@ def describe(error: Exception, doing: str, settings: EventSettings) -> AwsError:
 
 
 @contextlib.contextmanager
-def failures_as(doing: str, settings: EventSettings) -> Iterator[None]:
+def failures_as(doing: str, settings: Place) -> Iterator[None]:
     """Raise every boto3 failure inside the block as an `AwsError` saying what was being done."""
     try:
         yield

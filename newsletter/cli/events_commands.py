@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import AwsError, SendError
 from .base import main, pass_state
 
 if TYPE_CHECKING:
-    from ..config import Config
     from ..events.report import IssueFeedback
     from ..events.sync import SyncSummary
 
@@ -78,36 +76,6 @@ def sync_command(state, as_json: bool) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         describe_sync(summary)
-
-
-def check_before_list_send(config: Config, *, sync_first: bool, force: bool, as_json: bool) -> None:
-    """Before a real send to the list: sync, show the last sends' rates, and refuse when the last
-    issue passed SES's review thresholds (unless forced). Nothing to do without [events]."""
-    if config.events is None:
-        return
-    from ..events.report import REVIEW_BOUNCE_RATE, REVIEW_COMPLAINT_RATE, recent_feedback
-    from ..events.sync import sync
-
-    if sync_first:
-        try:
-            summary = sync(config)
-        except AwsError as error:
-            raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
-        describe_sync(summary, err=True)
-    else:
-        click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
-                   "some of those addresses may be mailed", err=True)
-    recent = recent_feedback(config.database)
-    for feedback in recent:
-        click.echo(f"feedback:  {feedback.issue_id}: {feedback.sent} sent, bounce rate {feedback.bounce_rate:.1%}, "
-                   f"complaint rate {feedback.complaint_rate:.2%} (SES reviews above {REVIEW_BOUNCE_RATE:.0%} / "
-                   f"{REVIEW_COMPLAINT_RATE:.1%})", err=as_json)
-    why = recent[0].over_review_threshold() if recent else None
-    if why and force:
-        click.echo(f"warning: the last issue {recent[0].issue_id}: {why}; sending anyway (--force)", err=True)
-    elif why:
-        raise SendError(f"not sending: the last issue {recent[0].issue_id}: {why}; remove the addresses that "
-                        "bounce or complain (newsletter status, subscribers list --status bounced), or pass --force")
 
 
 _LABELS = {

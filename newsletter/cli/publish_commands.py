@@ -27,6 +27,10 @@ def _describe(report: PublishReport) -> None:
     if report.without_papers:
         click.echo(f"note: published before the archive kept papers, so not in search or tag pages: "
                    f"{', '.join(report.without_papers)}; publish their files again to add them", err=True)
+    if report.upload is None:
+        click.echo(f"note: nothing was uploaded (no --to, no publish.to): the pages are only in {report.folder.target} "
+                   f"on this machine, and readers will look for them at {', '.join(report.urls)}; upload with "
+                   "--to s3://BUCKET/PREFIX, or copy the folder to where newsletter.web_base_url is served", err=True)
     if report.dropped:
         click.echo(f"note: taken off the index (--all without their files): {', '.join(report.dropped)}; "
                    "their pages stay where they were published", err=True)

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..errors import AwsError, SendError
 from .base import issue_path_argument, main, pass_state
-from .events_commands import check_before_list_send
+from .events_commands import describe_sync
 
 if TYPE_CHECKING:
-    from ..send import SendPlan, SendSummary
+    from ..aws.reputation import Reputation
+    from ..config import Config
+    from ..send import IssueToSend, SendPlan, SendSummary
 
 
 def _kb(size: int) -> str:
@@ -92,8 +95,10 @@ def _describe_summary(summary: SendSummary) -> None:
                    f"(rate lowered {summary.slow_downs} time(s))")
     if summary.stopped:
         fix = f" To fix: {summary.stop_fix.rstrip('.')}." if summary.stop_fix else ""
-        click.echo(f"stopped: {summary.stopped.rstrip('.')}.{fix} Then run the same `newsletter send` "
-                   "again: the rest are pending, no one was marked failed for it", err=True)
+        again = ("again: the rest are pending, no one was marked failed for it" if summary.ledger is not None else
+                 "again (test copies and dry runs are recorded nowhere: it starts over)")
+        click.echo(f"stopped: {summary.stopped.rstrip('.')}.{fix} Then run the same `newsletter send` {again}",
+                   err=True)
     if summary.interrupted:
         click.echo(f"stopped: {summary.interrupted}; calls in flight were finished and recorded", err=True)
     if summary.ledger and summary.ledger["pending"]:
@@ -138,29 +143,26 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
     the last issue passed SES's review thresholds, unless --force.
     """
-    from ..draft.markers import draft_parts, refuse_draft
-    from ..parse import parse_issue
-    from ..send import prepare_send, send_issue
-    from ..site import check_published
+    from ..draft.markers import draft_parts
+    from ..send import IssueToSend, prepare_send, send_issue
 
+    config = state.config
+    issue = IssueToSend.load(issue_path, config)  # read and rendered once, for the checks and the send
+    dry_run = dry_run or config.transport == "outbox"  # kind = "outbox": nothing leaves the machine
     if not dry_run and not test_addresses:
-        if not allow_draft:
-            refuse_draft(parse_issue(issue_path))  # a draft goes to the list only on purpose
-        if state.config.publish.check_before_send and not no_publish_check:
-            # The email links to its web page: a list send waits until that page is published as is.
-            check_published(issue_path, state.config)
-        check_before_list_send(state.config, sync_first=not no_sync, force=force, as_json=as_json)
-    elif not as_json and (unfinished := draft_parts(parse_issue(issue_path))):
+        _check_before_list_send(config, issue, allow_draft=allow_draft, publish_check=not no_publish_check,
+                                sync_first=not no_sync, force=force, as_json=as_json)
+    elif not as_json and (unfinished := draft_parts(issue.parsed)):
         click.echo(f"note: a draft: {len(unfinished)} Korean part(s) not finished (`newsletter check` lists "
                    "them); a send to the list refuses it until they are", err=True)
-    plan = prepare_send(issue_path, state.config, dry_run=dry_run, test_addresses=test_addresses,
+    plan = prepare_send(issue, config, dry_run=dry_run, test_addresses=test_addresses,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
                         send_changed_version=send_changed_version)
     plan = dataclasses.replace(plan, workers=workers, processes=processes)
     if not as_json:
         _describe_plan(plan)
     if not plan.dry_run and not yes and plan.recipient_count:
-        click.confirm(f"Send to {plan.recipient_count} recipient(s) now?", abort=True, err=True)
+        _ask(f"Send to {plan.recipient_count} recipient(s) now?")
 
     show_progress = sys.stdout.isatty() and not as_json
     with contextlib.ExitStack() as stack:
@@ -176,3 +178,87 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
         _describe_summary(summary)
     if not summary.complete:
         sys.exit(1)
+
+
+def _ask(question: str) -> None:
+    """Go on only on a yes; a no, or no answer at all (no terminal: a script, cron, a pipe), is one
+    line that names --yes."""
+    try:
+        answer = click.confirm(question, err=True)
+    except click.Abort:  # stdin ended (or Ctrl-C) before an answer
+        raise SendError("not sent: no answer to \"" + question + "\" (no terminal to ask on?); "
+                        "pass --yes to send without asking") from None
+    if not answer:
+        raise SendError("not sent: you answered no")
+
+
+# --- before a send to the list ----------------------------------------------------------------------
+
+
+def _check_before_list_send(config: Config, issue: IssueToSend, *, allow_draft: bool, publish_check: bool,
+                            sync_first: bool, force: bool, as_json: bool) -> None:
+    """Everything a send to the list passes before its first message, in this order; each refuses
+    in one line and changes nothing (the sync only brings the list up to date)."""
+    from ..draft.markers import refuse_draft
+    from ..send.gates import check_web_page
+
+    say = _say(as_json)
+    if not allow_draft:
+        refuse_draft(issue.parsed)  # a draft goes to the list only on purpose
+    if config.publish.check_before_send and publish_check:
+        say(f"web page:  {check_web_page(issue, config)} is this issue's page")  # "View on the web" works
+    if config.events is not None:
+        _sync(config, sync_first)  # the week's bounces, complaints and unsubscribes leave the list first
+    _check_feedback(config, force, say)  # SES's bounce and complaint rates, or ours over enough mail
+
+
+def _say(as_json: bool):
+    """Where the checks' lines go: stdout, or stderr when stdout carries JSON."""
+    return lambda line: click.echo(line, err=as_json)
+
+
+def _sync(config: Config, sync_first: bool) -> None:
+    if not sync_first:
+        click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
+                   "some of those addresses may be mailed", err=True)
+        return
+    from ..events.sync import sync
+
+    try:
+        summary = sync(config)
+    except AwsError as error:
+        raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
+    describe_sync(summary, err=True)
+
+
+def _check_feedback(config: Config, force: bool, say) -> None:
+    from ..events.report import REVIEW_BOUNCE_RATE, REVIEW_COMPLAINT_RATE, recent_feedback
+    from ..send.gates import ISSUES_JUDGED, judge_feedback
+
+    reputation, problem = _reputation(config)
+    recent = recent_feedback(config.database, limit=ISSUES_JUDGED) if config.events is not None else []
+    for feedback in recent[:3]:
+        say(f"feedback:  {feedback.issue_id}: {feedback.sent} sent, bounce rate {feedback.bounce_rate:.1%}, "
+            f"complaint rate {feedback.complaint_rate:.2%} (SES reviews above {REVIEW_BOUNCE_RATE:.0%} / "
+            f"{REVIEW_COMPLAINT_RATE:.1%})")
+    verdict = judge_feedback(recent, reputation, problem)
+    for note in verdict.notes:
+        say(f"feedback:  {note}")
+    for warning in verdict.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if verdict.problems and force:
+        click.echo(f"warning: {verdict.summary()}; sending anyway (--force)", err=True)
+    elif verdict.problems:
+        raise SendError(verdict.refusal())
+
+
+def _reputation(config: Config) -> tuple[Reputation | None, str | None]:
+    """SES's reputation metrics, or why they could not be read; (None, None) off SES."""
+    if config.transport != "ses":
+        return None, None
+    from ..aws.reputation import read_reputation
+
+    try:
+        return read_reputation(config.ses), None
+    except AwsError as error:
+        return None, error.message

@@ -16,7 +16,7 @@ from .. import addresses
 from ..compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address, check_header_value
 from ..config import Config
 from ..errors import MessageError, StoreError
-from ..model import RenderedIssue, Subscriber
+from ..model import Issue, RenderedIssue, Subscriber
 from ..parse import parse_issue
 from ..render import render_issue
 from ..store import Store
@@ -28,6 +28,20 @@ from .quota import LedgerRequest, prepare_ledger, read_quota
 from .sizing import Sizing, size_send
 
 FIRST_ADDRESSES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class IssueToSend:
+    """The issue as the checks before a send and the send itself see it: read and rendered once."""
+
+    path: Path
+    parsed: Issue
+    rendered: RenderedIssue
+
+    @classmethod
+    def load(cls, path: str | Path, config: Config, templates_dir: str | Path | None = None) -> IssueToSend:
+        issue = parse_issue(path)
+        return cls(Path(path), issue, render_issue(issue, config, templates_dir=templates_dir))
 
 
 @dataclass(frozen=True)
@@ -207,7 +221,7 @@ def _test_address(value: str) -> str:
 
 
 def prepare_send(
-    issue_path: str | Path,
+    issue: str | Path | IssueToSend,
     config: Config,
     *,
     dry_run: bool,
@@ -219,24 +233,27 @@ def prepare_send(
     send_changed_version: bool = False,
     transport_factory: Callable[[], Transport] | None = None,
 ) -> SendPlan:
-    """Parse and render the issue once, build its message template, load the signing key and
-    count the recipients. A real send refuses the development signing key; a real send to the
+    """Parse and render the issue (unless given read and rendered), build its message template,
+    load the signing key and count the recipients. A real send refuses the development signing
+    key (kind = "outbox" sends nothing, so it allows it); a real send to the
     list also reads the account's quota (through a transport from `transport_factory`, default
     the plan's kind) and what the ledger holds for the issue (changing nothing yet), and refuses
     one that would pass the daily quota, or one of an issue whose rows were sent another version
     (unless `send_changed_version`)."""
     test_addresses = tuple(_test_address(address) for address in test_addresses)
-    issue = parse_issue(issue_path)
-    rendered = render_issue(issue, config, templates_dir=templates_dir)
-    key = load_signing_key(config, allow_development=dry_run)
+    if not isinstance(issue, IssueToSend):
+        issue = IssueToSend.load(issue, config, templates_dir)
+    rendered = issue.rendered
+    transport_kind = "outbox" if dry_run else config.transport
+    key = load_signing_key(config, allow_development=transport_kind == "outbox")
     plan = SendPlan(
         config=config,
         issue_id=rendered.issue_id,
         subject=rendered.subject,
-        paper_count=len(issue.papers),
+        paper_count=len(issue.parsed.papers),
         template=MessageTemplate(rendered, config),
         links=UnsubscribeLinks(config, key),
-        transport_kind="outbox" if dry_run else config.transport,
+        transport_kind=transport_kind,
         recipient_count=len(test_addresses) or _count_subscribed(config),
         version=issue_version(rendered),
         test_addresses=tuple(test_addresses),

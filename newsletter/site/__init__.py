@@ -3,9 +3,9 @@ subscribe form, and an Atom feed, published to a folder and (optionally) an S3 b
 
     pages.py       the files, built from data (no I/O)
     targets.py     where they go: FolderTarget, S3Target (only what changed)
-    publishing.py  `newsletter publish` and the check a send makes before it starts
+    publishing.py  `newsletter publish`
 """
 
-from .publishing import PublishReport, check_published, publish
+from .publishing import PublishReport, publish
 
-__all__ = ["PublishReport", "check_published", "publish"]
+__all__ = ["PublishReport", "publish"]

@@ -11,8 +11,8 @@ The order keeps every reader's link working and the database honest:
 4. only then is the index in the database updated, so a send never finds an issue "published"
    whose page did not reach its target. A crash between 3 and 4 is repaired by the next run.
 
-A send checks that index (`check_published`): the database, not the network, because the check
-must work offline and in tests, and the page's digest tells a stale page from the current one.
+A list send checks the page itself where readers will open it, over the network
+(`send/gates.py`); the index says where `publish` last put it, for that check's advice.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ from pathlib import Path
 
 from ..config import Config
 from ..draft.markers import refuse_draft
-from ..errors import PublishError, SendError
-from ..model import Issue, PublishedIssue
+from ..errors import PublishError
+from ..model import Issue
 from ..parse import parse_issue
 from ..render import render_issue, web_url
 from ..store import Store
-from .pages import (SEARCH_FOLDER, TAGS_FOLDER, SiteFile, atom_feed, index_entry, index_page, issue_page, sha256,
-                    tag_pages)
+from .pages import SEARCH_FOLDER, TAGS_FOLDER, SiteFile, atom_feed, index_entry, index_page, issue_page, tag_pages
 from .search import pagefind_binary, search_files
 from .targets import FolderTarget, S3Target, TargetReport
 
@@ -39,6 +38,7 @@ from .targets import FolderTarget, S3Target, TargetReport
 class PublishReport:
     issues: list[str]  # the issues rendered this run
     folder: TargetReport
+    urls: list[str] = field(default_factory=list)  # where readers open those issues' pages (web_base_url)
     upload: TargetReport | None = None
     listed: int = 0  # issues on the index page
     dropped: list[str] = field(default_factory=list)  # taken off the index by --all
@@ -54,7 +54,7 @@ class PublishReport:
         def target(report: TargetReport | None) -> dict | None:
             return None if report is None else {"target": report.target, "written": report.written,
                                                  "unchanged": report.unchanged, "removed": report.removed}
-        return {"issues": self.issues, "folder": target(self.folder), "upload": target(self.upload),
+        return {"issues": self.issues, "urls": self.urls, "folder": target(self.folder), "upload": target(self.upload),
                 "listed": self.listed, "dropped": self.dropped, "missing_pages": self.missing_pages,
                 "has_subscribe_form": self.has_subscribe_form, "searchable_papers": self.searchable_papers,
                 "tags": self.tags, "without_papers": self.without_papers}
@@ -112,6 +112,7 @@ def publish(
 
         report = PublishReport(issues=[issue.issue_id for issue in issues],
                                folder=folder.publish(files, force=force, whole=(SEARCH_FOLDER, TAGS_FOLDER)),
+                               urls=[web_url(issue, config) for issue in issues],
                                listed=len(index), has_subscribe_form=config.subscribe is not None,
                                searchable_papers=sum(1 for e in index for p in e.papers if p.slug),
                                tags=len(tags) - 1,
@@ -139,22 +140,4 @@ def refuse_private_folder(out: Path, config: Config) -> None:
                                "folder of its own (publish.out or --out, e.g. build/site)")
 
 
-def check_published(issue_path: Path, config: Config) -> PublishedIssue:
-    """The index's row for the issue at `issue_path`, if its page is published as it renders
-    now; SendError otherwise (the email's "View on the web" link would lead nowhere, or to an
-    older version of the issue)."""
-    issue = parse_issue(issue_path)
-    url = web_url(issue, config)
-    with Store.open(config.database) as store:
-        entry = store.published_issue(issue.issue_id)
-    how = f"run `newsletter publish {issue_path}` first, or pass --no-publish-check"
-    if entry is None:
-        raise SendError(f"the web page of issue {issue.issue_id} is not published, so the email's \"View on the web\" "
-                        f"link ({url}) would lead nowhere; {how}")
-    if entry.page_sha256 != sha256(issue_page(render_issue(issue, config)).body):
-        raise SendError(f"the published web page of issue {issue.issue_id} ({url}) is older than the issue (edited "
-                        f"since {entry.updated_at:%Y-%m-%d %H:%M} UTC?); {how}")
-    return entry
-
-
-__all__ = ["PublishReport", "SiteFile", "check_published", "publish"]
+__all__ = ["PublishReport", "SiteFile", "publish"]
