@@ -238,3 +238,70 @@ def test_a_dry_run_warns_when_gmail_would_clip_the_issue(tmp_path, no_network):
     assert result.exit_code == 0, result.output
     assert re.search(r"HTML part as sent \d+\.\d KB, over Gmail's clipping point", result.output)
     assert 'warning: Gmail will show this issue as "[Message clipped]"' in result.output
+
+
+# --- no surprises (issue 19) -----------------------------------------------------------------------
+
+
+def test_a_test_copy_with_transport_outbox_needs_no_credentials_and_leaves_the_machine_nothing(
+        tmp_path, monkeypatch, no_network):
+    """kind = "outbox": a copy to yourself as an .eml file, with no AWS credentials, no SMTP server
+    and no signing key set (nothing leaves the machine, so the development key is fine)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "NEWSLETTER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config_path = write_config(tmp_path / "newsletter.toml", transport="outbox")
+    result = run(config_path, "send", "--to", "editor@example.com", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert "transport: dry run (outbox, no network)" in result.output
+    [sample] = (tmp_path / "outbox").glob("*.eml")
+    message = email.message_from_bytes(sample.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "editor@example.com"
+    assert message["Subject"] == render_issue(parse_issue(ISSUE), load_config(config_path)).subject
+
+
+def test_a_send_without_a_terminal_to_ask_on_names_yes(tmp_path, moto_ses, secret):
+    config_path = write_config(tmp_path / "newsletter.toml")
+    result = run(config_path, "send", "--to", "editor@example.com", str(ISSUE), input="")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        'error: not sent: no answer to "Send to 1 recipient(s) now?" (no terminal to ask on?); '
+        "pass --yes to send without asking")
+    assert moto_ses.raw_messages() == []
+
+
+def test_a_test_copy_that_stops_does_not_claim_the_rest_are_pending(tmp_path, smtp_server, secret, monkeypatch):
+    """An SMTP server that offers no AUTH to a configured username: the account cannot send."""
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    smtp = (f'host = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\nusername = "editor"\n'
+            'password_env = "TEST_SMTP_PASSWORD"')
+    config_path = write_config(tmp_path / "newsletter.toml", transport="smtp", smtp=smtp)
+    result = run(config_path, "send", "--yes", "--to", "editor@example.com", str(ISSUE))
+    assert result.exit_code == 1
+    assert "pending" not in result.output
+    assert ("Then run the same `newsletter send` again (test copies and dry runs are recorded nowhere: it starts "
+            "over)") in result.output
+
+
+def test_a_list_send_reads_and_renders_the_issue_once(tmp_path, moto_ses, secret, static_site, monkeypatch):
+    """Every check before the send (draft, web page, feedback) and the send itself use the same
+    parsed and rendered issue: each Issue and RenderedIssue built is counted."""
+    from newsletter.model import Issue, RenderedIssue
+
+    config_path = write_config(tmp_path / "newsletter.toml")
+    text = config_path.read_text(encoding="utf-8")
+    config_path.write_text(text.replace("check_before_send = false", "check_before_send = true").replace(
+        "https://newsletter.example.com/issues/", static_site.url), encoding="utf-8")
+    add_list(config_path)
+    assert run(config_path, "publish", "--out", str(static_site.root), str(ISSUE)).exit_code == 0
+    built = {Issue: 0, RenderedIssue: 0}
+    for kind in built:
+        original = kind.__init__
+
+        def counting(self, *args, __original=original, __kind=kind, **kwargs):
+            built[__kind] += 1
+            __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(kind, "__init__", counting)
+    result = run(config_path, "send", "--yes", str(ISSUE))
+    assert result.exit_code == 0, result.output
+    assert built == {Issue: 1, RenderedIssue: 1}

@@ -186,6 +186,7 @@ def _ask(question: str) -> None:
     try:
         answer = click.confirm(question, err=True)
     except click.Abort:  # stdin ended (or Ctrl-C) before an answer
+        click.echo(err=True)  # end the question's line
         raise SendError("not sent: no answer to \"" + question + "\" (no terminal to ask on?); "
                         "pass --yes to send without asking") from None
     if not answer:
