@@ -310,6 +310,9 @@ def static_site(tmp_path: Path) -> Iterator[StaticSite]:
         def log_message(self, *args) -> None:
             pass
 
+        def list_directory(self, path):  # a folder without index.html: 404, as S3 answers
+            self.send_error(404, "File not found")
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

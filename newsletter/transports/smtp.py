@@ -191,6 +191,15 @@ class SmtpTransport:
             source="config",
         )
 
+    def verify(self) -> None:
+        """Connect, TLS and log in as a send would, then leave; sends nothing (`newsletter doctor`).
+        Raises the SendError a send would meet there."""
+        connection = self._connect()
+        try:
+            connection.quit()
+        except (smtplib.SMTPException, OSError):
+            connection.close()
+
     def close(self) -> None:
         if self._connection is not None:
             try:
