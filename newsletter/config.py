@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 import os
 import shlex
 import tomllib
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import addresses
-from .errors import ConfigError
+from .errors import ConfigError, unknown_name_hint
 
 CONFIG_FILENAME = "newsletter.toml"
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -331,9 +330,7 @@ def unknown_keys(raw: dict[str, Any], table: str = "") -> list[tuple[str, str]]:
             else:
                 found.append((dotted, f"expected a [{dotted}] table"))
         elif dotted not in KEYS:
-            known = _children(table)
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
+            hint = unknown_name_hint(name, _children(table))
             found.append((dotted, f"{'unknown key' if table else 'unknown section'}; {hint}"))
     return found
 

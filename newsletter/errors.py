@@ -6,8 +6,16 @@ these; the CLI prints `str(error)` as one line and exits non-zero. Anything else
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+
+def unknown_name_hint(name: str, known: Iterable[str]) -> str:
+    """The end of an "unknown key" message: the closest known name, or the list of them."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
 
 
 class NewsletterError(Exception):

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from markdown_it.tree import SyntaxTreeNode
 
-from .errors import ParseError
+from .errors import ParseError, unknown_name_hint
 from .markup import link_problem, new_markdown
 from .model import Bilingual, Issue, Link, Paper, Text, clean_tag
 
@@ -291,8 +291,8 @@ class _IssueBuilder:
         values = self.decoded_values(self.front.values, top)
         for key in values:
             if key not in FRONT_MATTER_KEYS:
-                allowed = ", ".join(FRONT_MATTER_KEYS)
-                self.fail(key_lines.get(str(key), top), f"unknown front matter key {key!r}; expected {allowed}")
+                hint = unknown_name_hint(str(key), FRONT_MATTER_KEYS)
+                self.fail(key_lines.get(str(key), top), f"unknown front matter key {key!r}; {hint}")
         for key, required in FRONT_MATTER_KEYS.items():
             if required and self.front.values.get(key) in (None, ""):
                 self.fail(top, f"front matter has no '{key}:'; it is required")

@@ -366,3 +366,17 @@ def test_every_error_is_reported_each_with_its_line():
     assert [error.line for error in errors] == [4, 8, 16, 18, 22]
     assert str(caught.value) == str(errors[0]) and "unknown front matter key 'subjet'" in str(errors[0])
     assert all(str(error).startswith(f"many.md:{error.line}: ") for error in errors)
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [("subjet: s", "unknown front matter key 'subjet'; did you mean 'subject'?"),
+     ("preheder: p", "unknown front matter key 'preheder'; did you mean 'preheader'?"),
+     ("source: s", "unknown front matter key 'source'; did you mean 'source_url'?"),
+     ("colour: red", "unknown front matter key 'colour'; expected one of title, date, subject, preheader, source_url, "
+                     "email_notice")],
+)
+def test_a_front_matter_typo_names_the_closest_key_as_config_typos_do(line, hint):
+    with pytest.raises(ParseError) as caught:
+        parse_issue_text(f"---\ntitle: t\ndate: 2023-10-16\n{line}\n---\n## P\n\n### Summary\n\n글\n", "typo.md")
+    assert str(caught.value) == f"typo.md:4: {hint}"

@@ -305,3 +305,20 @@ def test_a_list_send_reads_and_renders_the_issue_once(tmp_path, moto_ses, secret
     result = run(config_path, "send", "--yes", str(ISSUE))
     assert result.exit_code == 0, result.output
     assert built == {Issue: 1, RenderedIssue: 1}
+
+
+def test_status_alone_shows_the_latest_issue_sent(tmp_path, moto_ses, secret):
+    config_path = write_config(tmp_path / "newsletter.toml")
+    nothing = run(config_path, "status")
+    assert nothing.exit_code == 0
+    assert nothing.output == (f"no issue has been sent from {tmp_path / 'newsletter.db'} yet; name one: "
+                              "`newsletter status ISSUE.md`\n")
+    add_list(config_path)
+    later = tmp_path / "2023-10-23.md"
+    later.write_text(ISSUE.read_text(encoding="utf-8").replace("date: 2023-10-16", "date: 2023-10-23"), encoding="utf-8")
+    assert run(config_path, "send", "--yes", str(later)).exit_code == 0
+    assert run(config_path, "send", "--yes", str(ISSUE)).exit_code == 0  # an older week, sent last
+    result = run(config_path, "status")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "issue 2023-10-23: 4 recipient(s) in the ledger"
+    assert json.loads(run(config_path, "status", "--json").output)["issue_id"] == "2023-10-23"

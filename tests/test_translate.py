@@ -298,3 +298,20 @@ def test_a_relative_translate_command_runs_from_the_configs_folder_whatever_the_
     assert result.exit_code == 0, result.output
     assert f"translated {PARTS} of {PARTS} part(s)" in result.output
     assert assert_each_part_is_marked_or_filled_once(path) == PARTS
+
+
+def test_new_and_translate_count_the_same_parts_and_name_the_one_left_to_the_editor(tmp_path: Path):
+    config = draft_config(tmp_path, command=translator())
+    new = cli(config, "new", "2023-10-16", "--from", SAMPLE_LIST)
+    path = tmp_path / "issues" / "2023-10-16.md"
+    assert new.output.splitlines()[0] == (
+        f"wrote {path}: 10 papers, {PARTS + 1} Korean part(s) to write: {PARTS} for `newsletter translate`, "
+        "1 for you to write (introduction)")
+    translated = cli(config, "translate", path)
+    assert (f"translated {PARTS} of {PARTS} part(s) in {path}; 0 left marked; 1 for you to write (introduction)"
+            in translated.output)
+    skeleton = cli(config, "new", "2023-10-23")
+    assert skeleton.output.splitlines() == [
+        f"wrote {tmp_path / 'issues' / '2023-10-23.md'}: a skeleton with one paper; 4 Korean part(s) for you to write",
+        f"next: write them (copy the paper for each further one), then `newsletter check "
+        f"{tmp_path / 'issues' / '2023-10-23.md'}`"]

@@ -51,6 +51,7 @@ def new(state, date: dt.date, list_path: Path | None, force: bool) -> None:
     from ..draft import draft_text, new_issue, papers_for, read_paper_list
     from ..draft.markers import draft_parts
     from ..parse import parse_issue
+    from ..translate import plan
 
     config = state.config
     with _list_errors_one_per_line():
@@ -58,8 +59,23 @@ def new(state, date: dt.date, list_path: Path | None, force: bool) -> None:
         text = draft_text(date, papers, config.draft, list_path or "<list>")
     path = new_issue(config.draft.folder / f"{date.isoformat()}.md", text, force=force)
     parts = draft_parts(parse_issue(path))
-    click.echo(f"wrote {path}: {len(papers)} papers, {len(parts)} Korean part(s) to write")
+    if not list_path:
+        click.echo(f"wrote {path}: a skeleton with one paper; {len(parts)} Korean part(s) for you to write")
+        click.echo(f"next: write them (copy the paper for each further one), then `newsletter check {path}`")
+        return
+    jobs, _ = plan(path)
+    click.echo(f"wrote {path}: {len(papers)} papers, {len(parts)} Korean part(s) to write: {len(jobs)} for "
+               f"`newsletter translate`{_yours_to_write(path)}")
     click.echo(f"next: newsletter translate {path}   (then review; `newsletter check {path}` lists what is left)")
+
+
+def _yours_to_write(path: Path) -> str:
+    """', 1 for you to write (introduction)': the parts no command fills."""
+    from ..draft.markers import STATE_TO_WRITE, draft_parts
+    from ..parse import parse_issue
+
+    mine = [part.where for part in draft_parts(parse_issue(path)) if part.state == STATE_TO_WRITE]
+    return f", {len(mine)} for you to write ({', '.join(mine)})" if mine else ""
 
 
 @main.command()
@@ -104,7 +120,7 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
     if summary.merged:
         click.echo(f"note: {issue_path} was changed on disk during the run; your changes are kept", err=True)
     click.echo(f"translated {len(summary.filled)} of {len(summary.outcomes)} part(s) in {issue_path}; "
-               f"{len(summary.failed)} left marked")
+               f"{len(summary.failed)} left marked{_yours_to_write(issue_path).replace(', ', '; ', 1)}")
     if summary.filled:
         click.echo("review each '(기계 번역 · machine translation)' text and delete that marker; "
                    f"`newsletter check {issue_path}` lists them")

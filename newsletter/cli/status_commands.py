@@ -7,23 +7,31 @@ from pathlib import Path
 
 import click
 
-from .base import issue_path_argument, main, pass_state
+from .base import main, pass_state
 from .events_commands import describe_issue_feedback
 
 
 @main.command()
-@issue_path_argument
+@click.argument("issue_path", metavar="[ISSUE.md]", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @pass_state
-def status(state, issue_path: Path, as_json: bool) -> None:
-    """Show how many recipients of ISSUE.md are sent, pending, failed or unknown, and list the
-    failed and unknown ones with their last errors; with [events], what SES reported on the sent
-    (delivered, bounced, complained, ...) as of the last `newsletter sync`."""
+def status(state, issue_path: Path | None, as_json: bool) -> None:
+    """Show how many recipients of ISSUE.md (default: the latest issue sent) are sent, pending,
+    failed or unknown, and list the failed and unknown ones with their last errors; with [events],
+    what SES reported on the sent (delivered, bounced, complained, ...) as of the last `newsletter sync`."""
     from ..events.report import issue_feedback, list_history
     from ..parse import parse_issue
     from ..send import issue_status
+    from ..send.status import latest_issue
 
-    report = issue_status(state.config.database, parse_issue(issue_path).issue_id)
+    if issue_path is not None:
+        issue_id = parse_issue(issue_path).issue_id
+    elif (issue_id := latest_issue(state.config.database)) is None:
+        click.echo(f"no issue has been sent from {state.config.database} yet; name one: `newsletter status "
+                   "ISSUE.md`", err=True)
+        return
+    report = issue_status(state.config.database, issue_id)
     feedback = issue_feedback(state.config.database, report.issue_id)
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "feedback": feedback.to_dict()}, ensure_ascii=False, indent=2))

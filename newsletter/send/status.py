@@ -34,6 +34,12 @@ class IssueStatus:
         }
 
 
+def latest_issue(database: str | Path) -> str | None:
+    """The newest issue with a send in the ledger (`newsletter status` with no issue named)."""
+    with Store.open(database) as store:
+        return store.latest_issue()
+
+
 def issue_status(database: str | Path, issue_id: str) -> IssueStatus:
     with Store.open(database) as store:
         return IssueStatus(

@@ -193,6 +193,10 @@ class Store:
         return ledger.counts(self.connection, issue_id)
 
     @_explained
+    def latest_issue(self) -> str | None:
+        return ledger.latest_issue(self.connection)
+
+    @_explained
     def count_unqueued(self, issue_id: str) -> int:
         """Subscribed addresses the issue has not been queued for (the next send queues them)."""
         return ledger.count_unqueued(self.connection, issue_id)

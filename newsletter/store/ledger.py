@@ -137,6 +137,11 @@ def counts(connection: sqlite3.Connection, issue_id: str) -> dict[str, int]:
     return result
 
 
+def latest_issue(connection: sqlite3.Connection) -> str | None:
+    """The newest issue the ledger holds rows for (issue ids are dates), or None."""
+    return connection.execute("SELECT max(issue_id) FROM delivery").fetchone()[0]
+
+
 def count_unqueued(connection: sqlite3.Connection, issue_id: str) -> int:
     """Subscribed addresses with no row for the issue yet (the next send queues them)."""
     return connection.execute(
