@@ -1,11 +1,11 @@
-"""Run the unsubscribe WSGI app behind an AWS Lambda function URL.
+"""Run a WSGI app behind an AWS Lambda function URL: the translation, nothing else.
 
 A function URL hands the function an event in API Gateway's payload format 2.0 (`rawPath`,
 `rawQueryString`, `headers`, `body`, `isBase64Encoded`, `requestContext.http.method`) and takes
 back {"statusCode", "headers", "body", "isBase64Encoded"}. This module turns one into a WSGI
-environ and the app's answer into the other. The app is built once per Lambda container from the
-config ($NEWSLETTER_CONFIG, else ./newsletter.toml in the package), with no database: every
-unsubscribe goes to the queue, and `newsletter sync` applies it to the sender's list.
+environ and the app's answer into the other, and keeps the app for the container's life. Which
+app, and how it is built, is the caller's: `newsletter.web.lambda_handler` (so this module imports
+nothing of the app's, and the app imports this one, one way).
 """
 
 from __future__ import annotations
@@ -14,24 +14,12 @@ import base64
 import io
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from .config import CONFIG_ENV, load_config
-from .events import EventQueue
-from .unsubscribe import TokenSigner, load_signing_key
+from .config import CONFIG_ENV
 
 _apps: dict[str, Any] = {}  # config path -> app, kept for the container's life
-
-
-def build_app(config_path: str | None = None):
-    from .subscribe import subscriptions_for
-    from .web import UnsubscribeApp
-
-    config = load_config(config_path)
-    key = load_signing_key(config, allow_development=False)
-    queue = EventQueue.from_config(config)
-    return UnsubscribeApp(None, TokenSigner(config.list_id, key), config.name, queue=queue,
-                          subscriptions=subscriptions_for(config, key, database=None, queue=queue))
 
 
 def environ_from_event(event: dict) -> dict[str, Any]:
@@ -80,9 +68,10 @@ def call(app, event: dict) -> dict:
     return {**answer, "body": body.decode("utf-8"), "isBase64Encoded": False}
 
 
-def handle(event: dict, context: Any) -> dict:
+def handle(event: dict, build: Callable[[str | None], Any]) -> dict:
+    """One event through the app `build($NEWSLETTER_CONFIG)` made (once per container)."""
     config_path = os.environ.get(CONFIG_ENV)
     app = _apps.get(config_path or "")
     if app is None:
-        app = _apps[config_path or ""] = build_app(config_path)
+        app = _apps[config_path or ""] = build(config_path)
     return call(app, event)

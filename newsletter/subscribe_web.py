@@ -33,6 +33,22 @@ _CONFIRM_PAGES = {ConfirmOutcome.CONFIRMED: "confirmed", ConfirmOutcome.EXPIRED:
                   ConfirmOutcome.INVALID: "invalid", ConfirmOutcome.UNAVAILABLE: "unavailable"}
 
 
+def form_action(path: str, kind: str) -> str:
+    """Where the form on the page at `path` posts: the subscribe URL, relative to that page, so the
+    form goes back to the host and prefix it was served from (127.0.0.1 when tried locally, the
+    public host behind a proxy), never to another origin."""
+    parts = path.split("/")
+    subscribe_at = max(
+        index for index, part in enumerate(parts)
+        if part == SUBSCRIBE_SEGMENT and (not any(parts[index + 1:]) if kind == "form"
+                                          else parts[index + 1:index + 2] == [CONFIRM_SEGMENT])
+    )
+    folder_depth = len(parts) - 1  # the folder a relative reference starts from
+    if folder_depth == subscribe_at:  # ".../subscribe" without the slash: its parent folder
+        return f"{SUBSCRIBE_SEGMENT}/"
+    return "../" * (folder_depth - subscribe_at - 1) or "./"
+
+
 def route(path: str) -> tuple[str, str | None] | None:
     """("form", None) or ("confirm", TOKEN) for the subscribe paths; None for any other path."""
     segments = [segment for segment in path.split("/") if segment]
@@ -54,7 +70,6 @@ class SubscribePages:
         config = subscriptions.config
         self.context = {
             "config": config,
-            "form_action": config.subscribe.url,
             "hours": config.subscribe.confirm_hours,
             "archive_url": site_url(config, INDEX_PAGE).removesuffix(INDEX_PAGE),
         }
@@ -66,25 +81,26 @@ class SubscribePages:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable, kind: str, token: str | None) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
+        action = form_action(environ.get("PATH_INFO", ""), kind)
         if kind == "confirm":
             name = self._confirm(environ, method, token)
-            return self.respond(start_response, _STATUS[name], self.page(name), [], method)
+            return self.respond(start_response, _STATUS[name], self.page(name, form_action=action), [], method)
         if method != "POST":
-            return self.respond(start_response, "200 OK", self.page("form"), [], method)
+            return self.respond(start_response, "200 OK", self.page("form", form_action=action), [], method)
         fields = self.read_form(environ, MAX_FORM_BYTES)
         if fields is None:
-            return self.respond(start_response, "400 Bad Request", self.page("form"), [], method)
+            return self.respond(start_response, "400 Bad Request", self.page("form", form_action=action), [], method)
         answer = self.subscriptions.request(fields, environ.get("REMOTE_ADDR", ""))
         name = _FORM_PAGES.get(answer.outcome, "invalid_address")
         extra = [("Retry-After", "3600" if name == "too_many" else "60")] if name in ("too_many", "unavailable") else []
-        body = self.page(name, address=answer.address, problem=answer.problem)
+        body = self.page(name, address=answer.address, problem=answer.problem, form_action=action)
         return self.respond(start_response, _STATUS[name], body, extra, method)
 
     def _confirm(self, environ: dict[str, Any], method: str, token: str) -> str:
-        if method != "POST":
+        fields = self.read_form(environ, MAX_FORM_BYTES) if method == "POST" else None
+        if fields is None or fields.get(CONFIRM_FIELD) != "yes":
+            # A GET (a mail scanner, or the reader opening the link), or a POST without the
+            # button's field: the page with the button, or why the link cannot work; no change.
             state = self.subscriptions.check(token).state
             return {TokenState.VALID: "confirm", TokenState.EXPIRED: "expired"}.get(state, "invalid")
-        fields = self.read_form(environ, MAX_FORM_BYTES)
-        if fields is None or fields.get(CONFIRM_FIELD) != "yes":
-            return "invalid"
         return _CONFIRM_PAGES[self.subscriptions.confirm(token)]

@@ -35,13 +35,14 @@ from typing import Any
 import waitress
 import waitress.server
 
+from . import lambda_wsgi, subscribe_web
+from .config import load_config
 from .errors import AwsError, ServeError, StoreError
 from .events import EventQueue, Unsubscribe
-from . import subscribe_web
 from .store import Store
-from .subscribe import Subscriptions
+from .subscribe import Subscriptions, subscriptions_for
 from .subscribe_web import SubscribePages
-from .unsubscribe import TokenSigner
+from .unsubscribe import TokenSigner, load_signing_key
 
 log = logging.getLogger("newsletter.web")
 
@@ -289,8 +290,17 @@ def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0,
     return server
 
 
+def build_lambda_app(config_path: str | None = None) -> UnsubscribeApp:
+    """The app as it runs on Lambda: from the config ($NEWSLETTER_CONFIG, else ./newsletter.toml
+    in the package), with no database: every unsubscribe and confirmation goes to the queue, and
+    `newsletter sync` applies it to the sender's list."""
+    config = load_config(config_path)
+    key = load_signing_key(config, allow_development=False)
+    queue = EventQueue.from_config(config)
+    return UnsubscribeApp(None, TokenSigner(config.list_id, key), config.name, queue=queue,
+                          subscriptions=subscriptions_for(config, key, database=None, queue=queue))
+
+
 def lambda_handler(event: dict, context: Any) -> dict:
     """AWS Lambda function URL entry point (`newsletter.web.lambda_handler`); see docs/deploy.md."""
-    from .lambda_wsgi import handle
-
-    return handle(event, context)
+    return lambda_wsgi.handle(event, build_lambda_app)

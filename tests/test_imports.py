@@ -88,3 +88,8 @@ def test_the_send_package_imports_one_way():
     import each other, one of them behind TYPE_CHECKING)."""
     circles = import_circles()
     assert [circle for circle in circles if any(name.startswith("newsletter.send") for name in circle)] == []
+
+
+def test_the_web_app_and_its_lambda_adapter_import_one_way():
+    """web imports lambda_wsgi (the Lambda translation); lambda_wsgi knows nothing of the app."""
+    assert [circle for circle in import_circles() if {"newsletter.web", "newsletter.lambda_wsgi"} <= circle] == []

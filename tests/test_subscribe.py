@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import html.parser
 import re
 import urllib.error
 import urllib.parse
@@ -24,6 +25,7 @@ from newsletter.store import Store
 from newsletter.subscribe import ConfirmationTokens, Subscriptions, TokenState, subscriptions_for
 from newsletter.unsubscribe import SigningKey, TokenSigner
 from newsletter.web import UnsubscribeApp, serve_in_thread
+from test_render_browser import browser  # noqa: F401  (real headless Chromium)
 
 KEY = SigningKey(SECRET.encode(), "test")
 SUBSCRIBE_URL = "https://newsletter.example.com/subscribe/"
@@ -382,4 +384,82 @@ def test_twenty_posts_at_once_for_one_address_send_one_email(tmp_path, moto_even
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(lambda n: servers[n % len(servers)].subscribe("target@example.com"), range(20)))
     assert {status for status, _ in answers} == {200}
+    assert len(moto_events.ses.messages()) == 1
+
+
+# --- tried locally: the pages post back to where they were served ---------------------------------
+
+
+class _FormActions(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.actions: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            self.actions.append(dict(attrs).get("action") or "")
+
+
+def form_target(page_url: str, page: str) -> str:
+    """Where the page's form posts, resolved as a browser resolves it."""
+    parser = _FormActions()
+    parser.feed(page)
+    [action] = parser.actions
+    return urllib.parse.urljoin(page_url, action)
+
+
+@pytest.mark.parametrize("path", ["/subscribe/", "/subscribe", "/newsletter/subscribe/", "/a/b/subscribe"])
+def test_the_form_served_on_127_0_0_1_posts_back_to_it_not_to_the_public_url(tmp_path, moto_events, secret, apps, path):
+    app = apps(subscribe_config(tmp_path), with_database=True)  # subscribe.url is https://newsletter.example.com/…
+    status, page = app.request(path)
+    assert status == 200
+    target = form_target(app.base + path, page)
+    assert target == app.base + path.rstrip("/") + "/"
+    status, sent = app.request(target.removeprefix(app.base), {"email": "reader@example.com", "website": ""})
+    assert status == 200 and "메일함을 확인해 주세요" in sent
+    status, again = app.request(target.removeprefix(app.base), {"email": "not an address", "website": ""})
+    assert status == 400 and form_target(target, again) == target  # the form shown again posts there too
+    assert len(confirmation_links(moto_events.ses, "reader@example.com")) == 1
+
+
+def test_an_expired_link_s_form_posts_to_the_subscribe_page_it_belongs_to(tmp_path, moto_events, secret, apps):
+    config_path = subscribe_config(tmp_path, confirm_hours=1)
+    app = apps(config_path, with_database=True)
+    config = load_config(config_path)
+    old = ConfirmationTokens(config.list_id, KEY, dt.timedelta(hours=1)).token(
+        "late@example.com", dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    for prefix in ("", "/newsletter"):
+        for tail in ("", "/"):
+            page_url = f"{app.base}{prefix}/subscribe/confirm/{old}{tail}"
+            status, page = app.request(page_url.removeprefix(app.base))
+            assert status == 400 and "확인 링크가 만료되었습니다" in page
+            assert form_target(page_url, page) == f"{app.base}{prefix}/subscribe/"
+
+
+def test_a_confirm_post_without_the_button_s_field_shows_the_button_and_changes_nothing(
+        tmp_path, moto_events, secret, apps):
+    app = apps(subscribe_config(tmp_path), with_database=True)
+    app.subscribe("reader@example.com")
+    [link] = confirmation_links(moto_events.ses, "reader@example.com")
+    for body in ({}, {"confirm": "no"}):  # e.g. `curl -X POST LINK`
+        status, page = app.request(link, body, method="POST")
+        assert status == 200 and "구독을 확인하시겠습니까?" in page and "올바르지 않습니다" not in page
+    assert queue_depth(moto_events) == 0 and statuses(tmp_path / "newsletter.toml") == {}
+    assert app.request(link, {"confirm": "yes"})[0] == 200
+    assert statuses(tmp_path / "newsletter.toml") == {"reader@example.com": "subscribed"}
+
+
+def test_in_chromium_the_form_tried_on_127_0_0_1_subscribes(tmp_path, moto_events, secret, apps, browser):
+    """The page's Content-Security-Policy allows posting only to its own origin ("form-action
+    'self'"): a form aimed at the public URL would not even leave the browser."""
+    app = apps(subscribe_config(tmp_path), with_database=True)
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto(app.base + "/subscribe/")
+    page.fill("#subscribe-email", "reader@example.com")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert page.url == app.base + "/subscribe/"
+    assert "메일함을 확인해 주세요" in page.locator("h1").inner_text()
+    context.close()
     assert len(moto_events.ses.messages()) == 1
