@@ -456,9 +456,9 @@ def test_a_list_send_is_refused_while_the_web_link_answers_404_and_sent_once_it_
     refused = cli(config_path, "send", "--yes", str(issue))
     assert refused.exit_code == 1
     assert refused.output == (
-        f'error: not sending: the email\'s "View on the web" link {page_url} answers 404 File not found; publish it '
-        f"where readers will open it: `newsletter publish {issue} --to s3://BUCKET/PREFIX` (or set publish.to), "
-        "or pass --no-publish-check\n"
+        f'error: not sending: the email\'s "View on the web" link {page_url} answers 404 File not found; run '
+        f"`newsletter publish {issue} --to s3://BUCKET/PREFIX` (or set publish.to) to put it where readers will "
+        "open it, or pass --no-publish-check\n"
     )
     assert moto_ses.raw_messages() == []
     # Test copies and dry runs are how an editor checks an issue before publishing it.
@@ -505,6 +505,18 @@ def test_the_page_check_reads_the_page_from_the_bucket_it_was_uploaded_to(tmp_pa
     sent = cli(config_path, "send", "--yes", str(SAMPLE))
     assert sent.exit_code == 0, sent.output
     assert len(moto_ses.raw_messages()) == 1
+
+
+def test_a_page_uploaded_somewhere_else_than_the_web_url_serves_is_named_as_such(tmp_path, moto_ses, s3, static_site):
+    client, bucket = s3
+    config_path = site_config(tmp_path, f'to = "s3://{bucket}/issues"', check_before_send=True, web_base=static_site.url)
+    publish(config_path, SAMPLE)
+    refused = cli(config_path, "send", "--yes", str(SAMPLE))
+    assert refused.exit_code == 1
+    site = load_config(config_path).publish.out
+    assert (f"answers 404 File not found; `newsletter publish` put it in {site} + s3://{bucket}/issues, which is not "
+            f"what {static_site.url} serves: check newsletter.web_base_url and the host or CDN in front of the "
+            "bucket, or pass --no-publish-check") in refused.output
 
 
 def test_no_publish_check_sends_an_unpublished_issue(tmp_path, moto_ses, static_site, monkeypatch):

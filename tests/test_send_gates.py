@@ -61,6 +61,10 @@ def test_one_complaint_in_40_does_not_block_the_next_send_and_says_sync_removed_
             f"send does not mail them. 40 messages are too few to judge a rate by (SES judges over a representative "
             f"volume; this check waits for {MIN_MESSAGES_JUDGED:,})") in result.stderr
     assert sent_to(moto_events, before) == 39
+    status = cli(config_path, "status", str(ISSUE))
+    assert status.stderr == ("warning: complaint rate 2.50% (1 of 40) is over SES's 0.1% review threshold; on 40 "
+                             "messages that is not yet a rate SES judges the account by (a send checks ours from "
+                             "1,000)\n")
 
 
 def test_ses_s_own_complaint_rate_over_its_threshold_refuses_a_small_list_until_forced(tmp_path, moto_events, secret):

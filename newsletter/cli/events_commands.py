@@ -109,4 +109,9 @@ def describe_issue_feedback(feedback: IssueFeedback, last_sync: str | None) -> N
         note = f"  {thresholds[name]}" if name in thresholds else ""
         click.echo(f"  {label:<17}{count:>6}  {feedback.rate(name):>6.1%}{repeats}{note}")
     if why := feedback.over_review_threshold():
+        from ..send.gates import MIN_MESSAGES_JUDGED
+
+        if feedback.sent < MIN_MESSAGES_JUDGED:  # SES judges rates over a representative volume (send/gates.py)
+            why += (f"; on {feedback.sent} messages that is not yet a rate SES judges the account by (a send checks "
+                    f"ours from {MIN_MESSAGES_JUDGED:,})")
         click.echo(f"warning: {why}", err=True)

@@ -66,13 +66,19 @@ def check_web_page(issue: IssueToSend, config: Config, *, timeout: float = probe
 
 
 def _how_to_publish(issue: IssueToSend, config: Config) -> str:
+    """What to do about a page that is not there, from where `publish` last put it."""
     with Store.open(config.database) as store:
         entry = store.published_issue(issue.parsed.issue_id)
-    upload = f"`newsletter publish {issue.path} --to s3://BUCKET/PREFIX` (or set publish.to)"
-    if entry is not None and "s3://" not in entry.published_to:
+    if entry is None:
+        upload = (f" (it uploads to {config.publish.to})" if config.publish.to else
+                  " --to s3://BUCKET/PREFIX` (or set publish.to) to put it where readers will open it")
+        return f"run `newsletter publish {issue.path}" + ("`" + upload if config.publish.to else upload)
+    if "s3://" not in entry.published_to:
         return (f"`newsletter publish` wrote it only to {entry.published_to} on this machine: upload it with "
-                f"{upload}, or copy that folder to where {config.web_base_url} is served")
-    return f"publish it where readers will open it: {upload}"
+                f"`newsletter publish {issue.path} --to s3://BUCKET/PREFIX` (or set publish.to), or copy that "
+                f"folder to where {config.web_base_url} is served")
+    return (f"`newsletter publish` put it in {entry.published_to}, which is not what {config.web_base_url} serves: "
+            "check newsletter.web_base_url and the host or CDN in front of the bucket")
 
 
 # --- bounces and complaints -----------------------------------------------------------------------
