@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -37,17 +39,33 @@ def _why(error: BaseException) -> str:
         return "no answer in time"
     if isinstance(reason, socket.gaierror):
         return f"the name does not resolve: {reason.strerror or reason}"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS failed: {reason.reason or reason}"
     if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
+        return reason.strerror[:1].lower() + reason.strerror[1:]
     return str(reason) or type(reason).__name__
+
+
+def _as_sent(url: str) -> str:
+    """The URL as a browser sends it: a Korean host name in its xn-- form, the path's non-ASCII
+    characters percent-encoded."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = parts.netloc.replace(host, host.encode("idna").decode("ascii"), 1) if not host.isascii() else parts.netloc
+    quote = lambda text: urllib.parse.quote(text, safe="/%:@!$&'()*+,;=-._~?")  # noqa: E731
+    return urllib.parse.urlunsplit((parts.scheme, netloc, quote(parts.path), quote(parts.query), ""))
 
 
 def get(url: str, *, timeout: float = TIMEOUT_SECONDS) -> Answer:
     """One GET of `url` (redirects followed, as a browser does); never raises for the network."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Cache-Control": "no-cache"})
     try:
+        request = urllib.request.Request(_as_sent(url), headers={"User-Agent": USER_AGENT, "Cache-Control": "no-cache"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(url, response.status, response.reason or "", response.read(MAX_BODY_BYTES))
+            body = response.read(MAX_BODY_BYTES)
+            promised = response.headers.get("Content-Length")
+            if promised and promised.isdigit() and len(body) < min(int(promised), MAX_BODY_BYTES):
+                return Answer(url, None, f"the answer was cut off after {len(body)} of {promised} bytes")
+            return Answer(url, response.status, response.reason or "", body)
     except urllib.error.HTTPError as error:
         with error:
             return Answer(url, error.code, error.reason or "", error.read(MAX_BODY_BYTES))

@@ -519,6 +519,17 @@ def test_a_page_uploaded_somewhere_else_than_the_web_url_serves_is_named_as_such
             "bucket, or pass --no-publish-check") in refused.output
 
 
+def test_the_page_check_opens_a_korean_path_as_a_browser_does(tmp_path, static_site):
+    """web_base_url with Hangul in its path: the link in the email is sent percent-encoded."""
+    config_path = site_config(tmp_path, check_before_send=True, web_base=f"{static_site.url}지난호/")
+    config = load_config(config_path)
+    issue = IssueToSend.load(SAMPLE, config)
+    with pytest.raises(SendError, match="지난호/2023-10-16.web.html answers 404"):
+        check_web_page(issue, config)
+    publish(config_path, "--out", str(static_site.root / "지난호"), SAMPLE)
+    assert check_web_page(issue, config) == f"{static_site.url}지난호/2023-10-16.web.html"
+
+
 def test_no_publish_check_sends_an_unpublished_issue(tmp_path, moto_ses, static_site, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-that-is-long-enough-0123456789")
     config_path = site_config(tmp_path, check_before_send=True, web_base=static_site.url)

@@ -64,14 +64,14 @@ class Clients:
     setting a missing profile is blamed on."""
 
     def __init__(self, settings: Place, *, profile_key: str = "events.profile", max_attempts: int = 3,
-                 connect_timeout: float = 10):
+                 connect_timeout: float = 10, read_timeout: float = 30):
         self.settings = settings
         try:
             self.session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
         except ProfileNotFound as error:
             raise ConfigError(str(error), key=profile_key) from None
         self._config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts},
-                                  connect_timeout=connect_timeout, read_timeout=30)
+                                  connect_timeout=connect_timeout, read_timeout=read_timeout)
         self._clients: dict[str, object] = {}
 
     def __call__(self, service: str, endpoint_url: str | None = None):

@@ -41,7 +41,9 @@ def read_reputation(settings: SesSettings, *, now: dt.datetime | None = None) ->
     """The account's reputation in the SES region, or AwsError saying why it cannot be read (no
     permission for cloudwatch:GetMetricData, no network)."""
     now = now or dt.datetime.now(dt.UTC)
-    clients = Clients(settings, profile_key="transport.ses.profile", max_attempts=2, connect_timeout=5)
+    # Short timeouts, two tries: this runs before every send, and without it the send goes on.
+    clients = Clients(settings, profile_key="transport.ses.profile", max_attempts=2, connect_timeout=5,
+                      read_timeout=10)
     queries = [
         {"Id": name, "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": metric},
                                     "Period": PERIOD_SECONDS, "Stat": "Maximum"}}
