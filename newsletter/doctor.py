@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from email.utils import parseaddr
 from functools import cached_property
 
 from botocore.exceptions import ClientError
 
-from . import probe
+from . import addresses, probe
 from .aws.clients import Clients, error_code, failures_as
 from .aws.setup import setup_aws
 from .config import Config
@@ -107,11 +106,12 @@ class Doctor:
 
     @property
     def from_address(self) -> str:
-        return parseaddr(self.config.from_address)[1]
+        """The sender's address as SES and DNS know it: a Korean domain in its xn-- form."""
+        return addresses.parse(self.config.from_address)[0]
 
     @property
     def from_domain(self) -> str:
-        return self.from_address.rpartition("@")[2].lower()
+        return self.from_address.rpartition("@")[2]
 
     def aws(self, service: str):
         """A client in the SES transport's region and profile (sesv2 at transport.ses.endpoint_url)."""

@@ -240,3 +240,17 @@ def test_a_new_check_is_one_function(tmp_path, monkeypatch, static_site, dns_ser
     result = cli(config_path, "doctor")
     assert result.exit_code == 0
     assert result.output == "ok    replica: caught up (database newsletter.db)\ndoctor: 1 ok, 0 warning(s), 0 failed\n"
+
+
+def test_a_korean_from_domain_is_checked_in_the_form_ses_and_dns_know(tmp_path, moto_events, secret):
+    from newsletter.doctor import from_identity, run_checks
+
+    config_path = events_config(tmp_path)
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace(
+        f"from = \"Top ML Papers <digest@{SENDER_DOMAIN}>\"", 'from = "탑 엠엘 <digest@뉴스.example>"'), encoding="utf-8")
+    config = load_config(config_path)
+    [before] = run_checks(config, checks=[("From identity", from_identity)])
+    assert before.status == "fail" and "--email-identity xn--vg1b002a.example " in before.fix
+    moto_events.client("sesv2").create_email_identity(EmailIdentity="xn--vg1b002a.example")
+    [after] = run_checks(config, checks=[("From identity", from_identity)])
+    assert (after.status, after.detail) == ("ok", "xn--vg1b002a.example is verified for sending in SES us-east-1")

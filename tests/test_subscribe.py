@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import write_config
 from events_fixtures import SECRET, cli, cli_json, events_config, queue_depth, statuses
@@ -23,6 +25,7 @@ from newsletter.config import load_config
 from newsletter.events import EventQueue, SubscribeConfirmed, put_event
 from newsletter.store import Store
 from newsletter.subscribe import ConfirmationTokens, Subscriptions, TokenState, subscriptions_for
+from newsletter.subscribe_web import form_action, route
 from newsletter.unsubscribe import SigningKey, TokenSigner
 from newsletter.web import UnsubscribeApp, serve_in_thread
 from test_render_browser import browser  # noqa: F401  (real headless Chromium)
@@ -463,3 +466,20 @@ def test_in_chromium_the_form_tried_on_127_0_0_1_subscribes(tmp_path, moto_event
     assert "메일함을 확인해 주세요" in page.locator("h1").inner_text()
     context.close()
     assert len(moto_events.ses.messages()) == 1
+
+
+_SEGMENT = st.text(alphabet=st.characters(categories=("L", "N"), include_characters="-_~%"), min_size=1, max_size=8).filter(
+    lambda text: text not in (".", ".."))
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=st.lists(_SEGMENT, max_size=4), confirm=st.booleans(), slash=st.booleans(),
+       token=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20))
+def test_the_form_action_resolves_to_the_subscribe_page_under_any_prefix(prefix, confirm, slash, token):
+    base = "/".join(["", *prefix, "subscribe"])
+    path = base + (f"/confirm/{token}" if confirm else "") + ("/" if slash else "")
+    kind = "confirm" if confirm else "form"
+    if route(path) != (kind, token if confirm else None):
+        return  # a path the app does not route this way (e.g. the token itself is "subscribe")
+    assert urllib.parse.urljoin("https://host.example" + path, form_action(path, kind)) == \
+        "https://host.example" + base + "/"
