@@ -119,13 +119,14 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="Send to at most N recipients now (e.g. what the daily quota allows); the rest stay pending.")
 @click.option("--no-sync", is_flag=True, help="Do not apply queued bounces, complaints and unsubscribes first.")
-@click.option("--force", is_flag=True, help="Send even though the last issue passed SES's bounce or complaint threshold.")
+@click.option("--force", is_flag=True,
+              help="Send even though the account's bounce or complaint rate is over SES's review threshold.")
 @click.option("--allow-draft", is_flag=True,
               help="Send to the list although Korean parts are unfinished (to write, or machine text to review).")
 @click.option("--send-changed-version", is_flag=True,
               help="The issue was edited after some got it: send the new version to those who do not have it yet.")
 @click.option("--no-publish-check", is_flag=True,
-              help="Send even if the issue's web page is not published as it is now (`newsletter publish`).")
+              help="Send even if the email's web link does not answer with this issue's page (`newsletter publish`).")
 @click.option("--workers", type=click.IntRange(1, 256), metavar="N",
               help="Worker threads per process, fixed (default: sized to the rate and each message's measured time).")
 @click.option("--processes", type=click.IntRange(1, 64), metavar="N",
@@ -139,9 +140,11 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
 
     A send to the list is recorded per recipient in the database: running it again (after a
     crash, Ctrl-C or a stop) sends only to those who do not have it yet, new subscribers included.
-    Exits 0 only when every recipient was sent. With [events] configured, a send to the list
-    first syncs the feedback queue (bounces, complaints, unsubscribes) and refuses to start when
-    the last issue passed SES's review thresholds, unless --force.
+    Exits 0 only when every recipient was sent. A send to the list first opens the email's "View
+    on the web" link and refuses unless it answers with this issue's page; with [events], it syncs
+    the feedback queue (bounces, complaints, unsubscribes); and it refuses when the account's rates
+    are over SES's review thresholds as SES judges them (its reputation metrics, or ours over
+    1,000 messages), unless --force.
     """
     from ..draft.markers import draft_parts
     from ..send import IssueToSend, prepare_send, send_issue
