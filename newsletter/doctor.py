@@ -116,7 +116,7 @@ class Doctor:
     def aws(self, service: str):
         """A client in the SES transport's region and profile (sesv2 at transport.ses.endpoint_url)."""
         if self._clients is None:
-            self._clients = Clients(self.config.ses, profile_key="transport.ses.profile", max_attempts=2,
+            self._clients = Clients(self.config.ses, profile_key="transport.ses.profile", attempts=2,
                                     connect_timeout=5)
         return self._clients(service, self.config.ses.endpoint_url if service == "sesv2" else None)
 

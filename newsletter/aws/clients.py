@@ -61,16 +61,16 @@ class Place(Protocol):
 
 class Clients:
     """One boto3 session for a region and profile; clients made on first use. `profile_key` is the
-    setting a missing profile is blamed on."""
+    setting a missing profile is blamed on; `attempts` counts the first call and botocore's retries."""
 
-    def __init__(self, settings: Place, *, profile_key: str = "events.profile", max_attempts: int = 3,
+    def __init__(self, settings: Place, *, profile_key: str = "events.profile", attempts: int = 4,
                  connect_timeout: float = 10, read_timeout: float = 30):
         self.settings = settings
         try:
             self.session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
         except ProfileNotFound as error:
             raise ConfigError(str(error), key=profile_key) from None
-        self._config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts},
+        self._config = BotoConfig(retries={"mode": "standard", "total_max_attempts": attempts},
                                   connect_timeout=connect_timeout, read_timeout=read_timeout)
         self._clients: dict[str, object] = {}
 

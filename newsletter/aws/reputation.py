@@ -42,7 +42,7 @@ def read_reputation(settings: SesSettings, *, now: dt.datetime | None = None) ->
     permission for cloudwatch:GetMetricData, no network)."""
     now = now or dt.datetime.now(dt.UTC)
     # Short timeouts, two tries: this runs before every send, and without it the send goes on.
-    clients = Clients(settings, profile_key="transport.ses.profile", max_attempts=2, connect_timeout=5,
+    clients = Clients(settings, profile_key="transport.ses.profile", attempts=2, connect_timeout=5,
                       read_timeout=10)
     queries = [
         {"Id": name, "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": metric},
