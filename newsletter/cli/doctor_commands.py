@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from ..doctor import resolver_for, run_checks
 from .base import main, pass_state
 
 _LABELS = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
@@ -16,6 +15,8 @@ _LABELS = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
 def _nameserver(_ctx, _param, value: str | None):
     if value is None:
         return None
+    from ..doctor import resolver_for
+
     try:
         return resolver_for(value)
     except ValueError:
@@ -32,6 +33,8 @@ def doctor(state, as_json: bool, nameserver) -> None:
     queue and configuration set, the archive and the unsubscribe endpoint, and the From domain's
     SPF, DKIM and DMARC records: one line each, with the fix. Changes nothing; exits 1 if any
     check fails (a DNS lookup that cannot be made is only a warning)."""
+    from ..doctor import run_checks
+
     findings = run_checks(state.config, resolver=nameserver)
     failed = sum(finding.status == "fail" for finding in findings)
     if as_json:

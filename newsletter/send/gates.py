@@ -25,9 +25,9 @@ threshold are a warning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import probe
-from ..aws.reputation import Reputation
 from ..config import Config
 from ..errors import SendError
 from ..events.report import (
@@ -41,6 +41,9 @@ from ..render import web_url
 from ..site.pages import issue_page, sha256
 from ..store import Store
 from .plan import IssueToSend
+
+if TYPE_CHECKING:
+    from ..aws.reputation import Reputation
 
 MIN_MESSAGES_JUDGED = 1_000
 ISSUES_JUDGED = 26
