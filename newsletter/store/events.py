@@ -63,13 +63,21 @@ def record_report(
         connection.execute("UPDATE delivery SET feedback = ?, feedback_at = ? WHERE id = ?", (kind, _time(at), row.id))
 
 
-def count_transient_bounce(connection: sqlite3.Connection, key: str, at: dt.datetime, window: dt.timedelta) -> int:
-    """Record one transient bounce of `key`; how many it has had in the window up to `at`."""
+def record_transient_bounce(connection: sqlite3.Connection, key: str, at: dt.datetime) -> None:
     connection.execute("INSERT INTO transient_bounce (address_key, at) VALUES (?, ?)", (key, _time(at)))
-    return connection.execute(
-        "SELECT count(*) FROM transient_bounce WHERE address_key = ? AND at > ? AND at <= ?",
-        (key, _time(at - window), _time(at)),
-    ).fetchone()[0]
+
+
+def transient_bounce_times(
+    connection: sqlite3.Connection, key: str, start: dt.datetime, end: dt.datetime
+) -> list[dt.datetime]:
+    """When `key` bounced transiently from `start` to `end` (both included), in time order."""
+    return [
+        dt.datetime.fromisoformat(at)
+        for (at,) in connection.execute(
+            "SELECT at FROM transient_bounce WHERE address_key = ? AND at >= ? AND at <= ? ORDER BY at",
+            (key, _time(start), _time(end)),
+        )
+    ]
 
 
 def record_sync(connection: sqlite3.Connection, now: dt.datetime, applied: int) -> None:
