@@ -65,7 +65,9 @@ class Clients:
     def __call__(self, service: str):
         if service not in self._clients:
             self._clients[service] = self.session.client(
-                service, config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=30)
+                # A pool for the concurrent calls of `sync`'s receivers (a client is thread-safe).
+                service, config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10,
+                                           read_timeout=30, max_pool_connections=32)
             )
         return self._clients[service]
 

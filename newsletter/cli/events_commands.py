@@ -61,6 +61,15 @@ def describe_sync(summary: SyncSummary, *, err: bool = False) -> None:
     for bad in summary.malformed:
         click.echo(f"warning: message {bad.sqs_id} (received {bad.receive_count} time(s)) cannot be applied and is "
                    f"left for the dead-letter queue: {bad.reason}", err=True)
+    if summary.in_flight:
+        click.echo(f"warning: {summary.in_flight} message(s) still in flight after waiting "
+                   f"{summary.waited_seconds:.0f} s (held by another sync, or by one that stopped): they are applied "
+                   "by the next sync once they come back", err=True)
+
+
+def say_waiting(messages: int, seconds: int) -> None:
+    click.echo(f"sync: {messages} message(s) in flight (received by another sync, or by one that stopped before "
+               f"deleting them): waiting up to {seconds} s for them to be applied or to come back", err=True)
 
 
 @main.command("sync")
@@ -73,7 +82,7 @@ def sync_command(state, as_json: bool) -> None:
     that; one that cannot be parsed is reported and left for the dead-letter queue."""
     from ..events.sync import sync
 
-    summary = sync(state.config)
+    summary = sync(state.config, on_wait=say_waiting)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -86,14 +95,15 @@ def check_before_list_send(config: Config, *, sync_first: bool, force: bool, as_
     if config.events is None:
         return
     from ..events.report import REVIEW_BOUNCE_RATE, REVIEW_COMPLAINT_RATE, recent_feedback
-    from ..events.sync import sync
+    from ..events.sync import refuse_if_in_flight, sync
 
     if sync_first:
         try:
-            summary = sync(config)
+            summary = sync(config, on_wait=say_waiting)
         except AwsError as error:
             raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
         describe_sync(summary, err=True)
+        refuse_if_in_flight(summary, config.events)
     else:
         click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
                    "some of those addresses may be mailed", err=True)
