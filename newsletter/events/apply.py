@@ -151,17 +151,17 @@ class Applier:
         at, key = self._when(event.at), address_key(address)
         event_table.record_transient_bounce(self.store.connection, key, at)
         current = self.store.get(address)
-        if current is None:
-            return None
         # Bounces before an editor's resubscribe no longer count.
-        since = max(at - window, current.resubscribed_at or at - window)
-        times = event_table.transient_bounce_times(self.store.connection, key, since, at + window)
+        floor = current.resubscribed_at if current is not None and current.resubscribed_at else at - window
+        times = event_table.transient_bounce_times(self.store.connection, key, max(at - window, floor), at + window)
         reached = first_full_window(times, at, window, self.settings.transient_bounce_limit)
         if reached is None:
             return None
         end, count = reached
         reason = f"{count} transient bounces within {self.settings.transient_bounce_window_days} days"
-        return self._move(address, "bounced", reason, end, record_unknown=False)
+        # Recorded for an address not on the list too, as a hard bounce is: the count must not
+        # depend on whether the bounces came before or after the address joined.
+        return self._move(address, "bounced", reason, end, record_unknown=True)
 
     def _inbound(self, event: InboundMail) -> Outcome:
         verified = [a for a in (self.signer.address(t) for t in event.tokens) if a] if self.signer else []
