@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
+from .. import addresses
 from ..config import EventSettings
 from ..errors import StoreError
 from ..model import Subscriber
@@ -169,7 +170,7 @@ class Applier:
             changes = [self._move(a, "unsubscribed", "unsubscribe mail (token)", event.at, record_unknown=True)
                        for a in dict.fromkeys(verified)]
             return Outcome("unsubscribe_mail", _changes(*changes))
-        subscriber = self.store.get(event.sender) if event.sender else None
+        subscriber = self.store.get(_list_form(event.sender)) if event.sender else None
         if subscriber is not None and event.authenticated:
             change = self._move(event.sender, "unsubscribed", "unsubscribe mail (from the address)", event.at,
                                 record_unknown=False)
@@ -187,7 +188,7 @@ class Applier:
     def _move(self, address: str, status: str, reason: str, at: dt.datetime, *, record_unknown: bool,
               name: str | None = None, source: str = "manual", joined: dt.datetime | None = None) -> Change | None:
         """Give `address` the `status` an event at `at` asks for, as the order rule decides."""
-        at = self._when(at)
+        at, address = self._when(at), _list_form(address)
         current = self.store.get(address)
         if current is None:
             if not record_unknown:
@@ -213,6 +214,15 @@ class Applier:
         # link was issued (`SubscribeConfirmed.at`).
         return self._move(address, "subscribed", "confirmed on the subscribe form", event.at, record_unknown=True,
                           name=name, source="web", joined=self._when(event.confirmed_at))
+
+
+def _list_form(address: str) -> str:
+    """The address as the list keeps it (an IDN domain as xn--, the domain in lower case), so an
+    event naming `kim@예시.한국` finds `kim@xn--...`; as given when the list could not hold it."""
+    try:
+        return addresses.normalise(address)
+    except addresses.AddressError:
+        return address
 
 
 def _changes(*changes: Change | None) -> tuple[Change, ...]:

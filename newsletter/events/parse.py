@@ -75,7 +75,7 @@ def parse_message(body: str, sqs_id: str) -> Event:
 def _parse_message(body: str, sqs_id: str) -> Event:
     data = _json_object(body, "the message")
     if _name(data.get("Type")) in _SNS_TYPES and "MessageId" in data:
-        event_id = _text(data, "MessageId", "SNS envelope")
+        event_id = _identifier(data, "MessageId", "SNS envelope")
         if data["Type"] != "Notification":
             return Ignored(event_id, f"SNS {data['Type']}")
         message = data.get("Message")
@@ -85,7 +85,7 @@ def _parse_message(body: str, sqs_id: str) -> Event:
         if message is None:
             raise MalformedMessage("SNS envelope: no Message")
         return parse_payload(message, event_id)
-    return parse_payload(data, data["id"] if isinstance(data.get("id"), str) and "type" in data else sqs_id)
+    return parse_payload(data, sqs_id)
 
 
 def _json_object(text: str, what: str) -> dict:
@@ -222,7 +222,7 @@ def _from_domain_proven(receipt: dict, mail: dict, sender: str | None) -> tuple[
 
 def _own_event(payload: dict[str, Any]) -> Unsubscribe | SubscribeConfirmed:
     kind = payload["type"]
-    event_id = _text(payload, "id", f"{_name(kind)} event")
+    event_id = _identifier(payload, "id", f"{_name(kind)} event")
     address = _addresses([payload.get("address")])[0]
     if kind == "unsubscribe":
         reason = payload.get("reason")
@@ -278,6 +278,14 @@ def _strings(value: Any) -> list[str]:
 
 def _text(data: dict, key: str, where: str) -> str:
     return _required(data, key, str, where)
+
+
+def _identifier(data: dict, key: str, where: str) -> str:
+    """An id the store can keep: text without control characters or lone surrogates."""
+    value = _text(data, key, where)
+    if _CONTROL.search(value) or len(value) > 256:
+        raise MalformedMessage(f"{where}: {key!r} is not an id: {_one_line(repr(value))}")
+    return value
 
 
 def _addresses(values: list) -> tuple[str, ...]:
