@@ -230,9 +230,10 @@ def _changes(*changes: Change | None) -> tuple[Change, ...]:
 
 
 def apply_once(store: Store, applier: Applier, event: Event) -> Outcome | None:
-    """Apply `event` in one transaction and record its id; None if that id was applied before
-    (a queued copy of an event the web app already applied, or SNS delivering twice)."""
-    with store.transaction():
+    """Apply `event` and record its id, all or nothing (in its own transaction, or as one part of
+    the caller's); None if that id was applied before (a queued copy of an event the web app
+    already applied, or SNS delivering twice)."""
+    with store.part():
         if event_table.is_applied(store.connection, event.event_id):
             return None
         outcome = applier.apply(event)

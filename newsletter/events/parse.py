@@ -54,6 +54,8 @@ _SNS_TYPES = {"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmati
 _TOKEN = re.compile(r"unsubscribe[-+]((?:dev-)?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)", re.IGNORECASE)
 # Control characters (C0, DEL, C1) and lone surrogates, which SQLite cannot store as UTF-8.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What SES nearly always writes: an address alone (email.utils.parseaddr costs 0.1-0.2 ms).
+_BARE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\\\"@]+@[^\s<>()\[\],;:\\\"@]+")
 # SES began in 2011: an earlier time is a broken clock or a forged message, and year 1 is where
 # date arithmetic overflows. (A time in the future is clamped when applied, see apply.py.)
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -294,7 +296,7 @@ def _addresses(values: list) -> tuple[str, ...]:
     for value in values:
         if not isinstance(value, str) or _CONTROL.search(value):
             raise MalformedMessage(f"not an address: {_one_line(repr(value))}")
-        address = parseaddr(value)[1] or value
+        address = value if _BARE_ADDRESS.fullmatch(value) else parseaddr(value)[1] or value
         if "@" not in address or _CONTROL.search(address) or len(address) > 320:
             raise MalformedMessage(f"not an address: {_one_line(repr(value))}")
         found.append(address)

@@ -81,6 +81,17 @@ class Store:
             yield self
 
     @contextlib.contextmanager
+    def part(self) -> Iterator[Store]:
+        """Inside `transaction()`: everything written inside the block, or nothing if it raises,
+        while the rest of the transaction stands (an SQLite savepoint). Outside one: a transaction."""
+        if not self.connection.in_transaction:
+            with self.transaction():
+                yield self
+            return
+        with self.writing(), db.savepoint(self.connection):
+            yield self
+
+    @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """A write that SQLite refuses (a read-only file or folder, a lock held past the busy
         timeout) is a StoreError naming the database, not a traceback."""

@@ -320,3 +320,16 @@ def transaction(connection: sqlite3.Connection, *, commit: bool = True) -> Itera
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT" if commit else "ROLLBACK")
+
+
+@contextlib.contextmanager
+def savepoint(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A part of the transaction already open that is undone alone if the block raises."""
+    connection.execute("SAVEPOINT part")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK TO part")
+        connection.execute("RELEASE part")
+        raise
+    connection.execute("RELEASE part")
