@@ -181,7 +181,8 @@ class _Run:
     def until_nothing_in_flight(self, settings: EventSettings, on_wait: Callable[[int, int], None] | None) -> None:
         started = deadline = None
         while True:
-            self.drain()
+            # While waiting, one receiver looks for what comes back (it drains all of it).
+            self.drain(1 if deadline else self.receivers)
             elsewhere = self.in_flight_elsewhere()
             now = time.monotonic()
             if elsewhere == 0:
@@ -205,10 +206,10 @@ class _Run:
             ours = sum(1 for until in self.hidden_until.values() if until > now)
         return max(0, self.queue.in_flight() - ours)
 
-    def drain(self) -> None:
+    def drain(self, receivers: int) -> None:
         """Receive until every receiver has met an empty queue; apply in this thread."""
         threads = [threading.Thread(target=self._receive, name=f"sync-receiver-{n}", daemon=True)
-                   for n in range(self.receivers)]
+                   for n in range(receivers)]
         for thread in threads:
             thread.start()
         running = len(threads)
