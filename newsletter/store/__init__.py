@@ -147,11 +147,6 @@ class Store:
         finally:
             staging.close()
 
-    def update(self, subscribers: Iterable[Subscriber]) -> None:
-        """Store new names, statuses and reasons of subscribers already stored."""
-        with self.writing():
-            subscriber_table.update_many(self.connection, subscribers)
-
     def set_status(self, address: str, status: str, reason: str | None, *, record_unknown: bool = False) -> str | None:
         """Give `address` a new status, e.g. ("unsubscribed", "one-click"); returns its previous
         status, or None if it was not on the list. With `record_unknown`, an unknown address is

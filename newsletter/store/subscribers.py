@@ -109,19 +109,6 @@ def insert_many(connection: sqlite3.Connection, subscribers: Iterable[Subscriber
     )
 
 
-def update_many(connection: sqlite3.Connection, subscribers: Iterable[Subscriber]) -> None:
-    """Store the name, status, times and reason of subscribers already in the table."""
-    connection.executemany(
-        "UPDATE subscriber SET name = ?, status = ?, changed_at = ?, reason = ?, status_at = ?, resubscribed_at = ? "
-        "WHERE address_key = ?",
-        (
-            (s.name, s.status, _timestamp(s.changed_at), s.reason, _timestamp(s.status_at),
-             _timestamp(s.resubscribed_at), address_key(s.address))
-            for s in subscribers
-        ),
-    )
-
-
 def set_status(
     connection: sqlite3.Connection, address: str, status: str, reason: str | None, now: dt.datetime
 ) -> str | None:
