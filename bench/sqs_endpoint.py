@@ -22,8 +22,10 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+
+from ses_endpoint import _Handler as JsonHandler  # the same HTTP habits as the SES fixture
 
 EVENTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "events"
 DELIVERY = json.loads((EVENTS / "event-delivery.json").read_text(encoding="utf-8"))
@@ -113,13 +115,10 @@ class _Endpoint(ThreadingHTTPServer):
         self.url = ""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
-    disable_nagle_algorithm = True  # else a second write waits 40 ms for the client's delayed ACK
-    server: _Endpoint
+class _Handler(JsonHandler):
+    """ses_endpoint's handler (keep-alive, no Nagle, JSON answers), speaking SQS's JSON protocol."""
 
-    def log_message(self, *_):
-        pass
+    server: _Endpoint
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -127,31 +126,23 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(self.server.latency)
         queue = self.server.queue
         if action == "GetQueueUrl":
-            self._answer({"QueueUrl": f"http://{self.headers['Host']}/123456789012/{QUEUE_NAME}"})
+            self._answer(200, {"QueueUrl": f"http://{self.headers['Host']}/123456789012/{QUEUE_NAME}"})
         elif action == "ReceiveMessage":
             messages = queue.receive(int(request.get("MaxNumberOfMessages", 1)),
                                      float(request.get("VisibilityTimeout", 30)))
-            self._answer({"Messages": messages} if messages else {})
+            self._answer(200, {"Messages": messages} if messages else {})
         elif action == "DeleteMessageBatch":
             entries = request.get("Entries", [])
             queue.delete([entry["ReceiptHandle"] for entry in entries])
-            self._answer({"Successful": [{"Id": entry["Id"]} for entry in entries], "Failed": []})
+            self._answer(200, {"Successful": [{"Id": entry["Id"]} for entry in entries], "Failed": []})
         elif action == "ChangeMessageVisibilityBatch":
             entries = request.get("Entries", [])
             queue.release([entry["ReceiptHandle"] for entry in entries if int(entry.get("VisibilityTimeout", 1)) == 0])
-            self._answer({"Successful": [{"Id": entry["Id"]} for entry in entries], "Failed": []})
+            self._answer(200, {"Successful": [{"Id": entry["Id"]} for entry in entries], "Failed": []})
         elif action == "GetQueueAttributes":
-            self._answer({"Attributes": queue.attributes()})
+            self._answer(200, {"Attributes": queue.attributes()})
         else:
-            self._answer({"__type": "com.amazonaws.sqs#UnsupportedOperation", "message": action}, 400)
-
-    def _answer(self, body: dict, status: int = 200) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self._answer(400, {"__type": "com.amazonaws.sqs#UnsupportedOperation", "message": action})
 
 
 def main() -> None:
