@@ -190,3 +190,15 @@ def test_only_a_re_join_shields_and_only_the_editor_lifts_a_bounce_or_complaint(
     assert state(bounce, resubscribed=True) == "subscribed"  # the editor's resubscribe is newer
     assert state(Unsubscribe(READER, at=old, id="u"), confirmed) == "subscribed"
     assert state(MailEvent("n", "not_spam", None, NOW, (READER,))) == "subscribed"
+
+
+def test_a_rename_does_not_move_the_time_a_status_is_counted_from(tmp_path):
+    from newsletter import subscribers as subscriber_list
+    from newsletter.store import events as event_table
+
+    joined = NOW - dt.timedelta(days=10)
+    with Store.open(tmp_path / "list.db") as store:
+        store.insert([Subscriber(READER, "Old Name", "subscribed", "cli", joined, joined)])
+        subscriber_list.add(store, READER, "New Name")
+        assert store.get(READER).name == "New Name"
+        assert event_table.status_history(store.connection)["subscribed"][1] == joined.isoformat()

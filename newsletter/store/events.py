@@ -118,10 +118,12 @@ def recent_issues(connection: sqlite3.Connection, limit: int) -> list[str]:
 
 
 def status_history(connection: sqlite3.Connection) -> dict[str, tuple[int, str | None, str | None]]:
-    """Per subscriber status: (how many, earliest and latest change to it), ISO 8601 times."""
+    """Per subscriber status: (how many, earliest and latest change to it), ISO 8601 times. A
+    status change is dated by its event (a rename is no change); one the editor added, by joining."""
     return {
         status: (count, first, last)
         for status, count, first, last in connection.execute(
-            "SELECT status, count(*), min(changed_at), max(changed_at) FROM subscriber GROUP BY status"
+            "SELECT status, count(*), min(coalesce(status_at, joined_at)), max(coalesce(status_at, joined_at)) "
+            "FROM subscriber GROUP BY status"
         )
     }
