@@ -47,9 +47,13 @@ log.addHandler(logging.NullHandler())
 # Applied ids are kept longer than SQS keeps any message (14 days at most).
 APPLIED_IDS_KEPT = dt.timedelta(days=30)
 # Receivers at once. Each receives (one call, up to 10 messages), waits for them to be applied and
-# deletes them (a second call): at 30 ms a call, 16 bring about 2,400 a second, more than the
-# sync's CPU carries on one core (bench/sync.py); waiting threads cost nothing.
+# deletes them (a second call, made while others receive).
 RECEIVERS = 16
+# Batches received and not yet applied, at most: at 30 ms a call, 8 bring about 2,200 messages a
+# second, more than the sync's CPU carries on one core (bench/sync.py). The bound keeps a received
+# message from waiting for the applying thread longer than its visibility timeout, which would
+# hand it out again and count it toward the dead-letter queue.
+BATCHES_WAITING = 8
 # While waiting for messages in flight elsewhere: how often to look again.
 IN_FLIGHT_POLL_SECONDS = 0.5
 
@@ -172,6 +176,7 @@ class _Run:
         self.receivers = max(1, receivers)
         self.work: queues.Queue = queues.Queue()
         self.stop = threading.Event()
+        self.waiting = threading.BoundedSemaphore(BATCHES_WAITING)  # received, not yet applied
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
         self.left_alone: dict[str, Received] = {}  # malformed, by SQS id: the latest receipt of each
@@ -253,19 +258,20 @@ class _Run:
     def _receive(self) -> None:
         try:
             while not self.stop.is_set():
-                batch = self.queue.receive()
-                hidden_until = time.monotonic() + self.queue.settings.visibility_timeout
-                with self.lock:
-                    for message in batch:
-                        if message.sqs_id in self.left_alone:
-                            self.left_alone[message.sqs_id] = message
-                            self.hidden_until[message.sqs_id] = hidden_until
-                    fresh = [m for m in batch if m.sqs_id not in self.left_alone]
-                if not fresh:
-                    return
-                reply = _Reply()
-                self.work.put((fresh, reply))
-                deletable = reply.wait()
+                with self.waiting:
+                    batch = self.queue.receive()
+                    hidden_until = time.monotonic() + self.queue.settings.visibility_timeout
+                    with self.lock:
+                        for message in batch:
+                            if message.sqs_id in self.left_alone:
+                                self.left_alone[message.sqs_id] = message
+                                self.hidden_until[message.sqs_id] = hidden_until
+                        fresh = [m for m in batch if m.sqs_id not in self.left_alone]
+                    if not fresh:
+                        return
+                    reply = _Reply()
+                    self.work.put((fresh, reply))
+                    deletable = reply.wait()
                 if deletable is None:
                     return
                 if deletable:
