@@ -137,6 +137,7 @@ def main() -> None:
             sampler.done.set()
             sampler.join()
             applied = sum(summary.applied.values()) + summary.duplicates
+            sampler.points.append((applied, rss_mib()))
             print(f"sync: {applied:,} events applied in {seconds:.1f} s: {applied / seconds:,.0f} events/s with "
                   f"{arguments.latency * 1000:.0f} ms per SQS call (target >= 1,000); malformed "
                   f"{len(summary.malformed)}, not deleted {summary.not_deleted}")
