@@ -1,63 +1,50 @@
-"""Prints how fast `newsletter sync` applies queued events, against moto's SQS, and its memory.
+"""Prints how fast `newsletter sync` applies queued events against an SQS that answers each call
+after 30 ms (real SQS takes 20-50 ms), and its memory along the way.
 
-    python bench/sync.py                       # 100,000 events, fed in rounds of 20
-    python bench/sync.py --events 5000 --round 100
+    python bench/sync.py                                  # 100,000 events, 30 ms a call
+    python bench/sync.py --events 20000 --latency 0.05 --receivers 4
 
-moto runs in its own process (on 127.0.0.1). The bench makes a list of N subscribers and a sent
-ledger row for each (with the MessageId SES would have returned), then feeds N SES events in SNS
-envelopes (the documented Delivery record, with a transient bounce every 20th and a hard bounce
-every 100th) into the queue a round at a time, and runs `sync` after each round. It prints:
+The queue is `bench/sqs_endpoint.py`, in its own process: N documented SES events in SNS
+envelopes (a Delivery record, with a transient bounce every 20th and a hard bounce every 100th),
+made on demand, each call answered after the latency. moto is not the queue here: its receive
+slows with queue depth and it serves about 400 events/s in all (see docs/deploy.md); behaviour is
+tested against moto, this measures the sync. The bench makes a list of N subscribers and a sent
+ledger row for each (with the MessageId SES would have returned), runs one `sync` over the whole
+queue, and prints:
 
-- events applied per second, counting `sync`'s wall time only (not the feeding). Target: >= 500.
-- the same for our part alone: parse, apply and commit of the same bodies with no queue, to show
-  which side bounds the first figure;
-- what moto's SQS takes per ReceiveMessage of 10 at the round's depth;
-- peak resident memory (ru_maxrss) after each tenth of the events. Target: flat.
-
-Why rounds: moto 5.2.5's ReceiveMessage is O(queue depth) with a large constant (every message in
-the queue is examined, and each returned one deep-copied, with the queue's attributes recomputed
-per message); with 100,000 messages queued at once a single receive takes minutes. Real SQS does
-not slow with depth, so the bench keeps the depth at the round size.
+- events applied per second over the sync's wall time, with the latency. Target: >= 1,000.
+- the sync's CPU per event (all its threads), and so what one free core could carry: the
+  figure to read when the machine is loaded.
+- the resident memory (RSS, read from /proc) at each tenth of the events. Target: flat.
+- our part alone: parse, apply and commit of the same bodies with no queue, which bounds the
+  first figure from above.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import resource
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from send import BENCH_ENV, start_moto  # noqa: E402  (the bench scripts' shared moto starter)
+from send import BENCH_ENV, stop  # noqa: E402  (the bench scripts' shared environment)
+from sqs_endpoint import body  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DELIVERY = json.loads((ROOT / "tests" / "data" / "events" / "event-delivery.json").read_text(encoding="utf-8"))
-BOUNCE = json.loads((ROOT / "tests" / "data" / "events" / "event-bounce.json").read_text(encoding="utf-8"))
-
-
-def body(n: int) -> str:
-    """The n-th event: an SES record about reader n's message, in SNS's envelope."""
-    address, message_id = f"reader{n}@example.com", f"ses-{n}"
-    if n % 20 == 0:
-        payload = json.loads(json.dumps(BOUNCE))
-        payload["bounce"]["bounceType"] = "Permanent" if n % 100 == 0 else "Transient"
-        payload["bounce"]["bouncedRecipients"][0]["emailAddress"] = address
-    else:
-        payload = json.loads(json.dumps(DELIVERY))
-        payload["delivery"]["recipients"] = [address]
-    payload["mail"].update(messageId=message_id, destination=[address])
-    return json.dumps({"Type": "Notification", "MessageId": str(uuid.uuid4()), "Message": json.dumps(payload),
-                       "TopicArn": "arn:aws:sns:us-east-1:123456789012:newsletter-events"})
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The resident memory now (not the peak): pages in /proc/self/statm."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE / 2**20
 
 
 def make_list(database: Path, count: int) -> None:
@@ -73,39 +60,60 @@ def make_list(database: Path, count: int) -> None:
             "instr(address, '@') - 7), ?, ? FROM subscriber", (now.isoformat(), now.isoformat()))
 
 
+def start_queue(events: int, latency: float) -> tuple[subprocess.Popen, str]:
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sqs_endpoint.py"), "--events", str(events),
+                               "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
+    port = server.stdout.readline().split()[-1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+class Sampler(threading.Thread):
+    """RSS at each tenth of the events applied (counted in the database by its own connection)."""
+
+    def __init__(self, database: Path, total: int):
+        super().__init__(daemon=True)
+        self.database, self.total = database, total
+        self.points: list[tuple[int, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        connection = sqlite3.connect(self.database)
+        try:
+            while not self.done.wait(0.2):
+                applied = connection.execute("SELECT count(*) FROM applied_event").fetchone()[0]
+                if applied * 10 // self.total > len(self.points):
+                    self.points.append((applied, rss_mib()))
+        finally:
+            connection.close()
+
+
 def apply_only(config, bodies: list[str]) -> float:
-    """Events/s for parse + apply + commit with no queue (a copy of the list, same bodies)."""
-    from newsletter.events.apply import Applier
+    """Events/s for parse + apply + commit with no queue (on the same list, new event ids)."""
+    from newsletter.events.apply import Applier, apply_once
     from newsletter.events.parse import parse_message
     from newsletter.store import Store
-    from newsletter.store import events as event_table
 
     started = time.perf_counter()
     with Store.open(config.database) as store:
         applier = Applier(store, config.events)
         for n, text in enumerate(bodies):
-            event = parse_message(text, f"sqs-{n}")
-            with store.transaction():
-                if not event_table.is_applied(store.connection, event.event_id):
-                    outcome = applier.apply(event)
-                    event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
+            apply_once(store, applier, parse_message(text.replace('"sns-', '"again-sns-'), f"sqs-{n}"))
     return len(bodies) / (time.perf_counter() - started)
 
 
 def main() -> None:
+    from newsletter.events.sync import RECEIVERS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--round", type=int, default=20, help="events queued before each sync")
+    parser.add_argument("--latency", type=float, default=0.03, help="seconds per SQS call")
+    parser.add_argument("--receivers", type=int, default=RECEIVERS)
     arguments = parser.parse_args()
     os.environ.update(BENCH_ENV)
-    server, url = start_moto()
-    for service in ("SQS", "SNS", "SES", "SESV2"):
-        os.environ[f"AWS_ENDPOINT_URL_{service}"] = url
-    import boto3
+    server, url = start_queue(arguments.events, arguments.latency)
+    os.environ["AWS_ENDPOINT_URL_SQS"] = url
 
-    from newsletter.aws.setup import setup_aws
     from newsletter.config import load_config
-    from newsletter.events.queue import EventQueue
     from newsletter.events.sync import sync
 
     try:
@@ -116,43 +124,34 @@ def main() -> None:
                                    + "transient_bounce_limit = 1000\n", encoding="utf-8")
             config = load_config(config_path)
             make_list(config.database, arguments.events)
-            queue_url = setup_aws(config.events).queue_url
-            sqs = boto3.client("sqs", region_name="us-east-1")
-            queue = EventQueue(config.events)
-            print(f"moto {url}; {arguments.events:,} events in rounds of {arguments.round}; list and ledger of "
-                  f"{arguments.events:,}; peak RSS before: {rss_mib():.0f} MiB")
-            sync_seconds, applied, fed, checkpoints = 0.0, 0, 0, []
-            receive_times: list[float] = []
-            while fed < arguments.events:
-                size = min(arguments.round, arguments.events - fed)
-                for start in range(fed, fed + size, 10):
-                    sqs.send_message_batch(QueueUrl=queue_url, Entries=[
-                        {"Id": str(n), "MessageBody": body(n)} for n in range(start, min(start + 10, fed + size))])
-                fed += size
-                if len(receive_times) < 20:  # moto's own cost at this depth, measured on a copy
-                    t = time.perf_counter()
-                    sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
-                    receive_times.append(time.perf_counter() - t)
-                started = time.perf_counter()
-                summary = sync(config, queue=queue)  # one client for the run, as a long sync has
-                sync_seconds += time.perf_counter() - started
-                applied += sum(summary.applied.values()) + summary.duplicates
-                if fed * 10 // arguments.events > len(checkpoints):
-                    checkpoints.append((fed, rss_mib()))
-                    print(f"  {fed:>7,} fed, {applied:>7,} applied, {applied / sync_seconds:7.0f} events/s so far, "
-                          f"peak RSS {rss_mib():.0f} MiB", flush=True)
-            print(f"sync: {applied:,} events applied in {sync_seconds:.1f} s of sync: "
-                  f"{applied / sync_seconds:.0f} events/s (target >= 500)")
-            print(f"moto: ReceiveMessage of 10 at depth {arguments.round}: "
-                  f"{1000 * sorted(receive_times)[len(receive_times) // 2]:.1f} ms (median)")
-            print("peak RSS by events fed: " + ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in checkpoints))
+            print(f"load average (1, 5, 15 min): {' '.join(f'{load:.2f}' for load in os.getloadavg())}; "
+                  f"{os.cpu_count()} cores")
+            print(f"queue: bench/sqs_endpoint.py, {arguments.latency * 1000:.0f} ms per call, {arguments.events:,} "
+                  f"events; list and ledger of {arguments.events:,}; {arguments.receivers} receivers; "
+                  f"RSS before: {rss_mib():.0f} MiB", flush=True)
+            sampler = Sampler(config.database, arguments.events)
+            sampler.start()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            summary = sync(config, receivers=arguments.receivers)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            sampler.done.set()
+            sampler.join()
+            applied = sum(summary.applied.values()) + summary.duplicates
+            sampler.points.append((applied, rss_mib()))
+            print(f"sync: {applied:,} events applied in {seconds:.1f} s: {applied / seconds:,.0f} events/s with "
+                  f"{arguments.latency * 1000:.0f} ms per SQS call (target >= 1,000); malformed "
+                  f"{len(summary.malformed)}, not deleted {summary.not_deleted}")
+            print(f"sync's CPU (all its threads): {1000 * cpu / applied:.2f} ms per event, so one free core carries "
+                  f"{applied / cpu:,.0f} events/s (the figure above is lower when the machine is loaded)")
+            print("RSS by events applied: " + ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in sampler.points))
 
             bodies = [body(n) for n in range(min(arguments.events, 20_000))]
             rate = apply_only(config, bodies)
-            print(f"our part alone (parse, apply, commit; no queue), {len(bodies):,} events: {rate:.0f} events/s")
+            print(f"our part alone (parse, apply, commit; no queue), {len(bodies):,} events: {rate:,.0f} events/s")
+            print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())} "
+                  f"({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)")
     finally:
-        server.kill()
-        server.wait()
+        stop(server)
 
 
 if __name__ == "__main__":

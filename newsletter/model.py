@@ -136,8 +136,12 @@ class Subscriber:
     status: str = "subscribed"  # one of SUBSCRIBER_STATUSES
     source: str = ""  # where they came from: "import:FILE.csv", "cli", ...
     joined_at: dt.datetime | None = None  # UTC
-    changed_at: dt.datetime | None = None  # UTC, last status or name change
+    changed_at: dt.datetime | None = None  # UTC, last edit of any kind (status, name)
     reason: str | None = None  # why the status last changed (why they left)
+    # UTC: when the event that set the status happened (its own time, not when it was applied);
+    # None for a subscription the editor added. Status changes are ordered by it.
+    status_at: dt.datetime | None = None
+    resubscribed_at: dt.datetime | None = None  # UTC: the editor's last explicit resubscribe
 
 
 # A send-ledger row's state. A row is `sending` only while its one network call is in flight, so a

@@ -53,7 +53,7 @@ import email_validator
 from .config import Config, EventSettings
 from .errors import AwsError, NewsletterError
 from .events import EventQueue, SubscribeConfirmed
-from .events.apply import Applier, apply_once
+from .events.apply import apply_locally
 from .store import Store, address_key
 from .transports.base import OutgoingMessage, Transport
 from .unsubscribe import MAX_TOKEN_LENGTH, SigningKey, TokenCipher, unb64
@@ -337,7 +337,9 @@ class Subscriptions:
         checked = self.check(token)
         if checked.state is not TokenState.VALID:
             return ConfirmOutcome.EXPIRED if checked.state is TokenState.EXPIRED else ConfirmOutcome.INVALID
-        event = SubscribeConfirmed(checked.address, None, confirmed_at=self.clock().replace(microsecond=0))
+        # Dated by its link too: a link issued before the reader unsubscribed cannot bring them back.
+        event = SubscribeConfirmed(checked.address, None, confirmed_at=self.clock().replace(microsecond=0),
+                                   requested_at=checked.issued_at)
         reached = False
         if self.queue is not None:
             try:
@@ -349,13 +351,6 @@ class Subscriptions:
             apply_locally(self.database, self.config.events or EventSettings(), event)
             reached = True
         return ConfirmOutcome.CONFIRMED if reached else ConfirmOutcome.UNAVAILABLE
-
-
-def apply_locally(database: Path, settings: EventSettings, event: SubscribeConfirmed) -> None:
-    """Apply our own event to the list now, recorded as applied, so that `sync` only deletes the
-    queued copy (and cannot apply it again after a later unsubscribe)."""
-    with Store.open(database) as store:
-        apply_once(store, Applier(store, settings), event)
 
 
 def subscriptions_for(

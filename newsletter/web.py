@@ -36,10 +36,10 @@ import waitress
 import waitress.server
 
 from . import lambda_wsgi, subscribe_web
-from .config import load_config
+from .config import EventSettings, load_config
 from .errors import AwsError, ServeError, StoreError
 from .events import EventQueue, Unsubscribe
-from .store import Store
+from .events.apply import apply_locally
 from .subscribe import Subscriptions, subscriptions_for
 from .subscribe_web import SubscribePages
 from .unsubscribe import TokenSigner, load_signing_key
@@ -211,18 +211,20 @@ class UnsubscribeApp:
     def _record(self, address: str, reason: str) -> bool:
         """Queue the unsubscribe (if there is a queue) and apply it locally (if there is a list);
         True when it reached the place the sender's list is updated from."""
+        # One event both ways (the same id and time): the queued copy of what was applied here
+        # is only deleted at sync, never applied a second time.
+        event = Unsubscribe(address, reason)
         queued = True
         if self.queue is not None:
             try:
-                self.queue.put(Unsubscribe(address, reason))
+                self.queue.put(event)
             except AwsError as error:
                 log.error("unsubscribe not queued (the reader is asked to try again): %s", error)
                 queued = False
         if self.database is not None:
             try:
-                with Store.open(self.database) as store:
-                    # A genuine token for an address no longer on the list is recorded too: it stays out.
-                    store.set_status(address, "unsubscribed", reason, record_unknown=True)
+                # A genuine token for an address no longer on the list is recorded too: it stays out.
+                apply_locally(Path(self.database), EventSettings(), event)
             except (StoreError, sqlite3.Error) as error:
                 # Safe on the queue, it reaches the list at the next sync; with no queue the reader
                 # must try again, so say 503 rather than a 500 that reads like a broken link.

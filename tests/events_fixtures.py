@@ -43,17 +43,18 @@ def example(name: str) -> dict:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+def _now(at: dt.datetime | None = None) -> str:
+    return (at or dt.datetime.now(dt.UTC)).isoformat().replace("+00:00", "Z")
 
 
-def ses_event(name: str, address: str, message_id: str, **bounce) -> dict:
-    """The documented example `name`, about `address` and SES MessageId `message_id`, happening now."""
+def ses_event(name: str, address: str, message_id: str, at: dt.datetime | None = None, **bounce) -> dict:
+    """The documented example `name`, about `address` and SES MessageId `message_id`, happening
+    `at` (default now)."""
     payload = copy.deepcopy(example(name))
-    payload["mail"].update(messageId=message_id, destination=[address], timestamp=_now())
+    payload["mail"].update(messageId=message_id, destination=[address], timestamp=_now(at))
     for key in ("bounce", "complaint", "delivery", "deliveryDelay"):
         if key in payload:
-            payload[key]["timestamp"] = _now()
+            payload[key]["timestamp"] = _now(at)
     if "bounce" in payload:
         payload["bounce"]["bouncedRecipients"][0]["emailAddress"] = address
         payload["bounce"].update(bounce)
@@ -64,11 +65,41 @@ def ses_event(name: str, address: str, message_id: str, **bounce) -> dict:
     return payload
 
 
-def inbound_unsubscribe(sender: str, subject: str, recipient: str = "unsubscribe@newsletter.example.com") -> dict:
+def inbound_unsubscribe(sender: str, subject: str, recipient: str = "unsubscribe@newsletter.example.com",
+                        **verdicts: str) -> dict:
+    """Mail to the unsubscribe address from `sender`; `verdicts` set SES's, e.g. dmarcVerdict="FAIL"."""
     payload = copy.deepcopy(example("received-sns-action.json"))
     payload["receipt"].update(recipients=[recipient], timestamp=_now())
+    payload["receipt"].update({name: {"status": status} for name, status in verdicts.items()})
     payload["mail"]["commonHeaders"].update({"from": [sender], "subject": subject, "to": [recipient]})
     return payload
+
+
+def publish(moto_events, *payloads: dict) -> None:
+    """Publish SES-format payloads to the events topic (SNS delivers them to the queue)."""
+    sns, topic = moto_events.client("sns"), topic_arn(moto_events)
+    for payload in payloads:
+        sns.publish(TopicArn=topic, Message=json.dumps(payload))
+
+
+# A second process that receives every message on the queue with its own visibility timeout and
+# exits without deleting any: what a sync killed, cut off or still busy leaves in flight.
+_HOLDER = """
+import sys, boto3
+sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
+url = sqs.get_queue_url(QueueName="newsletter-events")["QueueUrl"]
+held = 0
+while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=int(sys.argv[2])).get("Messages"):
+    held += len(got)
+print(held)
+"""
+
+
+def hold_in_another_process(moto_events, visibility_timeout: int) -> int:
+    """Every queued message received (and left undeleted) by another process; how many."""
+    done = subprocess.run([sys.executable, "-c", _HOLDER, moto_events.endpoint_url, str(visibility_timeout)],
+                          env=dict(os.environ), capture_output=True, text=True, timeout=120, check=True)
+    return int(done.stdout)
 
 
 def sns_envelope(payload: dict, message_id: str | None = None) -> str:

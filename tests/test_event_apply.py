@@ -78,7 +78,7 @@ def test_unsubscribe_mail_needs_a_real_token_or_an_authenticated_subscriber(stor
     apply = applier(store).apply
     dev_token = TokenSigner(LIST_ID, DEVELOPMENT_KEY).token("a@example.com")  # anyone can make these
     assert apply(InboundMail("m2", NOW, "x@example.org", (dev_token,), authenticated=True)).kind == "ignored"
-    assert apply(InboundMail("m3", NOW, "b@example.com", (), authenticated=False)).kind == "ignored"
+    assert apply(InboundMail("m3", NOW, "b@example.com", (), authenticated=False)).kind == "unsubscribe_mail_unproven"
     assert status(store, "a@example.com") == status(store, "b@example.com") == "subscribed"
     assert [c.address for c in apply(InboundMail("m4", NOW, "B@example.com", (), authenticated=True)).changes] == [
         "b@example.com"]

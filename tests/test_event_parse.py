@@ -141,3 +141,58 @@ def test_moto_s_simulator_feedback_is_recognised_by_its_detail_object():
 def test_malformed_messages_say_what_is_wrong(body, reason):
     with pytest.raises(MalformedMessage, match=reason):
         parse_message(body, "q")
+
+
+def _paths(node, path=()):
+    """Every place in a JSON value: dict keys and list items, depth first."""
+    yield path
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        yield from _paths(child, (*path, key))
+
+
+def _replaced(node, path, value):
+    if not path:
+        return value
+    copy = dict(node) if isinstance(node, dict) else list(node)
+    copy[path[0]] = _replaced(node[path[0]], path[1:], value)
+    return copy
+
+
+# What a hostile or broken sender might put anywhere: every other JSON type, a year-1 time, a
+# control character, a lone surrogate, an empty string.
+STRANGE_VALUES = [None, True, 7, 1e308, "", "0001-01-01T00:00:00+09:00", "x\x00\x1b@example.com", "\udcff",
+                  ["x@example.com"], [{}], {"a": []}]
+
+
+def test_any_value_anywhere_in_a_documented_payload_is_an_event_or_malformed_and_applies_or_is_malformed(tmp_path):
+    """Every place of every documented example, in and out of the SNS envelope, replaced by each
+    strange value: parsing gives an event or MalformedMessage, never another exception, and
+    applying the event to a real store raises nothing else either."""
+    from newsletter.config import EventSettings
+    from newsletter.events.apply import Applier, apply_once
+    from newsletter.store import Store
+
+    bodies = []
+    for name in sorted(p.name for p in DATA.glob("*.json") if not p.name.startswith("lambda")):
+        payload = example(name)
+        envelope = json.loads(in_sns_envelope(payload))
+        for path in _paths(payload):
+            bodies += [json.dumps(_replaced(payload, path, value)) for value in STRANGE_VALUES]
+        for path in _paths(envelope):
+            bodies += [json.dumps(_replaced(envelope, path, value)) for value in STRANGE_VALUES]
+    read = malformed = 0
+    with Store.open(tmp_path / "list.db") as store:
+        applier = Applier(store, EventSettings())
+        for n, body in enumerate(bodies):
+            try:
+                event = parse_message(body, f"sqs-{n}")
+            except MalformedMessage:
+                malformed += 1
+                continue
+            try:
+                apply_once(store, applier, event)
+                read += 1
+            except MalformedMessage:
+                malformed += 1
+    assert read + malformed == len(bodies) > 5000 and read and malformed

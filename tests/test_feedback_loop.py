@@ -323,10 +323,11 @@ def test_a_send_to_ses_s_mailbox_simulator_feeds_back_through_moto_s_emulation(t
     assert summary["applied"] == {"bounce": 1, "complaint": 1, "delivery": 1}
     assert summary["unmatched"] == 3  # moto's canned messageId is not one SES returned for our sends
     found = statuses(config_path)
-    # The canned bounce and complaint are dated 2012, before recipient1@ joined the list: an event
-    # older than a subscriber's joining does not change them. recipient2@ was not on the list: a
-    # hard bounce records it, so no later import can subscribe it.
-    assert found["recipient1@example.com"] == "subscribed"
+    # The canned bounce and complaint are dated 2012, before recipient1@ was added: adding is no
+    # re-join, so the complaint counts (only a confirmation or an editor's resubscribe shields
+    # from older events). recipient2@ was not on the list: a hard bounce records it, so no later
+    # import can subscribe it.
+    assert found["recipient1@example.com"] == "complained"
     assert found["recipient2@example.com"] == "bounced"
     assert {found[address] for address in simulator} == {"subscribed"}
 

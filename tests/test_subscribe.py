@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import html.parser
+import json
 import re
 import urllib.error
 import urllib.parse
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import write_config
-from events_fixtures import SECRET, cli, cli_json, events_config, queue_depth, statuses
+from events_fixtures import SECRET, cli, cli_json, events_config, queue_depth, queue_url, statuses
 from newsletter.config import load_config
 from newsletter.events import EventQueue, SubscribeConfirmed, put_event
 from newsletter.store import Store
@@ -165,6 +166,49 @@ def mac_confirmation_token(address: str, issued: dt.datetime, key: SigningKey = 
     message = b"token\0" + list_id.encode() + b"\0" + address.encode() + b"\0" + str(seconds).encode()
     mac = hmac.new(mac_key, message, hashlib.sha256).digest()[:16]
     return f"{encode(address.encode())}.{encode(seconds.to_bytes(5, 'big'))}.{encode(mac)}"
+
+
+def unsubscribe_by_one_click(app: WebApp, address: str) -> int:
+    token = TokenSigner(app.config.list_id, KEY).token(address)
+    return app.request(f"/unsubscribe/{token}", {"List-Unsubscribe": "One-Click"})[0]
+
+
+def test_an_old_confirmation_link_posted_again_does_not_bring_back_a_reader_who_left(
+        tmp_path, moto_events, secret, apps):
+    editor = subscribe_config(tmp_path / "editor")
+    app = apps(subscribe_config(tmp_path / "lambda"), with_database=False)
+    app.subscribe("reader@example.com")
+    [link] = confirmation_links(moto_events.ses, "reader@example.com")
+    assert app.request(link, {"confirm": "yes"})[0] == 200
+    cli_json(editor, "sync")
+    assert statuses(editor) == {"reader@example.com": "subscribed"}
+    assert unsubscribe_by_one_click(app, "reader@example.com") == 200
+    cli_json(editor, "sync")
+    assert statuses(editor) == {"reader@example.com": "unsubscribed"}
+
+    # The same link an hour later (well within its 48 h): taken, queued, and it changes nothing,
+    # for it was issued before the reader left.
+    app.subscriptions.clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert app.request(link, {"confirm": "yes"})[0] == 200
+    assert cli_json(editor, "sync")["applied"] == {"subscribe_confirmed": 1}
+    assert statuses(editor) == {"reader@example.com": "unsubscribed"}
+
+
+def test_with_the_database_an_unsubscribe_applies_at_once_and_sync_only_deletes_its_queued_copy(
+        tmp_path, moto_events, secret, apps):
+    config_path = subscribe_config(tmp_path)
+    app = apps(config_path, with_database=True)  # `newsletter serve` next to the list
+    assert cli(config_path, "subscribers", "add", "reader@example.com").exit_code == 0
+    assert unsubscribe_by_one_click(app, "reader@example.com") == 200
+    assert statuses(config_path) == {"reader@example.com": "unsubscribed"}
+    queued = json.loads(moto_events.client("sqs").receive_message(
+        QueueUrl=queue_url(moto_events), VisibilityTimeout=0)["Messages"][0]["Body"])
+    # One event both ways: the queued copy has the id and time of the one applied here.
+    with Store.open(load_config(config_path).database) as store:
+        assert store.connection.execute("SELECT event_id FROM applied_event").fetchall() == [(queued["id"],)]
+        assert store.get("reader@example.com").status_at.isoformat() == queued["at"]
+    summary = cli_json(config_path, "sync")
+    assert summary["duplicates"] == 1 and summary["applied"] == {}
 
 
 def test_expired_forged_and_foreign_tokens_are_refused(tmp_path, moto_events, secret, apps):

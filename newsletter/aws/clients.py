@@ -70,8 +70,10 @@ class Clients:
             self.session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
         except ProfileNotFound as error:
             raise ConfigError(str(error), key=profile_key) from None
+        # A pool for the concurrent calls of `sync`'s receivers (a client is thread-safe).
         self._config = BotoConfig(retries={"mode": "standard", "total_max_attempts": attempts},
-                                  connect_timeout=connect_timeout, read_timeout=read_timeout)
+                                  connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                  max_pool_connections=32)
         self._clients: dict[str, object] = {}
 
     def __call__(self, service: str, endpoint_url: str | None = None):

@@ -59,6 +59,15 @@ def describe_sync(summary: SyncSummary, *, err: bool = False) -> None:
     for bad in summary.malformed:
         click.echo(f"warning: message {bad.sqs_id} (received {bad.receive_count} time(s)) cannot be applied and is "
                    f"left for the dead-letter queue: {bad.reason}", err=True)
+    if summary.in_flight:
+        click.echo(f"warning: {summary.in_flight} message(s) still in flight after waiting "
+                   f"{summary.waited_seconds:.0f} s (held by another sync, or by one that stopped): they are applied "
+                   "by the next sync once they come back", err=True)
+
+
+def say_waiting(messages: int, seconds: int) -> None:
+    click.echo(f"sync: {messages} message(s) in flight (received by another sync, or by one that stopped before "
+               f"deleting them): waiting up to {seconds} s for them to be applied or to come back", err=True)
 
 
 @main.command("sync")
@@ -71,7 +80,7 @@ def sync_command(state, as_json: bool) -> None:
     that; one that cannot be parsed is reported and left for the dead-letter queue."""
     from ..events.sync import sync
 
-    summary = sync(state.config)
+    summary = sync(state.config, on_wait=say_waiting)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -13,7 +13,7 @@ import click
 
 from ..errors import AwsError, SendError
 from .base import issue_path_argument, main, pass_state
-from .events_commands import describe_sync
+from .events_commands import describe_sync, say_waiting
 
 if TYPE_CHECKING:
     from ..aws.reputation import Reputation
@@ -226,13 +226,14 @@ def _sync(config: Config, sync_first: bool) -> None:
         click.echo("warning: --no-sync: bounces, complaints and unsubscribes waiting on the queue are not applied; "
                    "some of those addresses may be mailed", err=True)
         return
-    from ..events.sync import sync
+    from ..events.sync import refuse_if_in_flight, sync
 
     try:
-        summary = sync(config)
+        summary = sync(config, on_wait=say_waiting)
     except AwsError as error:
         raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
     describe_sync(summary, err=True)
+    refuse_if_in_flight(summary, config.events)  # an unsubscribe still in flight must not be mailed past
 
 
 def _check_feedback(config: Config, force: bool, say) -> None:

@@ -3,31 +3,85 @@ wraps each message in one transaction, with the record that it was applied.
 
 - Permanent bounce -> the address is `bounced`; transient -> counted, and `bounced` once
   `transient_bounce_limit` of them fall within `transient_bounce_window_days`.
-- Complaint -> `complained`. Unsubscribe (endpoint, or mail carrying a genuine token) ->
-  `unsubscribed`. A confirmed subscription -> `subscribed`.
+- Complaint -> `complained` (a `not-spam` report is a provider's correction: recorded, no change).
+  Unsubscribe (endpoint, or mail carrying a genuine token, or mail from a subscriber whose From
+  domain is proven) -> `unsubscribed`. A confirmed subscription -> `subscribed`.
 - Every SES report about a sent message is recorded on its ledger row (found by SES MessageId).
 
-A status only ever moves toward "never mail again" (subscribed < unsubscribed < bounced <
-complained), except for a confirmed subscription; and an event older than a subscriber's last
-change (they re-joined after it) does not undo that change.
+The order of events (docs/deploy.md says the same for editors). The list ends the same whatever
+order the events arrive and are applied in, as if each had been applied at its own time, so that
+concurrent receivers, a later sync or a redelivery cannot change the outcome:
+
+- A status change is ordered by the event's own time, kept as the subscriber's `status_at`
+  (never by when sync ran, and never by other edits such as a new name).
+- Among opt-outs (unsubscribed < bounced < complained) the stronger stays, whatever their times:
+  each one means "do not mail".
+- A re-join shields only from events older than it. A confirmed subscription, dated by when its
+  link was issued, ends an unsubscribe older than it, and an unsubscribe newer than it ends the
+  subscription; it never lifts a bounce or a complaint. An editor's explicit resubscribe
+  (`--resubscribe`) is a floor: every event older than it is ignored.
+- Equal times: the opt-out wins.
+- A time in the future (a wrong clock) counts as the moment it is applied: it cannot shield a
+  reader from, or outlast, what really comes after it.
+- Transient bounces are counted by their own times over the window, whatever the apply order.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from pathlib import Path
+
+from .. import addresses
 from ..config import EventSettings
 from ..errors import StoreError
 from ..model import Subscriber
-from ..store import Store, address_key, utc_now
+from ..store import Store, address_key
 from ..store import events as event_table
-from ..subscribers import checked_address
+from ..subscribers import checked_address, clean_name
 from ..unsubscribe import TokenSigner
-from .model import Event, Ignored, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
+from .model import Event, Ignored, InboundMail, MailEvent, OwnEvent, SubscribeConfirmed, Unsubscribe
 from .parse import MalformedMessage
 
 _STRENGTH = {"subscribed": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+# Lifted only by an editor's explicit resubscribe; a confirmation shields from unsubscribes only.
+_ONLY_THE_EDITOR_LIFTS = ("bounced", "complained")
+
+
+def status_after(current: Subscriber, status: str, at: dt.datetime) -> str | None:
+    """The status `current` takes from an event asking for `status` ("subscribed": a
+    confirmation) that happened at `at`, or None when the event changes nothing. The same status
+    back means only its time moves on (a later event of the same kind). See the module's rule."""
+    if current.resubscribed_at is not None and at < current.resubscribed_at:
+        return None
+    held, since = current.status, current.status_at
+    if status == "subscribed":
+        if held in _ONLY_THE_EDITOR_LIFTS or (since is not None and at <= since):
+            return None
+        return status
+    if held == "subscribed":
+        return status if status in _ONLY_THE_EDITOR_LIFTS or since is None or at >= since else None
+    if _STRENGTH[status] > _STRENGTH[held] or (status == held and (since is None or at > since)):
+        return status
+    return None
+
+
+def first_full_window(times: list[dt.datetime], at: dt.datetime, window: dt.timedelta, limit: int
+                      ) -> tuple[dt.datetime, int] | None:
+    """The earliest time in sorted `times` that ends a window (`window` long, the end included)
+    holding `limit` or more of `times`, among the windows that hold `at`; with how many it holds.
+    Checking every window a new time falls in, not only the one it ends, is what makes the count
+    the same in any apply order."""
+    for end in times[bisect.bisect_left(times, at):]:
+        if end >= at + window:
+            break
+        held = bisect.bisect_right(times, end) - bisect.bisect_right(times, end - window)
+        if held >= limit:
+            return end, held
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,11 +99,17 @@ class Outcome:
     note: str | None = None  # why nothing was done (an ignored message)
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class Applier:
-    def __init__(self, store: Store, settings: EventSettings, signer: TokenSigner | None = None):
+    def __init__(self, store: Store, settings: EventSettings, signer: TokenSigner | None = None, *,
+                 clock: Callable[[], dt.datetime] = _utc_now):
         self.store = store
         self.settings = settings
         self.signer = signer  # None: inbound mail is matched by its authenticated sender only
+        self.clock = clock
 
     def apply(self, event: Event) -> Outcome:
         if isinstance(event, MailEvent):
@@ -64,6 +124,10 @@ class Applier:
         if isinstance(event, Ignored):
             return Outcome("ignored", note=event.reason)
         raise TypeError(f"not an event: {event!r}")
+
+    def _when(self, at: dt.datetime) -> dt.datetime:
+        """The event's time, or now if it claims to be later (the rule for future times)."""
+        return min(at, self.clock())
 
     def _mail_event(self, event: MailEvent) -> Outcome:
         kind = "soft_bounce" if event.kind == "bounce" and not event.hard_bounce else event.kind
@@ -85,11 +149,20 @@ class Applier:
 
     def _count_transient(self, address: str, event: MailEvent) -> Change | None:
         window = dt.timedelta(days=self.settings.transient_bounce_window_days)
-        count = event_table.count_transient_bounce(self.store.connection, address_key(address), event.at, window)
-        if count < self.settings.transient_bounce_limit:
+        at, key = self._when(event.at), address_key(address)
+        event_table.record_transient_bounce(self.store.connection, key, at)
+        current = self.store.get(address)
+        # Bounces before an editor's resubscribe no longer count.
+        floor = current.resubscribed_at if current is not None and current.resubscribed_at else at - window
+        times = event_table.transient_bounce_times(self.store.connection, key, max(at - window, floor), at + window)
+        reached = first_full_window(times, at, window, self.settings.transient_bounce_limit)
+        if reached is None:
             return None
+        end, count = reached
         reason = f"{count} transient bounces within {self.settings.transient_bounce_window_days} days"
-        return self._move(address, "bounced", reason, event.at, record_unknown=False)
+        # Recorded for an address not on the list too, as a hard bounce is: the count must not
+        # depend on whether the bounces came before or after the address joined.
+        return self._move(address, "bounced", reason, end, record_unknown=True)
 
     def _inbound(self, event: InboundMail) -> Outcome:
         verified = [a for a in (self.signer.address(t) for t in event.tokens) if a] if self.signer else []
@@ -97,51 +170,59 @@ class Applier:
             changes = [self._move(a, "unsubscribed", "unsubscribe mail (token)", event.at, record_unknown=True)
                        for a in dict.fromkeys(verified)]
             return Outcome("unsubscribe_mail", _changes(*changes))
-        if event.sender and event.authenticated and self.store.get(event.sender) is not None:
+        subscriber = self.store.get(_list_form(event.sender)) if event.sender else None
+        if subscriber is not None and event.authenticated:
             change = self._move(event.sender, "unsubscribed", "unsubscribe mail (from the address)", event.at,
                                 record_unknown=False)
             return Outcome("unsubscribe_mail", _changes(change))
         why = "no genuine token" if event.tokens else "no token"
+        if subscriber is not None:
+            # Anyone can write a subscriber's address in From: only a proven From domain counts.
+            return Outcome("unsubscribe_mail_unproven", note=(
+                f"unsubscribe mail from {event.sender}: {why}, and its From domain is not proven "
+                f"(needs DMARC pass, or SPF or DKIM passing for that domain; SES said {event.verdicts or 'nothing'}); "
+                "nothing changed"))
         return Outcome("ignored", note=f"unsubscribe mail from {event.sender or 'an unknown sender'}: {why}, and "
-                                       "the sender is not an authenticated subscriber")
+                                       "the sender is not a subscriber")
 
-    def _move(self, address: str, status: str, reason: str, at: dt.datetime, *, record_unknown: bool) -> Change | None:
-        """Give `address` the stronger `status`, unless the event is older than their re-joining."""
+    def _move(self, address: str, status: str, reason: str, at: dt.datetime, *, record_unknown: bool,
+              name: str | None = None, source: str = "manual", joined: dt.datetime | None = None) -> Change | None:
+        """Give `address` the `status` an event at `at` asks for, as the order rule decides."""
+        at, address = self._when(at), _list_form(address)
         current = self.store.get(address)
         if current is None:
             if not record_unknown:
                 return None
-            # Recorded so that no later import subscribes an address that bounced or left.
-            self.store.set_status(address, status, reason, record_unknown=True)
+            # An opt-out is recorded so that no later import subscribes an address that bounced or
+            # left.
+            now = self.clock()
+            self.store.insert([Subscriber(address, name, status, source, joined or now, now, reason, status_at=at)])
             return Change(address, None, status)
-        if _STRENGTH[status] <= _STRENGTH[current.status]:
+        after = status_after(current, status, at)
+        if after is None:
             return None
-        if current.status == "subscribed" and current.changed_at and current.changed_at > at:
-            return None
-        self.store.set_status(address, status, reason)
-        return Change(current.address, current.status, status)
+        self.store.record_status(current.address, after, reason, at, name=name)
+        return Change(current.address, current.status, after) if after != current.status else None
 
     def _confirm(self, event: SubscribeConfirmed) -> Change | None:
         try:
             address, _ = checked_address(event.address)
         except StoreError as error:
             raise MalformedMessage(str(error)) from None
-        current = self.store.get(address)
-        now = utc_now()
-        if current is None:
-            # Source "web", joined when they confirmed (the consent on record), not when sync ran.
-            self.store.insert([Subscriber(address, event.name, "subscribed", "web", event.confirmed_at, now,
-                                          "confirmed on the subscribe form")])
-            return Change(address, None, "subscribed")
-        # A form never re-adds an address that bounced or complained; an unsubscribed one comes
-        # back only through a confirmation made after it left.
-        if current.status in ("subscribed", "bounced", "complained") or (
-            current.changed_at and current.changed_at >= event.confirmed_at
-        ):
-            return None
-        self.store.update([Subscriber(current.address, event.name or current.name, "subscribed", current.source,
-                                      current.joined_at, now, "confirmed on the subscribe form")])
-        return Change(current.address, current.status, "subscribed")
+        name = clean_name(event.name)[0] if event.name else None
+        # Source "web", joined when they confirmed (the consent on record); ordered by when its
+        # link was issued (`SubscribeConfirmed.at`).
+        return self._move(address, "subscribed", "confirmed on the subscribe form", event.at, record_unknown=True,
+                          name=name, source="web", joined=self._when(event.confirmed_at))
+
+
+def _list_form(address: str) -> str:
+    """The address as the list keeps it (an IDN domain as xn--, the domain in lower case), so an
+    event naming `kim@예시.한국` finds `kim@xn--...`; as given when the list could not hold it."""
+    try:
+        return addresses.normalise(address)
+    except addresses.AddressError:
+        return address
 
 
 def _changes(*changes: Change | None) -> tuple[Change, ...]:
@@ -149,11 +230,20 @@ def _changes(*changes: Change | None) -> tuple[Change, ...]:
 
 
 def apply_once(store: Store, applier: Applier, event: Event) -> Outcome | None:
-    """Apply `event` in one transaction and record its id; None if that id was applied before
-    (a queued copy of an event the web app already applied, or SNS delivering twice)."""
-    with store.transaction():
+    """Apply `event` and record its id, all or nothing (in its own transaction, or as one part of
+    the caller's); None if that id was applied before (a queued copy of an event the web app
+    already applied, or SNS delivering twice)."""
+    with store.part():
         if event_table.is_applied(store.connection, event.event_id):
             return None
         outcome = applier.apply(event)
         event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
     return outcome
+
+
+def apply_locally(database: Path, settings: EventSettings, event: OwnEvent) -> Outcome | None:
+    """Apply our own event to a local list now (the web app's unsubscribe and confirmation, where
+    it has the database), recorded as applied: the queued copy, the same event with the same id
+    and time, is then only deleted by `sync`."""
+    with Store.open(database) as store:
+        return apply_once(store, Applier(store, settings), event)

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 # What SES reports about a message it sent, by our name for it.
-MAIL_EVENT_KINDS = ("send", "delivery", "delay", "reject", "rendering_failure", "bounce", "complaint", "open", "click")
+# A complaint report whose feedback type is `not-spam` is a provider's correction, not a complaint.
+MAIL_EVENT_KINDS = (
+    "send", "delivery", "delay", "reject", "rendering_failure", "bounce", "complaint", "not_spam", "open", "click",
+)
 
 
 def _new_id() -> str:
@@ -52,8 +55,11 @@ class InboundMail:
     at: dt.datetime
     sender: str | None  # the From address
     tokens: tuple[str, ...]  # unsubscribe tokens found in the subject and the recipient addresses
-    authenticated: bool  # SES's SPF or DKIM verdict passed for the sender
+    # The From address's domain is proven: SES's DMARC verdict passed, or SPF or DKIM passed for
+    # that same domain. A bare SPF or DKIM pass proves only some domain, not the From's.
+    authenticated: bool
     subject: str = ""
+    verdicts: str = ""  # SES's verdicts as received (for the note when the sender is not proven)
 
 
 @dataclass(frozen=True)
@@ -103,19 +109,23 @@ class SubscribeConfirmed(_OwnEvent):
     """Someone confirmed a subscription (double opt-in) on the subscribe form.
 
     JSON: {"type": "subscribe_confirmed", "id": ..., "address": ..., "name": ... or null,
-           "confirmed_at": ISO 8601}
+           "confirmed_at": ISO 8601, "requested_at": ISO 8601 (when the link was issued) or null}
+
+    It is ordered against unsubscribes by `requested_at`: a link issued before the reader left
+    cannot bring them back, however late (within its lifetime) it is posted again.
     """
 
     address: str
     name: str | None = None
     confirmed_at: dt.datetime = field(default_factory=_utc_now)
     id: str = field(default_factory=_new_id)
+    requested_at: dt.datetime | None = None  # None (events queued before it was sent): confirmed_at
 
     type: ClassVar[str] = "subscribe_confirmed"
 
     @property
     def at(self) -> dt.datetime:
-        return self.confirmed_at
+        return min(self.requested_at or self.confirmed_at, self.confirmed_at)
 
 
 OwnEvent = Unsubscribe | SubscribeConfirmed

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..aws.clients import Clients, failures_as
 from ..config import Config, EventSettings
-from ..errors import ConfigError
+from ..errors import AwsError, ConfigError
 from .model import OwnEvent
 
 # SQS hands out at most 10 messages per ReceiveMessage and deletes at most 10 per batch.
@@ -90,6 +90,27 @@ class EventQueue:
                 answer = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
             failed += [batch[int(f["Id"])].sqs_id for f in answer.get("Failed", [])]
         return failed
+
+    def in_flight(self) -> int:
+        """How many messages readers hold hidden (received, not yet deleted): SQS's
+        ApproximateNumberOfMessagesNotVisible."""
+        with failures_as(f"read the attributes of queue {self.settings.queue!r}", self.settings):
+            answer = self.sqs.get_queue_attributes(QueueUrl=self.url,
+                                                   AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+        return int(answer.get("Attributes", {}).get("ApproximateNumberOfMessagesNotVisible", 0))
+
+    def release(self, messages: list[Received]) -> None:
+        """Make messages visible again now (BATCH at a time). Best effort: one that cannot be
+        released comes back at the end of its visibility timeout anyway."""
+        for start in range(0, len(messages), BATCH):
+            batch = messages[start : start + BATCH]
+            entries = [{"Id": str(n), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                       for n, m in enumerate(batch)]
+            try:
+                with failures_as(f"release messages on queue {self.settings.queue!r}", self.settings):
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            except AwsError:
+                return
 
     def close(self) -> None:
         self.clients.close()

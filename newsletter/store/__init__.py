@@ -47,6 +47,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def _check_status(status: str) -> None:
+    if status not in SUBSCRIBER_STATUSES:
+        raise StoreError(f"unknown status {status!r}; expected one of {', '.join(SUBSCRIBER_STATUSES)}")
+
+
 class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path):
         self.connection = connection
@@ -73,6 +78,17 @@ class Store:
         """Everything written inside the block is committed together, or nothing if it raises
         (or if commit=False: a dry run)."""
         with self.writing(), db.transaction(self.connection, commit=commit):
+            yield self
+
+    @contextlib.contextmanager
+    def part(self) -> Iterator[Store]:
+        """Inside `transaction()`: everything written inside the block, or nothing if it raises,
+        while the rest of the transaction stands (an SQLite savepoint). Outside one: a transaction."""
+        if not self.connection.in_transaction:
+            with self.transaction():
+                yield self
+            return
+        with self.writing(), db.savepoint(self.connection):
             yield self
 
     @contextlib.contextmanager
@@ -131,24 +147,27 @@ class Store:
         finally:
             staging.close()
 
-    def update(self, subscribers: Iterable[Subscriber]) -> None:
-        """Store new names, statuses and reasons of subscribers already stored."""
-        with self.writing():
-            subscriber_table.update_many(self.connection, subscribers)
-
     def set_status(self, address: str, status: str, reason: str | None, *, record_unknown: bool = False) -> str | None:
         """Give `address` a new status, e.g. ("unsubscribed", "one-click"); returns its previous
         status, or None if it was not on the list. With `record_unknown`, an unknown address is
         added with that status, so that a later import cannot subscribe it.
         """
-        if status not in SUBSCRIBER_STATUSES:
-            raise StoreError(f"unknown status {status!r}; expected one of {', '.join(SUBSCRIBER_STATUSES)}")
+        _check_status(status)
         now = utc_now()
         with self.writing():
             previous = subscriber_table.set_status(self.connection, address, status, reason, now)
         if previous is None and record_unknown:
-            self.insert([Subscriber(address, None, status, "manual", now, now, reason)])
+            self.insert([Subscriber(address, None, status, "manual", now, now, reason, status_at=now,
+                                    resubscribed_at=now if status == "subscribed" else None)])
         return previous
+
+    def record_status(self, address: str, status: str, reason: str | None, at: dt.datetime, *,
+                      name: str | None = None) -> None:
+        """Write a status change that an event decided (`newsletter.events.apply` orders them by
+        `at`, the event's own time); the address must be on the list."""
+        _check_status(status)
+        with self.writing():
+            subscriber_table.record_status(self.connection, address, status, reason, at, utc_now(), name)
 
     def delete(self, address: str) -> bool:
         """Forget `address` entirely (True if it was stored)."""

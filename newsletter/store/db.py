@@ -185,6 +185,25 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE published_issue DROP COLUMN paper_titles",
         ),
     ),
+    Migration(
+        7,
+        "a status change's own time, kept apart from other edits; an editor's re-join",
+        (
+            # When the event that gave the subscriber its status happened (the event's own time,
+            # not when sync applied it): what the next status change is ordered against (see
+            # newsletter/events/apply.py). NULL on a subscription the editor added, which
+            # shields from nothing. `changed_at` stays the time of the last edit of any kind.
+            "ALTER TABLE subscriber ADD COLUMN status_at TEXT",
+            # An editor's explicit resubscribe: events older than it no longer count.
+            "ALTER TABLE subscriber ADD COLUMN resubscribed_at TEXT",
+            # Before this, a status change and a rename both set changed_at; it is the best record
+            # of a status change for the rows whose reason says their status last changed.
+            """UPDATE subscriber SET status_at = changed_at
+               WHERE status != 'subscribed' OR reason = 'confirmed on the subscribe form'
+                  OR reason LIKE 'resubscribed by %'""",
+            "UPDATE subscriber SET resubscribed_at = changed_at WHERE status = 'subscribed' AND reason LIKE 'resubscribed by %'",
+        ),
+    ),
 ]
 
 
@@ -301,3 +320,16 @@ def transaction(connection: sqlite3.Connection, *, commit: bool = True) -> Itera
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT" if commit else "ROLLBACK")
+
+
+@contextlib.contextmanager
+def savepoint(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A part of the transaction already open that is undone alone if the block raises."""
+    connection.execute("SAVEPOINT part")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK TO part")
+        connection.execute("RELEASE part")
+        raise
+    connection.execute("RELEASE part")

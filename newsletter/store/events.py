@@ -63,13 +63,21 @@ def record_report(
         connection.execute("UPDATE delivery SET feedback = ?, feedback_at = ? WHERE id = ?", (kind, _time(at), row.id))
 
 
-def count_transient_bounce(connection: sqlite3.Connection, key: str, at: dt.datetime, window: dt.timedelta) -> int:
-    """Record one transient bounce of `key`; how many it has had in the window up to `at`."""
+def record_transient_bounce(connection: sqlite3.Connection, key: str, at: dt.datetime) -> None:
     connection.execute("INSERT INTO transient_bounce (address_key, at) VALUES (?, ?)", (key, _time(at)))
-    return connection.execute(
-        "SELECT count(*) FROM transient_bounce WHERE address_key = ? AND at > ? AND at <= ?",
-        (key, _time(at - window), _time(at)),
-    ).fetchone()[0]
+
+
+def transient_bounce_times(
+    connection: sqlite3.Connection, key: str, start: dt.datetime, end: dt.datetime
+) -> list[dt.datetime]:
+    """When `key` bounced transiently from `start` to `end` (both included), in time order."""
+    return [
+        dt.datetime.fromisoformat(at)
+        for (at,) in connection.execute(
+            "SELECT at FROM transient_bounce WHERE address_key = ? AND at >= ? AND at <= ? ORDER BY at",
+            (key, _time(start), _time(end)),
+        )
+    ]
 
 
 def record_sync(connection: sqlite3.Connection, now: dt.datetime, applied: int) -> None:
@@ -110,10 +118,12 @@ def recent_issues(connection: sqlite3.Connection, limit: int) -> list[str]:
 
 
 def status_history(connection: sqlite3.Connection) -> dict[str, tuple[int, str | None, str | None]]:
-    """Per subscriber status: (how many, earliest and latest change to it), ISO 8601 times."""
+    """Per subscriber status: (how many, earliest and latest change to it), ISO 8601 times. A
+    status change is dated by its event (a rename is no change); one the editor added, by joining."""
     return {
         status: (count, first, last)
         for status, count, first, last in connection.execute(
-            "SELECT status, count(*), min(changed_at), max(changed_at) FROM subscriber GROUP BY status"
+            "SELECT status, count(*), min(coalesce(status_at, joined_at)), max(coalesce(status_at, joined_at)) "
+            "FROM subscriber GROUP BY status"
         )
     }

@@ -15,7 +15,7 @@ PAGE_SIZE = 1000
 # SQLite's default limit on bound parameters is far above this; small batches keep queries cheap.
 LOOKUP_BATCH = 500
 
-_COLUMNS = "address, name, status, source, joined_at, changed_at, reason"
+_COLUMNS = "address, name, status, source, joined_at, changed_at, reason, status_at, resubscribed_at"
 
 
 def address_key(address: str) -> str:
@@ -27,8 +27,12 @@ def _timestamp(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat() if value is not None else None
 
 
+def _parsed(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value is not None else None
+
+
 def _subscriber(row: tuple) -> Subscriber:
-    address, name, status, source, joined_at, changed_at, reason = row
+    address, name, status, source, joined_at, changed_at, reason, status_at, resubscribed_at = row
     return Subscriber(
         address=address,
         name=name,
@@ -37,6 +41,8 @@ def _subscriber(row: tuple) -> Subscriber:
         joined_at=dt.datetime.fromisoformat(joined_at),
         changed_at=dt.datetime.fromisoformat(changed_at),
         reason=reason,
+        status_at=_parsed(status_at),
+        resubscribed_at=_parsed(resubscribed_at),
     )
 
 
@@ -50,6 +56,8 @@ def _row(subscriber: Subscriber) -> tuple:
         _timestamp(subscriber.joined_at),
         _timestamp(subscriber.changed_at),
         subscriber.reason,
+        _timestamp(subscriber.status_at),
+        _timestamp(subscriber.resubscribed_at),
     )
 
 
@@ -95,27 +103,18 @@ def find(connection: sqlite3.Connection, addresses: Iterable[str]) -> dict[str, 
 
 def insert_many(connection: sqlite3.Connection, subscribers: Iterable[Subscriber]) -> None:
     connection.executemany(
-        "INSERT INTO subscriber (address, address_key, name, status, source, joined_at, changed_at, reason) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO subscriber (address, address_key, name, status, source, joined_at, changed_at, reason, "
+        "status_at, resubscribed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (_row(subscriber) for subscriber in subscribers),
-    )
-
-
-def update_many(connection: sqlite3.Connection, subscribers: Iterable[Subscriber]) -> None:
-    """Store the name, status, change time and reason of subscribers already in the table."""
-    connection.executemany(
-        "UPDATE subscriber SET name = ?, status = ?, changed_at = ?, reason = ? WHERE address_key = ?",
-        (
-            (s.name, s.status, _timestamp(s.changed_at), s.reason, address_key(s.address))
-            for s in subscribers
-        ),
     )
 
 
 def set_status(
     connection: sqlite3.Connection, address: str, status: str, reason: str | None, now: dt.datetime
 ) -> str | None:
-    """Set one subscriber's status; the status it had before, or None if the address is unknown.
+    """The editor sets one subscriber's status now; the status it had before, or None if the
+    address is unknown. Setting `subscribed` is an explicit resubscribe (events older than it no
+    longer count).
 
     Setting the status it already has changes nothing (the first reason and time are kept).
     """
@@ -123,10 +122,25 @@ def set_status(
     row = connection.execute("SELECT status FROM subscriber WHERE address_key = ?", (key,)).fetchone()
     if row is not None and row[0] != status:
         connection.execute(
-            "UPDATE subscriber SET status = ?, reason = ?, changed_at = ? WHERE address_key = ?",
-            (status, reason, _timestamp(now), key),
+            "UPDATE subscriber SET status = :status, reason = :reason, changed_at = :now, status_at = :now, "
+            "resubscribed_at = CASE WHEN :status = 'subscribed' THEN :now ELSE resubscribed_at END "
+            "WHERE address_key = :key",
+            {"status": status, "reason": reason, "now": _timestamp(now), "key": key},
         )
     return row[0] if row is not None else None
+
+
+def record_status(
+    connection: sqlite3.Connection, address: str, status: str, reason: str | None, at: dt.datetime,
+    now: dt.datetime, name: str | None = None,
+) -> None:
+    """Write a status change an event decided (`newsletter.events.apply` orders them): `at` is
+    the event's own time, `now` when it was applied; a `name` replaces the stored one."""
+    connection.execute(
+        "UPDATE subscriber SET status = ?, reason = ?, status_at = ?, changed_at = ?, name = coalesce(?, name) "
+        "WHERE address_key = ?",
+        (status, reason, _timestamp(at), _timestamp(now), name, address_key(address)),
+    )
 
 
 def delete(connection: sqlite3.Connection, address: str) -> bool:
@@ -183,16 +197,20 @@ _PLAN = """
     ), 'new')
 """
 
+# A rename sets only the name and changed_at: it is no status change, so it shields from no event
+# (see newsletter/events/apply.py). An opt-out in the file happens now; so does a resubscribe,
+# which is the editor's explicit re-join.
 _APPLY = (
-    """INSERT INTO subscriber (address, address_key, name, status, source, joined_at, changed_at, reason)
+    """INSERT INTO subscriber (address, address_key, name, status, source, joined_at, changed_at, reason, status_at)
         SELECT address, address_key, name, status, source, coalesce(joined_at, :now),
-               coalesce(changed_at, :now), reason
+               coalesce(changed_at, :now), reason,
+               CASE WHEN status != 'subscribed' THEN coalesce(changed_at, :now) END
         FROM import_row WHERE verdict = 'new' ORDER BY rowid""",
-    """UPDATE subscriber SET status = i.status, changed_at = :now,
+    """UPDATE subscriber SET status = i.status, changed_at = :now, status_at = :now,
               reason = coalesce(i.reason, i.status || ' in ' || :source)
        FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'opt-out'""",
     """UPDATE subscriber SET name = coalesce(i.name, subscriber.name), status = 'subscribed',
-              changed_at = :now, reason = 'resubscribed by ' || :source
+              changed_at = :now, status_at = :now, resubscribed_at = :now, reason = 'resubscribed by ' || :source
        FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'resubscribe'""",
     """UPDATE subscriber SET name = i.name, changed_at = :now
        FROM import_row AS i WHERE i.address_key = subscriber.address_key AND i.verdict = 'rename'""",
@@ -216,7 +234,8 @@ class Staging:
             # database, so a send or the web endpoint can go on writing meanwhile.
             self.connection.execute("BEGIN")
             try:
-                self.connection.executemany(_STAGE_ROW, map(_row, batch))
+                # A file gives no status times (`_APPLY` sets them): the first eight columns.
+                self.connection.executemany(_STAGE_ROW, (_row(subscriber)[:8] for subscriber in batch))
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
