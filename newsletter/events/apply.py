@@ -69,19 +69,22 @@ def status_after(current: Subscriber, status: str, at: dt.datetime) -> str | Non
     return None
 
 
-def first_full_window(times: list[dt.datetime], at: dt.datetime, window: dt.timedelta, limit: int
-                      ) -> tuple[dt.datetime, int] | None:
-    """The earliest time in sorted `times` that ends a window (`window` long, the end included)
+def last_full_window(times: list[dt.datetime], at: dt.datetime, window: dt.timedelta, limit: int
+                     ) -> tuple[dt.datetime, int] | None:
+    """The latest time in sorted `times` that ends a window (`window` long, the end included)
     holding `limit` or more of `times`, among the windows that hold `at`; with how many it holds.
     Checking every window a new time falls in, not only the one it ends, is what makes the count
-    the same in any apply order."""
+    the same in any apply order; taking the latest such window, as a later hard bounce moves a
+    bounced reader's time on, makes the status time the same too (the window that ends last is
+    checked with all its bounces known when the last of them is applied, whatever the order)."""
+    reached = None
     for end in times[bisect.bisect_left(times, at):]:
         if end >= at + window:
             break
         held = bisect.bisect_right(times, end) - bisect.bisect_right(times, end - window)
         if held >= limit:
-            return end, held
-    return None
+            reached = end, held
+    return reached
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class Applier:
         # Bounces before an editor's resubscribe no longer count.
         floor = current.resubscribed_at if current is not None and current.resubscribed_at else at - window
         times = event_table.transient_bounce_times(self.store.connection, key, max(at - window, floor), at + window)
-        reached = first_full_window(times, at, window, self.settings.transient_bounce_limit)
+        reached = last_full_window(times, at, window, self.settings.transient_bounce_limit)
         if reached is None:
             return None
         end, count = reached
