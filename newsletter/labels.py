@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import emoji
 
 from .model import Issue, Link, Paper
+from .placeholders import still_to_write
 
 # The longest URL shown as a link's own text; a longer one gets a label derived from it.
 MAX_SHOWN_URL = 30
@@ -108,10 +109,7 @@ def split_title(title: str) -> tuple[str | None, str]:
 def contents_title(paper: Paper) -> str:
     """A paper's entry in the contents: its title, but the English one while the Korean title is
     still a draft marker, so a draft's contents tell the papers apart (the heading keeps the marker)."""
-    # Imported here: the draft package parses issues, and the parser reads labels.
-    from .draft.markers import STATE_TO_REVIEW, state_of
-
-    unfinished = state_of(paper.title_ko) not in (None, STATE_TO_REVIEW)
+    unfinished = still_to_write(paper.title_ko)
     return emojize(paper.title_en if unfinished and paper.title_en else paper.title)
 
 

@@ -91,13 +91,6 @@ class Issue:
         """Identifies the issue in the send ledger and SES tags: its date, e.g. 2023-10-16."""
         return self.date.isoformat()
 
-    @property
-    def email_subject(self) -> str:
-        """The Subject line: the front matter's, else derived from the title (labels.subject)."""
-        from .labels import subject  # labels reads these dataclasses: imported here, not at the top
-
-        return subject(self)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for `newsletter check --json`)."""
         data = dataclasses.asdict(self)
