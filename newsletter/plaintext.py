@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 from . import labels, markup
 from .config import Config
@@ -20,9 +21,33 @@ THIN_RULE = "-" * WIDTH
 _LIST_ITEM = re.compile(r"\s*(?:• |\d+\. )")
 
 
+# Characters a monospace font gives two columns: the blocks that are wide from end to end (Hangul
+# syllables and jamo, CJK, fullwidth forms; tests check them against unicodedata), and any other
+# non-ASCII character unicodedata calls wide (emoji), looked up one at a time, as they are few.
+_WIDE_BLOCKS = ("\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97c"
+                "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff01-\uff60\uffe0-\uffe6")
+# Matches the empty string after each character of those blocks: a literal replacement there is
+# inserted by the regex engine itself, with no Python call per character.
+_AFTER_WIDE_BLOCK_CHAR = re.compile(f"(?<=[{_WIDE_BLOCKS}])")
+_OTHER_NON_ASCII = re.compile(f"[^\x00-\x7f{_WIDE_BLOCKS}]")
+# Follows each wide character while a paragraph is wrapped, so that one character is one column.
+_SECOND_COLUMN = "\x00"
+
+
+def _widened(text: str) -> str:
+    """`text` with a _SECOND_COLUMN after each wide character: its length is its display width."""
+    text = _AFTER_WIDE_BLOCK_CHAR.sub(_SECOND_COLUMN, text.replace(_SECOND_COLUMN, ""))
+    return _OTHER_NON_ASCII.sub(_widen_one, text)
+
+
+def _widen_one(match: re.Match) -> str:
+    char = match.group(0)
+    return char + _SECOND_COLUMN if unicodedata.east_asian_width(char) in "WF" else char
+
+
 def display_width(text: str) -> int:
     """Columns a monospace font gives the text: Hangul and other wide characters take two."""
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    return len(_widened(text))
 
 
 def wrap(paragraph: str, indent: str = "", hanging: str | None = None) -> str:
@@ -31,23 +56,29 @@ def wrap(paragraph: str, indent: str = "", hanging: str | None = None) -> str:
     lets a Korean line run to twice the width, so the greedy fill is done here by columns. Words
     are never broken, so a URL longer than a line stands alone on its line."""
     hanging = indent if hanging is None else hanging
-    return "\n".join(_fill(line.split(), indent, hanging) if line.strip() else "" for line in paragraph.split("\n"))
+    lines = (_fill(_widened(" ".join(line.split())), indent, hanging) if line.strip() else ""
+             for line in paragraph.split("\n"))
+    return "\n".join(lines).replace(_SECOND_COLUMN, "")
 
 
-def _fill(words: list[str], indent: str, hanging: str) -> str:
+def _fill(widened: str, indent: str, hanging: str) -> str:
+    """Greedy fill of one line of words (single spaces, widened: a character is a column), a slice
+    per output line rather than a step per word. `indent` and `hanging` are spaces."""
     lines: list[str] = []
-    current, width = indent, display_width(indent)
-    for word in words:
-        word_width = display_width(word)
-        if current.strip() and width + 1 + word_width > WIDTH:
-            lines.append(current)
-            current, width = hanging + word, display_width(hanging) + word_width
-        elif current.strip():
-            current, width = f"{current} {word}", width + 1 + word_width
-        else:
-            current, width = current + word, width + word_width
-    lines.append(current)
-    return "\n".join(lines)
+    prefix, start, end = indent, 0, len(widened)
+    while True:
+        room = WIDTH - len(prefix)
+        if end - start <= room:
+            lines.append(prefix + widened[start:])
+            return "\n".join(lines)
+        cut = widened.rfind(" ", start, start + room + 1)
+        if cut < 0:  # the first word is longer than the line: it stands alone
+            cut = widened.find(" ", start)
+            if cut < 0:
+                lines.append(prefix + widened[start:])
+                return "\n".join(lines)
+        lines.append(prefix + widened[start:cut])
+        prefix, start = hanging, cut + 1
 
 
 def _wrap_block(block: str, indent: str = "") -> str:
@@ -60,7 +91,10 @@ def _wrap_block(block: str, indent: str = "") -> str:
     return "\n".join(lines)
 
 
+@lru_cache(maxsize=4096)
 def _text(text: Text, indent: str = "") -> str:
+    """A passage wrapped, kept like its HTML (`markup.rendered`): a render after an edit wraps
+    only the passages that changed."""
     plain = labels.emojize(markup.to_plain(text))
     return "\n\n".join(_wrap_block(block, indent) for block in plain.split("\n\n"))
 
