@@ -14,6 +14,7 @@ import emoji
 
 from .model import Issue, Link, Paper
 from .placeholders import still_to_write
+from .textwidth import display_width
 
 # The longest URL shown as a link's own text; a longer one gets a label derived from it.
 MAX_SHOWN_URL = 30
@@ -34,13 +35,20 @@ SITE_NAMES = {
     "substack.com": "Substack",
 }
 _X_HOSTS = {"x.com", "twitter.com", "mobile.twitter.com", "mobile.x.com"}
-_X_POST = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/status(?:es)?/\d+")
+_X_POST = re.compile(r"^/(?!i/)(?P<user>[A-Za-z0-9_]{1,15})/status(?:es)?/\d+")  # /i/…: no handle
 _X_PROFILE = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/?$")
 # The forum's week in front of the title: "[2023/10/16 ~ 10/22] 이번 주의 ..." (a bracket with a
 # number in it: "[특집] …" is part of the title, not a date).
 _TITLE_PREFIX = re.compile(r"^\s*\[(?P<prefix>[^\]\d]{0,20}\d[^\]]{0,30})\]\s*(?P<rest>.+)$")
 _TRAILING_ENGLISH = re.compile(r"^(?P<main>.*\S)\s*\((?P<sub>[^()]+)\)$")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# A paper's name is a word or two ("Self-RAG", "Mistral 7B"), not a descriptive title.
+_NAME_WORDS = 2
+_NAME_CHARACTERS = 24
+# Columns (a Hangul syllable takes two) a phone's inbox shows of a subject on one line, and of the
+# preview line under it (two lines on iOS Mail and the Gmail app, one on desktop beside the subject).
+SUBJECT_COLUMNS = 40
+PREHEADER_COLUMNS = 100
 _WORD = re.compile(r"\w+")
 
 
@@ -78,7 +86,9 @@ def link_label(link: Link | str, *, paper: bool = False) -> str:
         if post:
             return f"X 스레드 · Thread by @{post['user']}"
         profile = _X_PROFILE.match(path)
-        return f"X · @{profile['user']}" if profile else "X"
+        # Any other X address (/i/status/…, /i/web/status/…, a share link) is nearly always a
+        # post; a bare "X" would not say what opens.
+        return f"X · @{profile['user']}" if profile else "X 스레드 · Thread on X"
     site = _site(host)
     if path.lower().endswith(".pdf") or (site == "arXiv" and path.startswith("/pdf/")):
         return f"PDF ({site})"
@@ -109,8 +119,39 @@ def split_title(title: str) -> tuple[str | None, str]:
 def contents_title(paper: Paper) -> str:
     """A paper's entry in the contents: its title, but the English one while the Korean title is
     still a draft marker, so a draft's contents tell the papers apart (the heading keeps the marker)."""
-    unfinished = still_to_write(paper.title_ko)
-    return emojize(paper.title_en if unfinished and paper.title_en else paper.title)
+    return emojize(_readable_title(paper))
+
+
+def has_hangul(text: str) -> bool:
+    return bool(_HANGUL.search(text))
+
+
+def _readable_title(paper: Paper) -> str:
+    return paper.title_en if still_to_write(paper.title_ko) and paper.title_en else paper.title
+
+
+def paper_name(paper: Paper) -> str | None:
+    """The name a paper goes by, if it has one: the part of its English title before a colon when
+    that is a word or two ("Llemma", "Self-RAG", "OpenAgents"), or a title of a word or two
+    ("GenBench"). A Korean-only title is read the same way."""
+    title = paper.title_en or _readable_title(paper)
+    head, colon, _ = title.partition(":")
+    name = (head if colon else title).strip()
+    if 0 < len(name.split()) <= _NAME_WORDS and len(name) <= _NAME_CHARACTERS:
+        return emojize(name)
+    return None
+
+
+def short_title(paper: Paper) -> str:
+    """A paper as the contents, subject and preheader name it: its name, else its title up to
+    the colon or question mark that ends the first clause (Korean first)."""
+    name = paper_name(paper)
+    if name:
+        return name
+    title = _readable_title(paper)
+    head = title.partition(": ")[0]
+    question = head.find("?")
+    return emojize((head[:question + 1] if 0 < question < len(head) - 1 else head).strip())
 
 
 def headline(issue: Issue) -> tuple[str, str | None]:
@@ -151,17 +192,66 @@ def archive_title(issue: Issue, name: str) -> str:
 
 
 def subject(issue: Issue) -> str:
-    """The front matter's subject, else the title with the forum's prefix moved to the end: a
-    phone shows the first 30-40 characters, and the week still tells one issue from the last
-    (mail apps thread messages with the same subject)."""
+    """The front matter's subject, else the week's lead papers by name, "Llemma, Self-RAG,
+    OpenAgents 외 7편": only the papers tell one week from the last, and a phone shows about
+    SUBJECT_COLUMNS of a subject (the sender's name already says which newsletter it is)."""
     if issue.subject:
         return emojize(issue.subject)
-    prefix, rest = split_title(emojize(issue.title))
-    return f"{rest} · {prefix}" if prefix else rest
+    if not issue.papers:
+        prefix, rest = split_title(emojize(issue.title))
+        return f"{rest} · {prefix}" if prefix else rest
+    named = [name for name in map(paper_name, issue.papers) if name]
+    chosen = _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ")
+    if not chosen:  # no paper has a short name: the first one's title, cut to fit
+        chosen = [_cut(short_title(issue.papers[0]), SUBJECT_COLUMNS - display_width(_more(len(issue.papers) - 1)))]
+    return ", ".join(chosen) + _more(len(issue.papers) - len(chosen))
 
 
 def preheader(issue: Issue) -> str:
-    """The inbox preview line: the front matter's, else the first paper titles."""
+    """The inbox preview line: the front matter's, else the papers the subject leaves out (named
+    ones first), as many as a preview shows (PREHEADER_COLUMNS)."""
     if issue.preheader:
         return emojize(issue.preheader)
-    return emojize(" · ".join(paper.title for paper in issue.papers[:3]))
+    named_in_subject = set(_subject_names(issue))
+    rest = [paper for paper in issue.papers if paper_name(paper) not in named_in_subject]
+    if not rest:
+        return f"{' · '.join(part for part in headline(issue) if part)} · {dateline(issue)}"
+    ordered = sorted(rest, key=lambda paper: paper_name(paper) is None)  # stable: names first
+    titles = [short_title(paper) for paper in ordered]
+    chosen = _fit(titles, len(titles), PREHEADER_COLUMNS, " · ")
+    return " · ".join(chosen) + _more(len(titles) - len(chosen))
+
+
+def _subject_names(issue: Issue) -> list[str]:
+    if issue.subject:
+        return []
+    named = [name for name in map(paper_name, issue.papers) if name]
+    return _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ")
+
+
+def _more(count: int) -> str:
+    """"외 N편" ("and N more"), or nothing."""
+    return f" 외 {count}편" if count > 0 else ""
+
+
+def _fit(titles: list[str], total: int, columns: int, separator: str) -> list[str]:
+    """The titles, in order, that fit in `columns` with the "외 N편" the rest of `total` need;
+    one too long for the room left is skipped for a shorter one after it."""
+    chosen: list[str] = []
+    for title in titles:
+        candidate = chosen + [title]
+        if display_width(separator.join(candidate) + _more(total - len(candidate))) <= columns:
+            chosen = candidate
+    return chosen
+
+
+def _cut(text: str, columns: int) -> str:
+    """`text` within `columns`, cut at a space with "…" when it is longer."""
+    if display_width(text) <= columns:
+        return text
+    words, kept = text.split(), ""
+    for word in words:
+        if display_width(f"{kept} {word}…".strip()) > columns:
+            break
+        kept = f"{kept} {word}".strip()
+    return (kept or text[: columns // 2]) + "…"

@@ -65,12 +65,28 @@ def rendered(text: Text) -> Rendered:
     """A Text as HTML and as plain text from one parse, kept: the email, the web page and the text
     part show the same passages, and the preview renders an issue again after every save."""
     md = _renderer()
-    tokens = md.parse(text.markdown)
+    tokens = _single_item_as_paragraph(md.parse(text.markdown))
     plain = "\n\n".join(_blocks(SyntaxTreeNode(tokens).children, indent=""))
     for token in tokens:  # after the plain text: presenting changes the links' text for HTML only
         if token.type == "inline" and token.children:
             _present(token.children)
     return Rendered(md.renderer.render(tokens, md.options, {}).strip(), plain)
+
+
+_ONE_ITEM_LIST = ["bullet_list_open", "list_item_open", "paragraph_open", "inline", "paragraph_close",
+                  "list_item_close", "bullet_list_close"]
+
+
+def _single_item_as_paragraph(tokens: list) -> list:
+    """A text that is one bulleted item ("* 요약…", the forum's way of writing every summary) is a
+    paragraph: a passage with its English original loses the bullet to the parser, and one without
+    must not be the only bulleted summary of the issue."""
+    if [token.type for token in tokens] != _ONE_ITEM_LIST:
+        return tokens
+    paragraph = tokens[2:5]
+    for token in paragraph:
+        token.hidden, token.level = False, token.level - 2
+    return paragraph
 
 
 def to_html(text: Text) -> str:

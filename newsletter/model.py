@@ -85,6 +85,9 @@ class Issue:
     # The notice as the email edition words it (front matter `email_notice:`), where the notice
     # blockquote speaks for the forum ("reply in the comments"); None: the email shows `notice`.
     email_notice: Text | None = None
+    # The notice as the web page words it (front matter `web_notice:`): a page cannot take a reply
+    # and has no comments, so it never shows the email's or the forum's; None: no notice there.
+    web_notice: Text | None = None
 
     @property
     def issue_id(self) -> str:

@@ -159,6 +159,7 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
         "show_brand": not labels.title_is_the_name(issue, config.name),
         "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
         "notice": issue.email_notice or issue.notice,
+        "web_notice": issue.web_notice,
         "web_url": web_url(issue, config),
         "archive_url": config.web_base_url,
         # Only the web page reads it (it imports _issue.j2 with context): each tag links to its page.
@@ -217,7 +218,8 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["html"] = _markdown_html
     env.filters["link_label"] = labels.link_label
     env.filters["emoji"] = labels.emojize
-    env.filters["contents_title"] = labels.contents_title
+    env.filters["short_title"] = labels.short_title
+    env.filters["has_hangul"] = labels.has_hangul
     env.filters["compact_css"] = compact_css
     env.filters["tag_slug"] = tag_slug
     return env
