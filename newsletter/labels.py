@@ -8,6 +8,7 @@ same thing.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import emoji
@@ -52,8 +53,9 @@ PREHEADER_COLUMNS = 100
 _WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=8192)
 def emojize(text: str) -> str:
-    """`:smile:` -> 😄 for the shortcodes the forum (Discourse, GitHub, Slack) uses; any other
+    """Kept: the templates ask for the same titles and labels at every render. `:smile:` -> 😄 for the shortcodes the forum (Discourse, GitHub, Slack) uses; any other
     `:word:` (a time, a ratio, an unknown name) stays as written."""
     return emoji.emojize(text, language="alias")
 
@@ -66,6 +68,7 @@ def _site(host: str) -> str:
     return host
 
 
+@lru_cache(maxsize=4096)
 def link_label(link: Link | str, *, paper: bool = False) -> str:
     """A link's visible text: the editor's label, else words derived from the URL, e.g.
     "논문 · Paper (arXiv)", "X 스레드 · Thread by @user", "코드 · Code (GitHub)". `paper` says
@@ -142,6 +145,7 @@ def paper_name(paper: Paper) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)
 def short_title(paper: Paper) -> str:
     """A paper as the contents, subject and preheader name it: its name, else its title up to
     the colon or question mark that ends the first clause (Korean first)."""

@@ -87,6 +87,7 @@ def _links(links: Iterable[Link], *, paper: bool = False) -> str:
     return "\n".join(f"- {labels.link_label(link, paper=paper)}:\n  {link.url}" for link in links)
 
 
+@lru_cache(maxsize=1024)
 def _paper(number: int, paper: Paper) -> str:
     """A paper as a pager shows it: the summary, then its links while they are in view, then
     the abstract, which a reader skimming the week pages past."""

@@ -35,6 +35,9 @@ INLINE_CSS = "inline.css"
 # Gmail hides the rest of a message behind "[Message clipped]" once its HTML passes about 102 KB,
 # counted on the raw (transfer-encoded) source.
 GMAIL_CLIP_BYTES = 102 * 1024
+# `build` warns from here: the clipping point is approximate (reported between 100 and 102 KB, with
+# or without the part's headers), so an issue this close may already be clipped for some readers.
+CLIP_WARNING_BYTES = 100_000
 
 # After the preheader: inbox previews show up to about 140 characters, and without padding they
 # run on into the first words of the body. Zero-width non-joiners keep the no-break spaces from
@@ -75,6 +78,11 @@ class RenderSizes:
     @property
     def clipped_by_gmail(self) -> bool:
         return self.encoded_html_bytes > GMAIL_CLIP_BYTES
+
+    @property
+    def near_gmail_clip(self) -> bool:
+        """At or past CLIP_WARNING_BYTES: over the clip, or close enough that it may be clipped."""
+        return self.encoded_html_bytes >= CLIP_WARNING_BYTES
 
 
 def base64_size(byte_count: int) -> int:
@@ -185,8 +193,11 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
 
     started = time.perf_counter()
     web_html = _render_template(env, WEB_TEMPLATE, context)
+    timings["web"] = time.perf_counter() - started
+
+    started = time.perf_counter()
     text = render_text(issue, config, web_url=context["web_url"])
-    timings["web_and_text"] = time.perf_counter() - started
+    timings["text"] = time.perf_counter() - started
 
     return RenderedIssue(
         issue_id=issue.issue_id,
@@ -221,10 +232,16 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["short_title"] = labels.short_title
     env.filters["has_hangul"] = labels.has_hangul
     env.filters["compact_css"] = compact_css
-    env.filters["tag_slug"] = tag_slug
+    env.globals["both"] = both
     return env
 
 
+def both(korean: str, english: str) -> Markup:
+    """A label in the two languages, "지난 호 · Archive", the English marked as English."""
+    return Markup('{} · <span lang="en">{}</span>').format(korean, english)
+
+
+@lru_cache(maxsize=64)
 def compact_css(css: str) -> str:
     """CSS without comments or runs of blank space: every byte counts towards Gmail's clip,
     and the templates keep their comments for the editor."""
