@@ -38,7 +38,7 @@ def test_check_json_is_the_parsed_issue():
     assert data["papers"][0]["tags"] == ["mathglm"]
     # No subject in the front matter: the email's Subject is derived from the title, as sent.
     assert data["subject"] is None
-    assert data["email_subject"] == "이번 주의 주요 ML 논문 (Top ML Papers of the Week) · 2023/10/16 ~ 10/22"
+    assert data["email_subject"] == "Llemma, Self-RAG, GenBench 외 7편"
 
 
 def test_parse_error_is_one_line_with_path_and_line(tmp_path):

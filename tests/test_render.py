@@ -702,6 +702,27 @@ def test_build_warns_when_the_encoded_html_passes_gmails_clip(tmp_path, config):
     assert "over Gmail's clipping point" in result.output
 
 
+def test_build_warns_from_100000_bytes_short_of_gmails_clip(tmp_path, config):
+    """Gmail's clipping point is approximate: an issue just under it is warned about too."""
+    source = write_issue_with_papers(tmp_path / "base.md", 15).read_text(encoding="utf-8")
+    low, high = 0, 4000
+    while True:  # an intro long enough to land the HTML part between 100,000 and the clip
+        length = (low + high) // 2
+        path = tmp_path / "near.md"
+        path.write_text(source.replace("## 소개\n", "## 소개\n\n" + "가" * length + "\n", 1), encoding="utf-8")
+        encoded = measure(render_issue(parse_issue(path), config)).encoded_html_bytes
+        if encoded < 100_000:
+            low = length + 1
+        elif encoded > GMAIL_CLIP_BYTES:
+            high = length - 1
+        else:
+            break
+        assert low <= high, "no intro length lands between 100,000 bytes and the clip"
+    result = run("build", str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0
+    assert f"bytes short of Gmail's clipping point ({GMAIL_CLIP_BYTES:,}" in result.output
+
+
 def test_a_fifteen_paper_issue_fits_or_is_warned_about(tmp_path, config):
     fifteen = write_issue_with_papers(tmp_path / "fifteen.md", 15)
     assert len(parse_issue(fifteen).papers) == 15
