@@ -642,7 +642,7 @@ def test_bundled_templates_are_found_through_the_package():
 
 def test_an_editors_own_templates_are_used(tmp_path, config, issue):
     templates = copy_templates(tmp_path)
-    edit(templates / "email.mjml.j2", '<p class="meta">', '<p class="meta">EDITOR-COPY ')
+    edit(templates / "email.mjml.j2", '<div class="w">', '<div class="w">EDITOR-COPY ')
     assert "EDITOR-COPY" in render_issue(issue, config, templates).html
     assert "EDITOR-COPY" not in render_issue(issue, config).html
 
@@ -786,7 +786,7 @@ def test_preview_serves_the_email_web_and_text_and_rerenders_on_change(preview):
     assert "Llemma(렘마-수정됨)" in fetch(f"{base}/email")[1]
 
     before = site.renders
-    edit(site.templates_dir / "email.mjml.j2", '<p class="meta">', '<p class="meta">TEMPLATE-EDIT ')
+    edit(site.templates_dir / "email.mjml.j2", '<div class="w">', '<div class="w">TEMPLATE-EDIT ')
     wait_for_render(site, before)
     assert "TEMPLATE-EDIT" in fetch(f"{base}/email")[1]
 
