@@ -19,13 +19,13 @@ from urllib.parse import urljoin
 import css_inline
 import jinja2
 import mjml
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from . import labels, markup
 from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue, Text, tag_slug
+from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, RenderedIssue, Text
 from .plaintext import render_text
 
 EMAIL_TEMPLATE = "email.mjml.j2"
@@ -233,12 +233,19 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["has_hangul"] = labels.has_hangul
     env.filters["compact_css"] = compact_css
     env.globals["both"] = both
+    env.globals["originals"] = originals
     return env
 
 
+def originals(passages: tuple[Bilingual, ...]) -> list[Text]:
+    """The English originals of the passages that have Korean beside them (what a fold holds)."""
+    return [passage.en for passage in passages if passage.ko and passage.en]
+
+
+@lru_cache(maxsize=256)
 def both(korean: str, english: str) -> Markup:
     """A label in the two languages, "지난 호 · Archive", the English marked as English."""
-    return Markup('{} · <span lang="en">{}</span>').format(korean, english)
+    return Markup(f'{escape(korean)} · <span lang="en">{escape(english)}</span>')
 
 
 @lru_cache(maxsize=64)
@@ -251,6 +258,7 @@ def compact_css(css: str) -> str:
                    for n, part in enumerate(parts)).strip()
 
 
+@lru_cache(maxsize=4096)
 def _markdown_html(text: Text) -> Markup:
     return Markup(markup.to_html(text))
 
