@@ -342,7 +342,7 @@ def test_last_weeks_file_reused_with_its_date_is_refused_not_reported_as_sent(tm
     result = cli(config_path, "send", "--yes", str(next_week))
     assert_one_line_error(result, "issue 2023-10-16 was already sent to 3 recipient(s) in another version: the subject (")
     line = the_line(result.output, "error: ")
-    assert "2023/10/23 ~ 10/29" in line and "and the content" in line and "give it its own date" in line
+    assert "Mistral, Self-RAG" in line and "and the content" in line and "give it its own date" in line
     assert "everyone on the list has the earlier version" in line and "nothing left to send" not in result.output
     assert len(moto_ses.raw_messages()) == 3
 
