@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image, ImageChops
 from playwright.sync_api import sync_playwright
 
+from newsletter.clients import without_checked_rules, without_styles
 from newsletter.config import load_config
 from newsletter.model import Bilingual, Link, Paper, Text
 from newsletter.parse import parse_issue
@@ -67,22 +68,11 @@ def edge_issue(sample):
     return dataclasses.replace(sample, intro=intro, papers=(odd,) + sample.papers[:2], date=dt.date(2023, 10, 30))
 
 
-def without_checked(html: str) -> str:
-    def drop(css: str) -> str:
-        previous = None
-        while previous != css:
-            previous = css
-            css = re.sub(r"[^{}]*:checked[^{}]*\{[^{}]*\}", "", css)
-            css = re.sub(r"@media[^{}]*\{\s*\}", "", css)
-        return css
-    return re.sub(r"(<style\b[^>]*>)(.*?)(</style>)", lambda m: m[1] + drop(m[2]) + m[3], html, flags=re.S | re.I)
-
-
 LAYOUTS = {
     "as sent": lambda html: html,
     "opened": lambda html: html,  # every fold's label clicked
-    "no :checked": without_checked,
-    "no <style>": lambda html: re.sub(r"<style\b.*?</style>", "", html, flags=re.S | re.I),
+    "no :checked": without_checked_rules,
+    "no <style>": without_styles,
 }
 
 STYLES = """() => [...document.querySelectorAll('*')].map(e => {

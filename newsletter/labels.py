@@ -137,11 +137,11 @@ def paper_name(paper: Paper) -> str | None:
     """The name a paper goes by, if it has one: the part of its English title before a colon when
     that is a word or two ("Llemma", "Self-RAG", "OpenAgents"), or a title of a word or two
     ("GenBench"). A Korean-only title is read the same way."""
-    title = paper.title_en or _readable_title(paper)
+    title = emojize(paper.title_en or _readable_title(paper))  # ":rocket: Rocket: …" has no name
     head, colon, _ = title.partition(":")
     name = (head if colon else title).strip()
     if 0 < len(name.split()) <= _NAME_WORDS and len(name) <= _NAME_CHARACTERS:
-        return emojize(name)
+        return name
     return None
 
 
@@ -152,10 +152,10 @@ def short_title(paper: Paper) -> str:
     name = paper_name(paper)
     if name:
         return name
-    title = _readable_title(paper)
-    head = title.partition(": ")[0]
+    title = emojize(_readable_title(paper))
+    head = title.partition(": ")[0].strip() or title
     question = head.find("?")
-    return emojize((head[:question + 1] if 0 < question < len(head) - 1 else head).strip())
+    return (head[:question + 1] if 0 < question < len(head) - 1 else head).strip()
 
 
 def headline(issue: Issue) -> tuple[str, str | None]:

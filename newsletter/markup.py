@@ -60,7 +60,7 @@ class Rendered:
     plain: str  # plain text (to_plain)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def rendered(text: Text) -> Rendered:
     """A Text as HTML and as plain text from one parse, kept: the email, the web page and the text
     part show the same passages, and the preview renders an issue again after every save."""

@@ -62,7 +62,7 @@ def _wrap_block(block: str, indent: str = "") -> str:
     return "\n".join(lines)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _text(text: Text, indent: str = "") -> str:
     """A passage wrapped, kept like its HTML (`markup.rendered`): a render after an edit wraps
     only the passages that changed."""
@@ -87,7 +87,7 @@ def _links(links: Iterable[Link], *, paper: bool = False) -> str:
     return "\n".join(f"- {labels.link_label(link, paper=paper)}:\n  {link.url}" for link in links)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)
 def _paper(number: int, paper: Paper) -> str:
     """A paper as a pager shows it: the summary, then its links while they are in view, then
     the abstract, which a reader skimming the week pages past."""

@@ -258,7 +258,7 @@ def compact_css(css: str) -> str:
                    for n, part in enumerate(parts)).strip()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _markdown_html(text: Text) -> Markup:
     return Markup(markup.to_html(text))
 

@@ -87,7 +87,7 @@ def test_control_characters_written_as_yaml_escapes_stop_check_and_build_alike(t
         f"{escaped}:2: 'title:' holds an invisible control character U+0008 (BS), written as a YAML escape; delete it",
         f"{escaped}:4: 'preheader:' holds an invisible control character U+001B (ESC), written as a YAML escape; "
         "delete it",
-        f"{escaped}:8: 'subject:' holds an invisible control character U+007F (DEL), written as a YAML escape; "
+        f"{escaped}:10: 'subject:' holds an invisible control character U+007F (DEL), written as a YAML escape; "
         "delete it",
     ]
     for command in (["check"], ["build", "-o", str(tmp_path / "build")]):

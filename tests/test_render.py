@@ -386,6 +386,8 @@ def test_the_default_subjects_of_two_weeks_each_name_one_of_their_papers(issue, 
      None, "대규모 언어 모델이 스스로를 설명할 수 있을까?"),
     ("(번역 예정 · to be translated)", "Mistral 7B", "Mistral 7B", "Mistral 7B"),
     ("(번역 예정 · to be translated)", "Sparse Attention Is All You Need", None, "Sparse Attention Is All You Need"),
+    (None, ":rocket: Rocket: A Fast Thing", "🚀 Rocket", "🚀 Rocket"),
+    (None, ": A Title That Starts With A Colon", None, ": A Title That Starts With A Colon"),
 ])
 def test_a_paper_is_named_by_its_short_name_or_its_titles_first_clause(title_ko, title_en, name, short):
     named = paper(title_ko=title_ko, title_en=title_en)
@@ -453,10 +455,10 @@ def test_the_web_page_never_asks_readers_to_reply_and_shows_only_its_own_notice(
                                 ).find_class("note") == []
 
 
-def test_email_notice_links_are_held_to_the_issues_rule():
-    source = SAMPLE.read_text(encoding="utf-8").replace(
-        "email_notice: |\n", "email_notice: |\n  [x](javascript:alert(1))\n", 1)
-    with pytest.raises(ParseError, match="email_notice.*javascript"):
+@pytest.mark.parametrize("key", ["email_notice", "web_notice"])
+def test_notice_links_are_held_to_the_issues_rule(key):
+    source = SAMPLE.read_text(encoding="utf-8").replace(f"{key}: |\n", f"{key}: |\n  [x](javascript:alert(1))\n", 1)
+    with pytest.raises(ParseError, match=f"{key}.*javascript"):
         parse_issue_text(source)
 
 

@@ -17,6 +17,7 @@ import lxml.html
 import pytest
 
 from newsletter import markup
+from newsletter.clients import without_checked_rules, without_styles
 from newsletter.config import load_config
 from newsletter.model import Bilingual, Issue, Link, Paper, Text
 from newsletter.parse import parse_issue
@@ -75,23 +76,6 @@ def sample(config, tmp_path_factory):
     (folder / "email.html").write_text(rendered.html, encoding="utf-8")
     (folder / "web.html").write_text(rendered.web_html, encoding="utf-8")
     return folder
-
-
-def without_checked_rules(html: str) -> str:
-    """Every CSS rule whose selector uses :checked removed (then any @media left empty), as Gmail
-    and Outlook.com treat them (the same as ../shared/tools/email-shots)."""
-    def drop(css: str) -> str:
-        previous = None
-        while previous != css:
-            previous = css
-            css = re.sub(r"[^{}]*:checked[^{}]*\{[^{}]*\}", "", css)
-            css = re.sub(r"@media[^{}]*\{\s*\}", "", css)
-        return css
-    return re.sub(r"(<style\b[^>]*>)(.*?)(</style>)", lambda m: m[1] + drop(m[2]) + m[3], html, flags=re.S | re.I)
-
-
-def without_styles(html: str) -> str:
-    return re.sub(r"<style\b.*?</style>|<link\b[^>]*>", "", html, flags=re.S | re.I)
 
 
 LAYOUTS = {"as sent": lambda html: html, "no :checked": without_checked_rules, "no <style>": without_styles}

@@ -124,9 +124,9 @@ def test_a_runaway_answer_is_cut_at_the_cap_and_a_binary_stderr_is_shown_escaped
     assert result.exit_code == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert failed == [
-        f"failed: {path}:102: GenBench: title: the answer passed 4,096 bytes, far more than a translation of this "
+        f"failed: {path}:101: GenBench: title: the answer passed 4,096 bytes, far more than a translation of this "
         "part can be; the command was stopped and its answer not used",
-        f"failed: {path}:188: AutoMix: summary: the command exited with status 3: model said: "
+        f"failed: {path}:187: AutoMix: summary: the command exited with status 3: model said: "
         "\\x1b[31mred\\x1b[0m \\xff\\xfe bye\\x07",
     ]
     assert not any(char in result.stderr for char in "\x1b\x07\r\ufffd")
