@@ -219,7 +219,7 @@ def preheader(issue: Issue) -> str:
     named_in_subject = set(_subject_names(issue))
     rest = [paper for paper in issue.papers if paper_name(paper) not in named_in_subject]
     if not rest:
-        return f"{' · '.join(part for part in headline(issue) if part)} · {dateline(issue)}"
+        return _cut(f"{' · '.join(part for part in headline(issue) if part)} · {dateline(issue)}", PREHEADER_COLUMNS)
     ordered = sorted(rest, key=lambda paper: paper_name(paper) is None)  # stable: names first
     titles = [short_title(paper) for paper in ordered]
     chosen = _fit(titles, len(titles), PREHEADER_COLUMNS, " · ")

@@ -421,6 +421,8 @@ def test_a_title_that_is_not_the_name_gets_the_name_above_it(config):
     assert document.find_class("brand")[0].text_content() == config.name
     assert document.xpath("//h1")[0].text_content() == "특집: NeurIPS 2023"
     assert result.preheader == "특집: NeurIPS 2023 · 2023-10-16"  # one paper, in the subject: the issue
+    long_title = render_issue(dataclasses.replace(issue_with(paper()), title="특집 " * 80), config)
+    assert display_width(long_title.preheader) <= labels.PREHEADER_COLUMNS
 
 
 def test_preheader_is_padded_so_the_preview_does_not_run_on_into_the_body(rendered, issue):
