@@ -230,6 +230,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["link_label"] = labels.link_label
     env.filters["emoji"] = labels.emojize
     env.filters["short_title"] = labels.short_title
+    env.filters["paper_name"] = labels.paper_name
     env.filters["has_hangul"] = labels.has_hangul
     env.filters["compact_css"] = compact_css
     env.globals["both"] = both
