@@ -323,6 +323,7 @@ def _inliner(css: str) -> css_inline.CSSInliner:
         load_remote_stylesheets=False,
         minify_css=True,  # "a:b;c:d": about 1 KB less than "a: b; c: d;" on the sample
         extra_css=css,
+        preallocate_node_capacity=2048,  # the sample has about 1,300 nodes: no regrowing
     )
 
 
