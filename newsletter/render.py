@@ -25,7 +25,7 @@ from . import labels, markup
 from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, RenderedIssue, Text
+from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, RenderedIssue, Text, tag_slug
 from .plaintext import render_text
 
 EMAIL_TEMPLATE = "email.mjml.j2"
@@ -233,6 +233,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["paper_name"] = labels.paper_name
     env.filters["has_hangul"] = labels.has_hangul
     env.filters["compact_css"] = compact_css
+    env.filters["tag_slug"] = tag_slug
     env.globals["both"] = both
     env.globals["originals"] = originals
     return env
