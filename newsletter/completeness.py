@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 
 from . import labels, markup
 from .errors import IncompleteEmailError
@@ -39,6 +40,7 @@ def reading(html_text: str) -> str:
     return " ".join(html.unescape(marked).split())
 
 
+@lru_cache(maxsize=1024)  # every render checks the same papers again: kept, like their HTML
 def first_words(paper: Paper) -> str:
     passage = next(iter(paper.summary + paper.abstract), None)
     text = passage and (passage.ko or passage.en)

@@ -24,7 +24,6 @@ CONFIG_ENV = "NEWSLETTER_CONFIG"
 
 
 DEFAULT_DRAFT_TITLE = "[{date:%Y/%m/%d} ~ {end:%m/%d}] 이번 주의 주요 ML 논문 (Top ML Papers of the Week)"
-DEFAULT_DRAFT_PREHEADER = "{titles} 등 이번 주의 ML 논문 {count}편 · Top ML Papers of the Week"
 DEFAULT_DRAFT_NOTICE = (
     "이 글은 언어 모델로 자동 번역·요약한 설명으로, 잘못된 내용이 있을 수 있으니 원문을 참고해주세요!",
     "읽으시면서 어색하거나 잘못된 내용을 발견하시면 이 메일에 답장으로 알려주세요!",  # an email has no comments
@@ -102,7 +101,7 @@ KEYS: dict[str, Key] = {
     "events.inbound_address": Key("address", None),
     "draft.folder": Key("path", "issues"),
     "draft.title": Key("pattern", DEFAULT_DRAFT_TITLE),
-    "draft.preheader": Key("pattern", DEFAULT_DRAFT_PREHEADER),
+    "draft.preheader": Key("pattern", None),
     "draft.notice": Key("lines", DEFAULT_DRAFT_NOTICE),
     "translate.command": Key("command", None),
     "translate.title_command": Key("command", None),
@@ -173,7 +172,9 @@ class DraftSettings:
 
     folder: Path = default_of("draft.folder")
     title: str = default_of("draft.title")  # str.format fields: date, end (date + 6 days)
-    preheader: str = default_of("draft.preheader")  # fields: titles (the first ones), count, date, end
+    # Fields: titles (the first ones), count, date, end. None: the draft gets no preheader, and the
+    # email derives one from the papers the subject leaves out, sized for an inbox preview.
+    preheader: str | None = default_of("draft.preheader")
     notice: tuple[str, ...] = default_of("draft.notice")  # one notice bullet each
 
 

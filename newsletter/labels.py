@@ -8,11 +8,14 @@ same thing.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import emoji
 
 from .model import Issue, Link, Paper
+from .placeholders import still_to_write
+from .textwidth import display_width
 
 # The longest URL shown as a link's own text; a longer one gets a label derived from it.
 MAX_SHOWN_URL = 30
@@ -33,18 +36,26 @@ SITE_NAMES = {
     "substack.com": "Substack",
 }
 _X_HOSTS = {"x.com", "twitter.com", "mobile.twitter.com", "mobile.x.com"}
-_X_POST = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/status(?:es)?/\d+")
+_X_POST = re.compile(r"^/(?!i/)(?P<user>[A-Za-z0-9_]{1,15})/status(?:es)?/\d+")  # /i/…: no handle
 _X_PROFILE = re.compile(r"^/(?P<user>[A-Za-z0-9_]{1,15})/?$")
 # The forum's week in front of the title: "[2023/10/16 ~ 10/22] 이번 주의 ..." (a bracket with a
 # number in it: "[특집] …" is part of the title, not a date).
 _TITLE_PREFIX = re.compile(r"^\s*\[(?P<prefix>[^\]\d]{0,20}\d[^\]]{0,30})\]\s*(?P<rest>.+)$")
 _TRAILING_ENGLISH = re.compile(r"^(?P<main>.*\S)\s*\((?P<sub>[^()]+)\)$")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# A paper's name is a word or two ("Self-RAG", "Mistral 7B"), not a descriptive title.
+_NAME_WORDS = 2
+_NAME_CHARACTERS = 24
+# Columns (a Hangul syllable takes two) a phone's inbox shows of a subject on one line, and of the
+# preview line under it (two lines on iOS Mail and the Gmail app, one on desktop beside the subject).
+SUBJECT_COLUMNS = 40
+PREHEADER_COLUMNS = 100
 _WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=8192)
 def emojize(text: str) -> str:
-    """`:smile:` -> 😄 for the shortcodes the forum (Discourse, GitHub, Slack) uses; any other
+    """Kept: the templates ask for the same titles and labels at every render. `:smile:` -> 😄 for the shortcodes the forum (Discourse, GitHub, Slack) uses; any other
     `:word:` (a time, a ratio, an unknown name) stays as written."""
     return emoji.emojize(text, language="alias")
 
@@ -57,6 +68,7 @@ def _site(host: str) -> str:
     return host
 
 
+@lru_cache(maxsize=4096)
 def link_label(link: Link | str, *, paper: bool = False) -> str:
     """A link's visible text: the editor's label, else words derived from the URL, e.g.
     "논문 · Paper (arXiv)", "X 스레드 · Thread by @user", "코드 · Code (GitHub)". `paper` says
@@ -77,7 +89,9 @@ def link_label(link: Link | str, *, paper: bool = False) -> str:
         if post:
             return f"X 스레드 · Thread by @{post['user']}"
         profile = _X_PROFILE.match(path)
-        return f"X · @{profile['user']}" if profile else "X"
+        # Any other X address (/i/status/…, /i/web/status/…, a share link) is nearly always a
+        # post; a bare "X" would not say what opens.
+        return f"X · @{profile['user']}" if profile else "X 스레드 · Thread on X"
     site = _site(host)
     if path.lower().endswith(".pdf") or (site == "arXiv" and path.startswith("/pdf/")):
         return f"PDF ({site})"
@@ -108,11 +122,40 @@ def split_title(title: str) -> tuple[str | None, str]:
 def contents_title(paper: Paper) -> str:
     """A paper's entry in the contents: its title, but the English one while the Korean title is
     still a draft marker, so a draft's contents tell the papers apart (the heading keeps the marker)."""
-    # Imported here: the draft package parses issues, and the parser reads labels.
-    from .draft.markers import STATE_TO_REVIEW, state_of
+    return emojize(_readable_title(paper))
 
-    unfinished = state_of(paper.title_ko) not in (None, STATE_TO_REVIEW)
-    return emojize(paper.title_en if unfinished and paper.title_en else paper.title)
+
+def has_hangul(text: str) -> bool:
+    return bool(_HANGUL.search(text))
+
+
+def _readable_title(paper: Paper) -> str:
+    return paper.title_en if still_to_write(paper.title_ko) and paper.title_en else paper.title
+
+
+def paper_name(paper: Paper) -> str | None:
+    """The name a paper goes by, if it has one: the part of its English title before a colon when
+    that is a word or two ("Llemma", "Self-RAG", "OpenAgents"), or a title of a word or two
+    ("GenBench"). A Korean-only title is read the same way."""
+    title = emojize(paper.title_en or _readable_title(paper))  # ":rocket: Rocket: …" has no name
+    head, colon, _ = title.partition(":")
+    name = (head if colon else title).strip()
+    if 0 < len(name.split()) <= _NAME_WORDS and len(name) <= _NAME_CHARACTERS:
+        return name
+    return None
+
+
+@lru_cache(maxsize=1024)
+def short_title(paper: Paper) -> str:
+    """A paper as the contents, subject and preheader name it: its name, else its title up to
+    the colon or question mark that ends the first clause (Korean first)."""
+    name = paper_name(paper)
+    if name:
+        return name
+    title = emojize(_readable_title(paper))
+    head = title.partition(": ")[0].strip() or title
+    question = head.find("?")
+    return (head[:question + 1] if 0 < question < len(head) - 1 else head).strip()
 
 
 def headline(issue: Issue) -> tuple[str, str | None]:
@@ -153,17 +196,66 @@ def archive_title(issue: Issue, name: str) -> str:
 
 
 def subject(issue: Issue) -> str:
-    """The front matter's subject, else the title with the forum's prefix moved to the end: a
-    phone shows the first 30-40 characters, and the week still tells one issue from the last
-    (mail apps thread messages with the same subject)."""
+    """The front matter's subject, else the week's lead papers by name, "Llemma, Self-RAG,
+    OpenAgents 외 7편": only the papers tell one week from the last, and a phone shows about
+    SUBJECT_COLUMNS of a subject (the sender's name already says which newsletter it is)."""
     if issue.subject:
         return emojize(issue.subject)
-    prefix, rest = split_title(emojize(issue.title))
-    return f"{rest} · {prefix}" if prefix else rest
+    if not issue.papers:
+        prefix, rest = split_title(emojize(issue.title))
+        return f"{rest} · {prefix}" if prefix else rest
+    named = [name for name in map(paper_name, issue.papers) if name]
+    chosen = _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ")
+    if not chosen:  # no paper has a short name: the first one's title, cut to fit
+        chosen = [_cut(short_title(issue.papers[0]), SUBJECT_COLUMNS - display_width(_more(len(issue.papers) - 1)))]
+    return ", ".join(chosen) + _more(len(issue.papers) - len(chosen))
 
 
 def preheader(issue: Issue) -> str:
-    """The inbox preview line: the front matter's, else the first paper titles."""
+    """The inbox preview line: the front matter's, else the papers the subject leaves out (named
+    ones first), as many as a preview shows (PREHEADER_COLUMNS)."""
     if issue.preheader:
         return emojize(issue.preheader)
-    return emojize(" · ".join(paper.title for paper in issue.papers[:3]))
+    named_in_subject = set(_subject_names(issue))
+    rest = [paper for paper in issue.papers if paper_name(paper) not in named_in_subject]
+    if not rest:
+        return _cut(f"{' · '.join(part for part in headline(issue) if part)} · {dateline(issue)}", PREHEADER_COLUMNS)
+    ordered = sorted(rest, key=lambda paper: paper_name(paper) is None)  # stable: names first
+    titles = [short_title(paper) for paper in ordered]
+    chosen = _fit(titles, len(titles), PREHEADER_COLUMNS, " · ")
+    return " · ".join(chosen) + _more(len(titles) - len(chosen))
+
+
+def _subject_names(issue: Issue) -> list[str]:
+    if issue.subject:
+        return []
+    named = [name for name in map(paper_name, issue.papers) if name]
+    return _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ")
+
+
+def _more(count: int) -> str:
+    """"외 N편" ("and N more"), or nothing."""
+    return f" 외 {count}편" if count > 0 else ""
+
+
+def _fit(titles: list[str], total: int, columns: int, separator: str) -> list[str]:
+    """The titles, in order, that fit in `columns` with the "외 N편" the rest of `total` need;
+    one too long for the room left is skipped for a shorter one after it."""
+    chosen: list[str] = []
+    for title in titles:
+        candidate = chosen + [title]
+        if display_width(separator.join(candidate) + _more(total - len(candidate))) <= columns:
+            chosen = candidate
+    return chosen
+
+
+def _cut(text: str, columns: int) -> str:
+    """`text` within `columns`, cut at a space with "…" when it is longer."""
+    if display_width(text) <= columns:
+        return text
+    words, kept = text.split(), ""
+    for word in words:
+        if display_width(f"{kept} {word}…".strip()) > columns:
+            break
+        kept = f"{kept} {word}".strip()
+    return (kept or text[: columns // 2]) + "…"

@@ -7,6 +7,7 @@ as a link, and links must be http, https or mailto).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -53,15 +54,45 @@ def _renderer() -> MarkdownIt:
     return new_markdown(accept_every_link=False)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    html: str  # safe HTML (to_html)
+    plain: str  # plain text (to_plain)
+
+
+@lru_cache(maxsize=1024)
+def rendered(text: Text) -> Rendered:
+    """A Text as HTML and as plain text from one parse, kept: the email, the web page and the text
+    part show the same passages, and the preview renders an issue again after every save."""
+    md = _renderer()
+    tokens = _single_item_as_paragraph(md.parse(text.markdown))
+    plain = "\n\n".join(_blocks(SyntaxTreeNode(tokens).children, indent=""))
+    for token in tokens:  # after the plain text: presenting changes the links' text for HTML only
+        if token.type == "inline" and token.children:
+            _present(token.children)
+    return Rendered(md.renderer.render(tokens, md.options, {}).strip(), plain)
+
+
+_ONE_ITEM_LIST = ["bullet_list_open", "list_item_open", "paragraph_open", "inline", "paragraph_close",
+                  "list_item_close", "bullet_list_close"]
+
+
+def _single_item_as_paragraph(tokens: list) -> list:
+    """A text that is one bulleted item ("* 요약…", the forum's way of writing every summary) is a
+    paragraph: a passage with its English original loses the bullet to the parser, and one without
+    must not be the only bulleted summary of the issue."""
+    if [token.type for token in tokens] != _ONE_ITEM_LIST:
+        return tokens
+    paragraph = tokens[2:5]
+    for token in paragraph:
+        token.hidden, token.level = False, token.level - 2
+    return paragraph
+
+
 def to_html(text: Text) -> str:
     """Safe HTML for a Text: raw HTML escaped, only http/https/mailto links, emoji for
     `:shortcodes:`, and a long URL written as a link's own text shown as a label instead."""
-    md = _renderer()
-    tokens = md.parse(text.markdown)
-    for token in tokens:
-        if token.type == "inline" and token.children:
-            _present(token.children)
-    return md.renderer.render(tokens, md.options, {}).strip()
+    return rendered(text).html
 
 
 def _present(children) -> None:
@@ -78,8 +109,7 @@ def _present(children) -> None:
 def to_plain(text: Text) -> str:
     """Plain text for a Text: paragraphs apart by a blank line, list items bulleted, links written
     out as URLs. Line breaks inside a paragraph become spaces; wrapping is the caller's choice."""
-    root = SyntaxTreeNode(_renderer().parse(text.markdown))
-    return "\n\n".join(_blocks(root.children, indent=""))
+    return rendered(text).plain
 
 
 def _blocks(nodes, indent: str) -> list[str]:

@@ -85,18 +85,14 @@ class Issue:
     # The notice as the email edition words it (front matter `email_notice:`), where the notice
     # blockquote speaks for the forum ("reply in the comments"); None: the email shows `notice`.
     email_notice: Text | None = None
+    # The notice as the web page words it (front matter `web_notice:`): a page cannot take a reply
+    # and has no comments, so it never shows the email's or the forum's; None: no notice there.
+    web_notice: Text | None = None
 
     @property
     def issue_id(self) -> str:
         """Identifies the issue in the send ledger and SES tags: its date, e.g. 2023-10-16."""
         return self.date.isoformat()
-
-    @property
-    def email_subject(self) -> str:
-        """The Subject line: the front matter's, else derived from the title (labels.subject)."""
-        from .labels import subject  # labels reads these dataclasses: imported here, not at the top
-
-        return subject(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for `newsletter check --json`)."""

@@ -32,6 +32,7 @@ FRONT_MATTER_KEYS = {  # key -> required
     "preheader": False,
     "source_url": False,
     "email_notice": False,
+    "web_notice": False,
 }
 
 INTRO_HEADINGS = {"소개", "introduction", "intro"}
@@ -309,10 +310,11 @@ class _IssueBuilder:
             problem = link_problem(str(header["source_url"]))
             if problem:
                 self.fail(key_lines["source_url"], f"'source_url:' {problem}")
-        if values.get("email_notice") is not None:
-            notice = self.read_email_notice(values["email_notice"], key_lines.get("email_notice", top))
-            if notice is not None:
-                header["email_notice"] = notice
+        for key in ("email_notice", "web_notice"):
+            if values.get(key) is not None:
+                notice = self.read_notice(key, values[key], key_lines.get(key, top))
+                if notice is not None:
+                    header[key] = notice
         if values.get("date") not in (None, ""):
             header["date"] = self.read_date(values["date"], key_lines.get("date", top))
         return header
@@ -331,17 +333,18 @@ class _IssueBuilder:
                 kept[key] = _LINE_BREAKS.sub("\n", value) if isinstance(value, str) else value
         return kept
 
-    def read_email_notice(self, value: object, line: int) -> Text | None:
-        """The notice as the email edition words it (Markdown, several lines with `|`)."""
+    def read_notice(self, key: str, value: object, line: int) -> Text | None:
+        """The notice as the email (`email_notice`) or the web page (`web_notice`) words it
+        (Markdown, several lines with `|`)."""
         if isinstance(value, (dict, list)) or not str(value).strip():
-            self.fail(line, "'email_notice:' must be text (Markdown; use '|' for several lines)")
+            self.fail(line, f"'{key}:' must be text (Markdown; use '|' for several lines)")
             return None
         text = str(value).strip()
         for node in SyntaxTreeNode(_markdown.parse(text)).walk():
             if node.type == "link":
                 problem = link_problem(str(node.attrs.get("href", "")))
                 if problem:
-                    self.fail(line, f"in 'email_notice:': {problem}")
+                    self.fail(line, f"in '{key}:': {problem}")
                     return None
         return Text(text)
 

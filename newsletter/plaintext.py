@@ -7,22 +7,18 @@ breaking a URL (a URL longer than a line gets a line of its own).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 from . import labels, markup
 from .config import Config
 from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
+from .textwidth import SECOND_COLUMN, widened
 
 WIDTH = 76
 RULE = "=" * WIDTH
 THIN_RULE = "-" * WIDTH
 _LIST_ITEM = re.compile(r"\s*(?:• |\d+\. )")
-
-
-def display_width(text: str) -> int:
-    """Columns a monospace font gives the text: Hangul and other wide characters take two."""
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 def wrap(paragraph: str, indent: str = "", hanging: str | None = None) -> str:
@@ -31,23 +27,29 @@ def wrap(paragraph: str, indent: str = "", hanging: str | None = None) -> str:
     lets a Korean line run to twice the width, so the greedy fill is done here by columns. Words
     are never broken, so a URL longer than a line stands alone on its line."""
     hanging = indent if hanging is None else hanging
-    return "\n".join(_fill(line.split(), indent, hanging) if line.strip() else "" for line in paragraph.split("\n"))
+    lines = (_fill(widened(" ".join(line.split())), indent, hanging) if line.strip() else ""
+             for line in paragraph.split("\n"))
+    return "\n".join(lines).replace(SECOND_COLUMN, "")
 
 
-def _fill(words: list[str], indent: str, hanging: str) -> str:
+def _fill(line: str, indent: str, hanging: str) -> str:
+    """Greedy fill of one line of words (single spaces, widened: a character is a column), a slice
+    per output line rather than a step per word. `indent` and `hanging` are spaces."""
     lines: list[str] = []
-    current, width = indent, display_width(indent)
-    for word in words:
-        word_width = display_width(word)
-        if current.strip() and width + 1 + word_width > WIDTH:
-            lines.append(current)
-            current, width = hanging + word, display_width(hanging) + word_width
-        elif current.strip():
-            current, width = f"{current} {word}", width + 1 + word_width
-        else:
-            current, width = current + word, width + word_width
-    lines.append(current)
-    return "\n".join(lines)
+    prefix, start, end = indent, 0, len(line)
+    while True:
+        room = WIDTH - len(prefix)
+        if end - start <= room:
+            lines.append(prefix + line[start:])
+            return "\n".join(lines)
+        cut = line.rfind(" ", start, start + room + 1)
+        if cut < 0:  # the first word is longer than the line: it stands alone
+            cut = line.find(" ", start)
+            if cut < 0:
+                lines.append(prefix + line[start:])
+                return "\n".join(lines)
+        lines.append(prefix + line[start:cut])
+        prefix, start = hanging, cut + 1
 
 
 def _wrap_block(block: str, indent: str = "") -> str:
@@ -60,7 +62,10 @@ def _wrap_block(block: str, indent: str = "") -> str:
     return "\n".join(lines)
 
 
+@lru_cache(maxsize=1024)
 def _text(text: Text, indent: str = "") -> str:
+    """A passage wrapped, kept like its HTML (`markup.rendered`): a render after an edit wraps
+    only the passages that changed."""
     plain = labels.emojize(markup.to_plain(text))
     return "\n\n".join(_wrap_block(block, indent) for block in plain.split("\n\n"))
 
@@ -82,18 +87,21 @@ def _links(links: Iterable[Link], *, paper: bool = False) -> str:
     return "\n".join(f"- {labels.link_label(link, paper=paper)}:\n  {link.url}" for link in links)
 
 
+@lru_cache(maxsize=256)
 def _paper(number: int, paper: Paper) -> str:
+    """A paper as a pager shows it: the summary, then its links while they are in view, then
+    the abstract, which a reader skimming the week pages past."""
     parts = [wrap(f"{number}. {labels.emojize(paper.title)}", hanging="   ")]
     if paper.title_ko and paper.title_en:
         parts[0] += "\n" + wrap(labels.emojize(paper.title_en), indent="   ")
     if paper.summary:
         parts += ["[논문 소개 · Summary]", *_passages(paper.summary)]
-    if paper.abstract:
-        parts += ["[논문 초록 · Abstract]", *_passages(paper.abstract)]
     if paper.links:
         parts += ["[논문 링크 · Paper]\n" + _links(paper.links, paper=True)]
     if paper.read_more:
         parts += ["[더 읽어보기 · Read more]\n" + _links(paper.read_more)]
+    if paper.abstract:
+        parts += ["[논문 초록 · Abstract]", *_passages(paper.abstract)]
     if paper.tags:
         parts.append(wrap("태그 · Tags: " + " ".join(f"#{tag}" for tag in paper.tags)))
     return "\n\n".join(parts)
@@ -101,7 +109,10 @@ def _paper(number: int, paper: Paper) -> str:
 
 def render_text(issue: Issue, config: Config, *, web_url: str) -> str:
     """The text part. It opens with the issue's name and week, not the preheader: the inbox
-    has just shown that."""
+    has just shown that. It keeps every abstract and English original in place, where the HTML
+    folds them or links to the web page: a reader in a terminal pager (neomutt, mutt) pages with
+    Space and searches with /, while following a link means leaving the pager for a URL picker
+    and a browser. The order is the email's: contents, notice, papers, then the introduction."""
     headline = labels.headline(issue)
     heading = [wrap(part) for part in headline if part]
     if not labels.title_is_the_name(issue, config.name):
@@ -110,16 +121,16 @@ def render_text(issue: Issue, config: Config, *, web_url: str) -> str:
         "\n".join([*heading, labels.dateline(issue)]),
         "웹에서 보기 · View on the web:\n" + web_url,
     ]
-    notice = issue.email_notice or issue.notice
-    if notice:
-        sections.append(_text(notice))
     contents = "\n".join(wrap(f"{number}. {labels.contents_title(paper)}", hanging="   ")
                          for number, paper in enumerate(issue.papers, start=1))
     sections.append("이번 주의 논문 · In this issue\n\n" + contents)
-    if issue.intro:
-        sections += ["소개 · Introduction", *_passages(issue.intro)]
+    notice = issue.email_notice or issue.notice
+    if notice:
+        sections.append(_text(notice))
     for number, paper in enumerate(issue.papers, start=1):
         sections.append(RULE + "\n\n" + _paper(number, paper))
+    if issue.intro:
+        sections.append("\n\n".join([RULE, "소개 · Introduction", *_passages(issue.intro)]))
     sections.append(
         THIN_RULE
         + "\n\n"

@@ -38,7 +38,7 @@ def test_check_json_is_the_parsed_issue():
     assert data["papers"][0]["tags"] == ["mathglm"]
     # No subject in the front matter: the email's Subject is derived from the title, as sent.
     assert data["subject"] is None
-    assert data["email_subject"] == "이번 주의 주요 ML 논문 (Top ML Papers of the Week) · 2023/10/16 ~ 10/22"
+    assert data["email_subject"] == "Llemma, Self-RAG, GenBench 외 7편"
 
 
 def test_parse_error_is_one_line_with_path_and_line(tmp_path):
@@ -87,7 +87,7 @@ def test_control_characters_written_as_yaml_escapes_stop_check_and_build_alike(t
         f"{escaped}:2: 'title:' holds an invisible control character U+0008 (BS), written as a YAML escape; delete it",
         f"{escaped}:4: 'preheader:' holds an invisible control character U+001B (ESC), written as a YAML escape; "
         "delete it",
-        f"{escaped}:8: 'subject:' holds an invisible control character U+007F (DEL), written as a YAML escape; "
+        f"{escaped}:10: 'subject:' holds an invisible control character U+007F (DEL), written as a YAML escape; "
         "delete it",
     ]
     for command in (["check"], ["build", "-o", str(tmp_path / "build")]):

@@ -15,8 +15,12 @@ from newsletter.checks import draft_warnings
 from newsletter.draft import draft_parts
 from newsletter.draft.markers import TO_TRANSLATE, TO_WRITE
 from newsletter.draft.paperlist import ListedArxivId, clean_url, parse_paper_list
+from newsletter.config import load_config
 from newsletter.errors import ListError
+from newsletter.labels import PREHEADER_COLUMNS
 from newsletter.parse import parse_issue
+from newsletter.render import render_issue
+from newsletter.textwidth import display_width
 
 
 def sample_rows() -> list[dict[str, str]]:
@@ -48,7 +52,10 @@ def test_new_from_the_sample_list_gives_ten_papers_with_the_lists_english(config
     assert issue.papers[0].read_more[0].url == "https://x.com/zhangir_azerbay/status/1714098025956864031"
     assert issue.papers[4].links[0].url == "https://www.nature.com/articles/s42256-023-00729-y"
     assert issue.title == "[2023/10/16 ~ 10/22] 이번 주의 주요 ML 논문 (Top ML Papers of the Week)"
-    assert issue.preheader.startswith("Llemma, LLMs for Software Engineering, Self-RAG 등")
+    assert issue.preheader is None  # derived when rendered: three whole titles ran to 230 characters
+    rendered = render_issue(issue, load_config(config))
+    assert display_width(rendered.preheader) <= PREHEADER_COLUMNS
+    assert rendered.subject.startswith("Llemma, ") and "Self-RAG" in rendered.subject + rendered.preheader
     assert issue.notice and issue.intro[0].ko.markdown == TO_WRITE
 
 
@@ -63,7 +70,7 @@ def test_check_reports_the_new_draft_with_a_line_per_part_to_write(config: Path)
     for line in lines:
         number = int(line.split(":")[1])
         assert TO_TRANSLATE in source[number - 1] or TO_WRITE in source[number - 1]
-    assert f"{path}:14: draft: Llemma: title: to translate" in lines[:3]
+    assert f"{path}:13: draft: Llemma: title: to translate" in lines[:3]
     assert "a draft: 30 Korean part(s) to finish" in result.stdout.splitlines()[-1]
     data = __import__("json").loads(cli(config, "check", "--json", path).stdout)
     assert len(data["draft"]) == 30
@@ -87,8 +94,9 @@ def test_a_drafts_contents_tell_the_papers_apart_in_the_email_and_the_text_part(
     contents = text.split("이번 주의 논문 · In this issue\n\n", 1)[1].split("\n\n", 1)[0]
     assert [" ".join(entry.split()) for entry in re.split(r"(?m)^\d+\. ", contents)[1:]] == titles
     html = (tmp_path / "build" / "2023-10-16.html").read_text(encoding="utf-8")
-    toc = html.split('class="toc"', 1)[1].split("</ol>", 1)[0]
-    assert [unescape(entry) for entry in re.findall(r"<a [^>]*>([^<]*)</a>", toc)] == titles
+    toc = html.split('class="toc"', 1)[1].split("</div>", 1)[0]
+    entries = [unescape(re.sub(r"<b>\d+</b>\s*", "", entry)).strip() for entry in re.findall(r"<a [^>]*>(.*?)</a>", toc)]
+    assert len(set(entries)) == len(titles) and all(title.startswith(entry) for entry, title in zip(entries, titles))
     # Each paper's own heading still says what is missing.
     assert len(re.findall(rf"(?m)^\d+\. {re.escape(TO_TRANSLATE)}\n   \S", text)) == len(titles)
     assert len(re.findall(rf"<h2[^>]*>{re.escape(TO_TRANSLATE)}</h2>", html)) == len(titles)
@@ -215,7 +223,7 @@ def test_send_to_the_list_refuses_a_draft_but_a_dry_run_and_allow_draft_go_on(tm
     path = config.parent / "issues" / "2023-10-16.md"
     result = cli(config, "send", "--yes", path)
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {path} is a draft: 30 Korean part(s) not finished (first: line 12")
+    assert result.stderr.startswith(f"error: {path} is a draft: 30 Korean part(s) not finished (first: line 11")
     assert "--allow-draft" in result.stderr
     dry_run = cli(config, "send", "--dry-run", path)
     assert dry_run.exit_code == 0

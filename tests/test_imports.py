@@ -93,3 +93,12 @@ def test_the_send_package_imports_one_way():
 def test_the_web_app_and_its_lambda_adapter_import_one_way():
     """web imports lambda_wsgi (the Lambda translation); lambda_wsgi knows nothing of the app."""
     assert [circle for circle in import_circles() if {"newsletter.web", "newsletter.lambda_wsgi"} <= circle] == []
+
+
+def test_the_model_labels_and_draft_markers_import_one_way():
+    """labels read the draft markers (draft.markers: the draft package, which parses issues, and
+    the parser's Markdown reads labels), and model imported labels back inside a method. The
+    marker texts now sit in a leaf module (placeholders) that both read."""
+    circles = import_circles()
+    rooms = {"newsletter.model", "newsletter.labels", "newsletter.draft.markers", "newsletter.placeholders"}
+    assert [circle for circle in circles if circle & rooms] == []

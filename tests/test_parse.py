@@ -374,7 +374,7 @@ def test_every_error_is_reported_each_with_its_line():
      ("preheder: p", "unknown front matter key 'preheder'; did you mean 'preheader'?"),
      ("source: s", "unknown front matter key 'source'; did you mean 'source_url'?"),
      ("colour: red", "unknown front matter key 'colour'; expected one of title, date, subject, preheader, source_url, "
-                     "email_notice")],
+                     "email_notice, web_notice")],
 )
 def test_a_front_matter_typo_names_the_closest_key_as_config_typos_do(line, hint):
     with pytest.raises(ParseError) as caught:

@@ -68,7 +68,7 @@ def check_delivered(messages: list[email.message.EmailMessage], key: SigningKey)
         assert message["To"].addresses[0].display_name == (SUBSCRIBED[address] or "")
         for header in ("From", "Reply-To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe-Post"):
             assert message[header], header
-        assert message["Subject"] == "이번 주의 주요 ML 논문 (Top ML Papers of the Week) · 2023/10/16 ~ 10/22"
+        assert message["Subject"] == "Llemma, Self-RAG, GenBench 외 7편"
         assert token_owner(message, key) == address
         text, html = (message.get_body((kind,)).get_content() for kind in ("plain", "html"))
         https_url = message["List-Unsubscribe"].split(">")[0].lstrip("<")

@@ -98,8 +98,8 @@ def test_a_part_that_fails_or_times_out_stays_marked_and_the_rest_are_filled(tmp
     assert result.exit_code == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert failed == [
-        f"failed: {path}:102: GenBench: title: the command exited with status 3: model refused: GenBench",
-        f"failed: {path}:188: AutoMix: summary: no answer within 6 s",
+        f"failed: {path}:101: GenBench: title: the command exited with status 3: model refused: GenBench",
+        f"failed: {path}:187: AutoMix: summary: no answer within 6 s",
     ]
     assert f"translated {PARTS - 2} of {PARTS} part(s) in {path}; 2 left marked" in result.stdout
     issue = parse_issue(path)
@@ -124,9 +124,9 @@ def test_a_runaway_answer_is_cut_at_the_cap_and_a_binary_stderr_is_shown_escaped
     assert result.exit_code == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert failed == [
-        f"failed: {path}:102: GenBench: title: the answer passed 4,096 bytes, far more than a translation of this "
+        f"failed: {path}:101: GenBench: title: the answer passed 4,096 bytes, far more than a translation of this "
         "part can be; the command was stopped and its answer not used",
-        f"failed: {path}:188: AutoMix: summary: the command exited with status 3: model said: "
+        f"failed: {path}:187: AutoMix: summary: the command exited with status 3: model said: "
         "\\x1b[31mred\\x1b[0m \\xff\\xfe bye\\x07",
     ]
     assert not any(char in result.stderr for char in "\x1b\x07\r\ufffd")
@@ -160,7 +160,7 @@ def test_dry_run_shows_what_would_be_sent_and_changes_nothing(tmp_path: Path):
     before, stamp = path.read_bytes(), path.stat().st_mtime_ns
     result = cli(config, "translate", "--dry-run", path)
     assert result.exit_code == 0, result.output
-    assert f"{path}:14: Llemma: title (6 characters) -> (no command set)" in result.stdout
+    assert f"{path}:13: Llemma: title (6 characters) -> (no command set)" in result.stdout
     assert "    We present Llemma, a large language model for mathematics." in result.stdout
     assert result.stdout.splitlines()[-1] == f"dry run: {PARTS} part(s) would be translated; nothing written"
     assert (path.read_bytes(), path.stat().st_mtime_ns) == (before, stamp)
@@ -187,7 +187,7 @@ def test_a_part_the_editor_writes_during_the_run_keeps_their_text(tmp_path: Path
     config, path = new_draft(tmp_path, command=command)
     result = cli(config, "translate", path)
     assert result.exit_code == 0, result.output
-    assert f"note: {path}:184: AutoMix: title: written in the file meanwhile" in result.stderr
+    assert f"note: {path}:183: AutoMix: title: written in the file meanwhile" in result.stderr
     assert parse_issue(path).papers[8].title_ko == "오토믹스"
     assert assert_each_part_is_marked_or_filled_once(path, ("오토믹스",)) == PARTS - 1
 

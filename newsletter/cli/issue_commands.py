@@ -19,6 +19,7 @@ SECTION_LABELS = {"summary": "summary", "abstract": "abstract", "links": "paper"
 def check(issue_path: Path, as_json: bool) -> None:
     """Parse ISSUE.md and print a one-screen summary (or the parsed issue as JSON)."""
     from ..checks import draft_warnings, issue_warnings
+    from ..labels import subject
     from ..parse import parse_issue
 
     issue = parse_issue(issue_path)
@@ -26,7 +27,7 @@ def check(issue_path: Path, as_json: bool) -> None:
     unfinished = draft_warnings(issue)
     if as_json:
         data = issue.to_dict()
-        data["email_subject"] = issue.email_subject  # what the send puts in Subject (and versions by)
+        data["email_subject"] = subject(issue)  # what the send puts in Subject (and versions by)
         data["warnings"] = [{"line": w.line, "message": w.message} for w in warnings]
         data["draft"] = [{"line": w.line, "message": w.message} for w in unfinished]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))

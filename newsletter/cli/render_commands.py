@@ -38,10 +38,12 @@ def build(state, issue_path: Path, output_dir: Path, templates_dir: Path | None)
         f"HTML {sizes.html_bytes:,} bytes; {sizes.encoded_html_bytes:,} bytes base64-encoded for sending "
         f"(Gmail clips above {GMAIL_CLIP_BYTES:,}); text part {sizes.text_part_bytes:,} bytes"
     )
-    if sizes.clipped_by_gmail:
+    if sizes.near_gmail_clip:
+        where = ("over Gmail's clipping point" if sizes.clipped_by_gmail
+                 else f"{GMAIL_CLIP_BYTES - sizes.encoded_html_bytes:,} bytes short of Gmail's clipping point")
         click.echo(
-            f"warning: the encoded HTML part is {sizes.encoded_html_bytes:,} bytes, over Gmail's clipping "
-            f"point ({GMAIL_CLIP_BYTES:,}): Gmail readers will see '[Message clipped]'; "
+            f"warning: the encoded HTML part is {sizes.encoded_html_bytes:,} bytes, {where} "
+            f"({GMAIL_CLIP_BYTES:,}, approximate): Gmail readers may see '[Message clipped]'; "
             "shorten the issue or split it",
             err=True,
         )

@@ -31,7 +31,7 @@ def draft_markdown(date: dt.date, papers: list[ListedPaper], settings: DraftSett
     end = week_end(date)
     titles = ", ".join(paper.title for paper in papers[:TITLES_IN_PREHEADER])
     out = ["---", f"title: {_yaml_string(settings.title.format(date=date, end=end))}", f"date: {date.isoformat()}"]
-    if papers:
+    if papers and settings.preheader:
         preheader = settings.preheader.format(date=date, end=end, titles=titles, count=len(papers))
         out.append(f"preheader: {_yaml_string(preheader)}")
     out += ["---", ""]
