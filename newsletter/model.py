@@ -122,6 +122,12 @@ class RenderedIssue:
 # A subscriber's status; only "subscribed" is ever selected for a send.
 SUBSCRIBER_STATUSES = ("subscribed", "unsubscribed", "bounced", "complained")
 
+# Which email a reader gets: `bilingual` (Korean with the English originals, the default), `ko`
+# (the Korean parts; each paper links its English original on the web page) or `en` (the English
+# parts, and the email's own words in English). The web page and the archive stay bilingual.
+EDITIONS = ("bilingual", "ko", "en")
+DEFAULT_EDITION = "bilingual"
+
 
 @dataclass(frozen=True)
 class Subscriber:
@@ -138,6 +144,11 @@ class Subscriber:
     # None for a subscription the editor added. Status changes are ordered by it.
     status_at: dt.datetime | None = None
     resubscribed_at: dt.datetime | None = None  # UTC: the editor's last explicit resubscribe
+    edition: str = DEFAULT_EDITION  # one of EDITIONS
+    # UTC: when the choice that set the edition was made (the reader's on the preferences page or
+    # the subscribe form, or an editor's edit); None while it is the default nobody chose.
+    # Edition changes are ordered by it, apart from status changes (newsletter.events.apply).
+    edition_at: dt.datetime | None = None
 
 
 # A send-ledger row's state. A row is `sending` only while its one network call is in flight, so a
@@ -164,6 +175,9 @@ class Delivery:
     started_at: dt.datetime | None = None  # UTC: when the rate limiter let its last call go
     finished_at: dt.datetime | None = None  # UTC: when the last call's outcome was recorded
     name: str | None = None  # the subscriber's name (for the To: line), when still on the list
+    # The edition the row is sent: the reader's when the row was queued (the send began, or a
+    # resume queued them), kept through any resume, whatever they choose meanwhile.
+    edition: str = DEFAULT_EDITION
 
 
 @dataclass(frozen=True)

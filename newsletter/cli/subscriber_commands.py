@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import StoreError
-from ..model import SUBSCRIBER_STATUSES
+from ..model import EDITIONS, SUBSCRIBER_STATUSES
 from .base import main, pass_state
 from .events_commands import describe_time
 
@@ -63,21 +63,29 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
         click.echo(f"{csv_path} ({report.encoding}, {report.rows} rows): {prefix}{report.summary()}")
         if report.skipped.keys() & {"unsubscribed", "bounced", "complained"}:
             click.echo("(addresses that left are never subscribed again by an import; --resubscribe overrides)")
-        click.echo(f"subscribed now: {store.count_subscribed()}")
+        click.echo(f"subscribed now: {store.count_subscribed()}{by_edition(store.count_by_edition())}")
+
+
+def by_edition(counts: dict[str, int]) -> str:
+    """" (bilingual 4, en 1)": the editions that have anyone, or nothing."""
+    shown = ", ".join(f"{edition} {count}" for edition, count in counts.items() if count)
+    return f" ({shown})" if shown else ""
 
 
 @subscribers.command()
 @click.argument("address")
 @click.option("--name", help="The subscriber's name, for the To: line.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again if the address had left.")
+@click.option("--edition", type=click.Choice(EDITIONS),
+              help="Which email they get (default: bilingual for a new address; an address on the list keeps its own).")
 @pass_state
-def add(state, address: str, name: str | None, resubscribe: bool) -> None:
-    """Add one ADDRESS to the list."""
+def add(state, address: str, name: str | None, resubscribe: bool, edition: str | None) -> None:
+    """Add one ADDRESS to the list (or change its name or edition)."""
     from .. import subscribers as subscriber_list
     from ..store import Store
 
     with Store.open(state.config.database) as store:
-        report = subscriber_list.add(store, address, name, resubscribe=resubscribe)
+        report = subscriber_list.add(store, address, name, resubscribe=resubscribe, edition=edition)
     _print_problems(address, report)
     if report.skipped:
         status = next(iter(report.skipped))
@@ -139,17 +147,22 @@ def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
 @subscribers.command()
 @pass_state
 def stats(state) -> None:
-    """Count the subscribers by status; for those who left, since when (first and latest change)."""
+    """Count the subscribers by status (and the subscribed by edition); for those who left, since
+    when (first and latest change)."""
     from ..events.report import list_history
     from ..store import Store
 
     with Store.open(state.config.database) as store:
         counts = store.count_by_status()
+        editions = store.count_by_edition()
     history = list_history(state.config.database)
     for status, count in counts.items():
         _, first, latest = history.statuses.get(status, (0, None, None))
         since = f"  since {first[:10]} (latest {latest[:10]})" if status != "subscribed" and count else ""
         click.echo(f"{status:<13}{count:>8}{since}")
+        if status == "subscribed":
+            for edition, number in editions.items():
+                click.echo(f"  {edition:<11}{number:>8}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
     if history.last_sync:
         click.echo(f"last sync:   {describe_time(history.last_sync)} (bounces, complaints and unsubscribes applied up to then)")
