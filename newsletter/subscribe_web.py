@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .model import DEFAULT_EDITION
 from .site.pages import INDEX_PAGE, render_site_template, site_url
 from .subscribe import CONFIRM_FIELD, MAX_FORM_BYTES, ConfirmOutcome, FormOutcome, Subscriptions, TokenState
 
@@ -76,7 +77,7 @@ class SubscribePages:
 
     def page(self, page: str, **values: Any) -> bytes:
         context = {**self.context, "page": "form" if page == "invalid_address" else page,
-                   "address": "", "problem": "", **values}
+                   "address": "", "problem": "", "edition": DEFAULT_EDITION, **values}
         return render_site_template("subscribe.html.j2", context).encode("utf-8")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable, kind: str, token: str | None) -> Iterable[bytes]:
@@ -84,7 +85,9 @@ class SubscribePages:
         action = form_action(environ.get("PATH_INFO", ""), kind)
         if kind == "confirm":
             name = self._confirm(environ, method, token)
-            return self.respond(start_response, _STATUS[name], self.page(name, form_action=action), [], method)
+            edition = self.subscriptions.check(token).edition  # what the link subscribes to
+            return self.respond(start_response, _STATUS[name], self.page(name, form_action=action, edition=edition),
+                                [], method)
         if method != "POST":
             return self.respond(start_response, "200 OK", self.page("form", form_action=action), [], method)
         fields = self.read_form(environ, MAX_FORM_BYTES)
@@ -93,7 +96,8 @@ class SubscribePages:
         answer = self.subscriptions.request(fields, environ.get("REMOTE_ADDR", ""))
         name = _FORM_PAGES.get(answer.outcome, "invalid_address")
         extra = [("Retry-After", "3600" if name == "too_many" else "60")] if name in ("too_many", "unavailable") else []
-        body = self.page(name, address=answer.address, problem=answer.problem, form_action=action)
+        body = self.page(name, address=answer.address, problem=answer.problem, edition=answer.edition,
+                         form_action=action)
         return self.respond(start_response, _STATUS[name], body, extra, method)
 
     def _confirm(self, environ: dict[str, Any], method: str, token: str) -> str:

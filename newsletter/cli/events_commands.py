@@ -53,6 +53,9 @@ def describe_sync(summary: SyncSummary, *, err: bool = False) -> None:
     if summary.list_changes:
         click.echo("list: " + ", ".join(f"{n} now {status}" for status, n in sorted(summary.list_changes.items())),
                    err=err)
+    if summary.edition_changes:
+        click.echo("editions: " + ", ".join(f"{n} now {edition}" for edition, n in sorted(summary.edition_changes.items())),
+                   err=err)
     if summary.unmatched:
         click.echo(f"note: {summary.unmatched} report(s) about messages not in the send ledger (test copies or "
                    "other senders) changed only the list", err=True)

@@ -210,6 +210,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
     from ..events import EventQueue
+    from ..preferences import Preferences
     from ..store import Store
     from ..subscribe import subscriptions_for
     from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
@@ -223,11 +224,14 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
     host, port = host or config.serve_host, config.serve_port if port is None else port
     queue = EventQueue.from_config(config) if config.events else None
     app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue,
-                         subscriptions=subscriptions_for(config, key, database=config.database, queue=queue))
+                         subscriptions=subscriptions_for(config, key, database=config.database, queue=queue),
+                         preferences=Preferences(config, key, database=config.database, queue=queue))
     server = create_server(app, host, port, config.serve_trusted_proxy)
     queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
     click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
+    click.echo(f"preferences page on http://{host}:{server.effective_port}/preferences/TOKEN (public: "
+               f"{config.preferences.url})", err=True)
     if config.subscribe:
         click.echo(f"subscribe form on http://{host}:{server.effective_port}/subscribe/ (public: {config.subscribe.url})",
                    err=True)

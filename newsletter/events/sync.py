@@ -73,6 +73,7 @@ class SyncSummary:
     malformed: list[Malformed] = field(default_factory=list)  # left on the queue for the dead-letter queue
     unmatched: int = 0  # SES reports about messages not in the ledger (test copies, other senders)
     list_changes: Counter = field(default_factory=Counter)  # subscribers moved, by their new status
+    edition_changes: Counter = field(default_factory=Counter)  # readers whose edition changed, by the new one
     notes: list[str] = field(default_factory=list)  # why ignored messages were ignored
     not_deleted: int = 0  # applied, but SQS did not delete them (they come back as duplicates)
     in_flight: int = 0  # still hidden by another reader when the wait for them ended
@@ -84,7 +85,8 @@ class SyncSummary:
             "duplicates": self.duplicates, "unmatched": self.unmatched,
             "malformed": [{"sqs_id": m.sqs_id, "receive_count": m.receive_count, "reason": m.reason}
                           for m in self.malformed],
-            "list_changes": dict(sorted(self.list_changes.items())), "not_deleted": self.not_deleted,
+            "list_changes": dict(sorted(self.list_changes.items())),
+            "edition_changes": dict(sorted(self.edition_changes.items())), "not_deleted": self.not_deleted,
             "in_flight": self.in_flight, "waited_seconds": round(self.waited_seconds, 1),
             "notes": self.notes,
         }
@@ -94,6 +96,8 @@ class SyncSummary:
         self.unmatched += not outcome.matched
         for change in outcome.changes:
             self.list_changes[change.after] += 1
+        if outcome.edition:
+            self.edition_changes[outcome.edition] += 1
         if outcome.note:
             self.notes.append(outcome.note)
 
