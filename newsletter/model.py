@@ -102,9 +102,20 @@ class Issue:
         return data
 
 
+# Which email a reader gets: `bilingual` (Korean with the English originals, the default), `ko`
+# (the Korean parts; each paper links its English original on the web page) or `en` (the English
+# parts, and the email's own words in English). The web page and the archive stay bilingual.
+EDITIONS = ("bilingual", "ko", "en")
+DEFAULT_EDITION = "bilingual"
+
+
 # The rendered HTML and text carry this marker where each recipient's own unsubscribe URL goes;
 # compose substitutes it per message, so an issue is rendered once, never per recipient.
 UNSUBSCRIBE_URL_PLACEHOLDER = "https://unsubscribe.invalid/__NEWSLETTER_UNSUBSCRIBE_URL__"
+
+
+# Where each recipient's own preferences link goes (the footer), substituted like the above.
+PREFERENCES_URL_PLACEHOLDER = "https://preferences.invalid/__NEWSLETTER_PREFERENCES_URL__"
 
 
 @dataclass(frozen=True)
@@ -114,19 +125,14 @@ class RenderedIssue:
     preheader: str
     html: str  # the email's HTML, CSS inlined, with UNSUBSCRIBE_URL_PLACEHOLDER in it
     text: str  # the plain-text part, with UNSUBSCRIBE_URL_PLACEHOLDER in it
-    web_html: str  # the standalone archive page
+    web_html: str  # the standalone archive page (bilingual whatever the email's edition)
     mjml: str  # the intermediate MJML, kept for debugging templates
     timings: dict[str, float] = field(default_factory=dict, compare=False)  # seconds per stage
+    edition: str = DEFAULT_EDITION  # which edition of the email `html` and `text` are (one of EDITIONS)
 
 
 # A subscriber's status; only "subscribed" is ever selected for a send.
 SUBSCRIBER_STATUSES = ("subscribed", "unsubscribed", "bounced", "complained")
-
-# Which email a reader gets: `bilingual` (Korean with the English originals, the default), `ko`
-# (the Korean parts; each paper links its English original on the web page) or `en` (the English
-# parts, and the email's own words in English). The web page and the archive stay bilingual.
-EDITIONS = ("bilingual", "ko", "en")
-DEFAULT_EDITION = "bilingual"
 
 
 @dataclass(frozen=True)

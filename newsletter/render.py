@@ -25,7 +25,17 @@ from . import labels, markup
 from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, RenderedIssue, Text, tag_slug
+from .model import (
+    DEFAULT_EDITION,
+    EDITIONS,
+    PREFERENCES_URL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Bilingual,
+    Issue,
+    RenderedIssue,
+    Text,
+    tag_slug,
+)
 from .plaintext import render_text
 
 EMAIL_TEMPLATE = "email.mjml.j2"
@@ -149,9 +159,17 @@ def check_links(issue: Issue) -> None:
                 raise ParseError(issue.path or "<issue>", paper.line, problem)
 
 
-def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> RenderedIssue:
-    """Render `issue` with the bundled templates or those in `templates_dir`. Raises TemplateError
-    for a template that cannot make a valid email, ParseError for a link with a bad scheme."""
+def render_editions(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> dict[str, RenderedIssue]:
+    """Every edition of the email (EDITIONS, in that order), each rendered once: what a send
+    gives its readers, each theirs."""
+    return {edition: render_issue(issue, config, templates_dir, edition=edition) for edition in EDITIONS}
+
+
+def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None, *,
+                 edition: str = DEFAULT_EDITION) -> RenderedIssue:
+    """Render `issue` (the email in `edition`) with the bundled templates or those in
+    `templates_dir`. Raises TemplateError for a template that cannot make a valid email,
+    ParseError for a link with a bad scheme."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
     subject = labels.subject(issue)
@@ -175,6 +193,8 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
                             "tags/"),
         "subscribe_url": config.subscribe_url or config.web_base_url + "#subscribe",
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
+        "preferences_url": PREFERENCES_URL_PLACEHOLDER,
+        "edition": edition,
     }
     timings: dict[str, float] = {}
 
@@ -208,6 +228,7 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
         web_html=web_html,
         mjml=mjml_source,
         timings=timings,
+        edition=edition,
     )
 
 

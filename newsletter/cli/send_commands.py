@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import AwsError, SendError
+from ..model import EDITIONS
 from .base import issue_path_argument, main, pass_state
 from .events_commands import describe_sync, say_waiting
 
@@ -29,7 +30,7 @@ def _describe_plan(plan: SendPlan) -> None:
     from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 
     if plan.test_addresses:
-        who = "test copy to " + ", ".join(plan.test_addresses)
+        who = "test copy to " + ", ".join(plan.test_addresses) + " (" + ", ".join(plan.test_editions) + ")"
     elif plan.list_send:
         who = "subscribed addresses that do not have this issue yet"
     else:
@@ -69,15 +70,16 @@ def _describe_list_send(plan: SendPlan) -> None:
 def _describe_summary(summary: SendSummary) -> None:
     verb = "prepared" if summary.dry_run else "sent"
     click.echo(f"{verb}: {summary.sent} of {summary.recipients}; failed: {len(summary.failures)}")
-    clipped = summary.html_part_bytes > summary.gmail_clip_bytes
+    clipped = [edition for edition, size in summary.html_part_bytes_by_edition.items() if size > summary.gmail_clip_bytes]
     largest = f"up to {_kb(summary.largest_message_bytes)}; " if summary.largest_message_bytes else ""
+    parts = ", ".join(f"{edition} {_kb(size)}" for edition, size in summary.html_part_bytes_by_edition.items())
     click.echo(
-        f"message size: {largest}HTML part as sent {_kb(summary.html_part_bytes)}, "
+        f"message size: {largest}HTML part as sent {parts}, "
         f"{'over' if clipped else 'under'} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
     )
     if clipped:
-        click.echo("warning: Gmail will show this issue as \"[Message clipped]\" and hide the rest, the "
-                   "unsubscribe link included; shorten the issue or split it", err=True)
+        click.echo(f"warning: Gmail will show this issue ({', '.join(clipped)}) as \"[Message clipped]\" and hide "
+                   "the rest, the unsubscribe link included; shorten the issue or split it", err=True)
     if summary.first_addresses:
         click.echo("first recipients: " + ", ".join(summary.first_addresses))
     if summary.dry_run:
@@ -111,6 +113,8 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--dry-run", is_flag=True, help="Do everything but the network call: write samples and a manifest.")
 @click.option("--to", "test_addresses", multiple=True, metavar="ADDRESS",
               help="Send a test copy to ADDRESS (repeatable) instead of the list; nothing is recorded.")
+@click.option("--edition", "test_editions", multiple=True, type=click.Choice(EDITIONS),
+              help="The edition of the test copies (repeatable: one copy of each; default: bilingual).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before a real send.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--resend-unknown", is_flag=True,
@@ -132,7 +136,8 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--processes", type=click.IntRange(1, 64), metavar="N",
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
-def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
+def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], test_editions: tuple[str, ...],
+         yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
          allow_draft: bool, send_changed_version: bool, no_publish_check: bool,
          workers: int | None, processes: int | None) -> None:
@@ -158,7 +163,7 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     elif not as_json and (unfinished := draft_parts(issue.parsed)):
         click.echo(f"note: a draft: {len(unfinished)} Korean part(s) not finished (`newsletter check` lists "
                    "them); a send to the list refuses it until they are", err=True)
-    plan = prepare_send(issue, config, dry_run=dry_run, test_addresses=test_addresses,
+    plan = prepare_send(issue, config, dry_run=dry_run, test_addresses=test_addresses, test_editions=test_editions,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
                         send_changed_version=send_changed_version)
     plan = dataclasses.replace(plan, workers=workers, processes=processes)

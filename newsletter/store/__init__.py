@@ -225,6 +225,11 @@ class Store:
         return ledger.counts(self.connection, issue_id)
 
     @_explained
+    def delivery_counts_by_edition(self, issue_id: str) -> dict[str, dict[str, int]]:
+        """The issue's rows by the edition they are sent, then by state."""
+        return ledger.counts_by_edition(self.connection, issue_id)
+
+    @_explained
     def latest_issue(self) -> str | None:
         return ledger.latest_issue(self.connection)
 
