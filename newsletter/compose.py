@@ -140,14 +140,14 @@ class MessageTemplate:
 
     def message_for(
         self, address: str, *, name: str | None = None, unsubscribe_url: str, unsubscribe_mailto: str,
-        preferences_url: str | None = None,
+        preferences_url: str,
     ) -> OutgoingMessage:
         """The copy for one recipient, with their own unsubscribe URL in the headers and bodies,
-        and their own preferences link in the bodies (None: the templates have none)."""
+        and their own preferences link in the bodies."""
         check_address("recipient address", address)
         url = _check_url("unsubscribe URL", unsubscribe_url, "http")
         mailto = _check_url("unsubscribe mailto", unsubscribe_mailto, "mailto:")
-        preferences = _check_url("preferences URL", preferences_url, "http") if preferences_url else PREFERENCES_URL_PLACEHOLDER
+        preferences = _check_url("preferences URL", preferences_url, "http")
         url_bytes, preferences_bytes = url.encode("ascii"), preferences.encode("ascii")
         html_url = html.escape(url, quote=True).encode("ascii")
         html_preferences = html.escape(preferences, quote=True).encode("ascii")

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from . import labels, markup
 from .config import Config
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
+from .model import PREFERENCES_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
 from .textwidth import SECOND_COLUMN, widened
 
 WIDTH = 76
@@ -137,6 +137,7 @@ def render_text(issue: Issue, config: Config, *, web_url: str) -> str:
         + "\n\n".join([
             wrap("이 메일은 뉴스레터를 구독하신 분께 보내 드립니다. "
                  "You are receiving this because you subscribed to this newsletter."),
+            "받아 볼 메일 설정 · Preferences:\n" + PREFERENCES_URL_PLACEHOLDER,
             "수신 거부 · Unsubscribe:\n" + UNSUBSCRIBE_URL_PLACEHOLDER,
             "구독하기 · Subscribe:\n" + (config.subscribe_url or config.web_base_url + "#subscribe"),
             "지난 호 · Archive:\n" + config.web_base_url,

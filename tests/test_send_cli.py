@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import write_config
 from newsletter.cli import main
 from newsletter.config import load_config
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Subscriber
+from newsletter.model import PREFERENCES_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Subscriber
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
 from newsletter.store import Store, utc_now
@@ -129,8 +129,11 @@ def test_dry_run_opens_no_socket_and_its_samples_decode_to_the_rendered_issue(tm
         address = message["To"].addresses[0].addr_spec
         https_url, _ = links.for_address(address)
         assert "/unsubscribe/dev-" in https_url  # a dry run's links are marked as such
-        assert message.get_body(("html",)).get_content() == rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, https_url)
-        assert message.get_body(("plain",)).get_content() == rendered.text.replace(UNSUBSCRIBE_URL_PLACEHOLDER, https_url)
+        preferences_url = re.search(r"https://newsletter\.example\.com/preferences/dev-[\w-]+",
+                                    message.get_body(("plain",)).get_content()).group(0)
+        for kind, part in (("html", rendered.html), ("plain", rendered.text)):
+            assert message.get_body((kind,)).get_content() == part.replace(UNSUBSCRIBE_URL_PLACEHOLDER, https_url).replace(
+                PREFERENCES_URL_PLACEHOLDER, preferences_url)
 
     with (tmp_path / "outbox" / "manifest.csv").open(encoding="utf-8") as manifest:
         rows = list(csv.DictReader(manifest))
