@@ -8,6 +8,8 @@ stays in `<head>` untouched: inlined, a :checked rule would fold or unfold for g
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import jinja2
 import mjml
 from markupsafe import Markup, escape
 
-from . import labels, markup
+from . import editions, labels, markup
 from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
@@ -160,41 +162,51 @@ def check_links(issue: Issue) -> None:
 
 
 def render_editions(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> dict[str, RenderedIssue]:
-    """Every edition of the email (EDITIONS, in that order), each rendered once: what a send
-    gives its readers, each theirs."""
-    return {edition: render_issue(issue, config, templates_dir, edition=edition) for edition in EDITIONS}
+    """Every edition of the email (EDITIONS, in that order), each rendered once, and the web page
+    once (it stays bilingual): what a send gives its readers, each theirs."""
+    check_links(issue)
+    env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
+    bilingual = _render(issue, config, env, DEFAULT_EDITION, with_web_page=True)
+    return {DEFAULT_EDITION: bilingual, **{
+        edition: dataclasses.replace(_render(issue, config, env, edition, with_web_page=False),
+                                     web_html=bilingual.web_html)
+        for edition in EDITIONS if edition != DEFAULT_EDITION}}
 
 
 def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None, *,
                  edition: str = DEFAULT_EDITION) -> RenderedIssue:
-    """Render `issue` (the email in `edition`) with the bundled templates or those in
-    `templates_dir`. Raises TemplateError for a template that cannot make a valid email,
-    ParseError for a link with a bad scheme."""
+    """Render `issue` (the email in `edition`, and the bilingual web page) with the bundled
+    templates or those in `templates_dir`. Raises TemplateError for a template that cannot make a
+    valid email, ParseError for a link with a bad scheme."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
-    subject = labels.subject(issue)
-    headline = labels.headline(issue)
+    return _render(issue, config, env, edition, with_web_page=True)
+
+
+def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str, *, with_web_page: bool) -> RenderedIssue:
+    """The email in `edition` (its view of the issue: `newsletter.editions`), its text part, and
+    with `with_web_page` the web page, which is always the bilingual issue's."""
+    shown, words_config = editions.view(issue, edition), editions.config_for(config, edition)
+    subject = labels.subject(shown, edition)
+    preheader = labels.preheader(shown, edition)
     context = {
-        "issue": issue,
-        "config": config,
+        "issue": shown,
+        "config": words_config,
+        "edition": edition,
+        "both": functools.partial(both, edition=edition),
+        "english_originals": editions.english_originals(issue) if edition == "ko" else frozenset(),
         "subject": subject,
-        "preheader": labels.preheader(issue),
-        "preheader_padding": preheader_padding(labels.preheader(issue)),
-        "headline": headline,
-        "dateline": labels.dateline(issue),
-        "show_brand": not labels.title_is_the_name(issue, config.name),
-        "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
-        "notice": issue.email_notice or issue.notice,
-        "web_notice": issue.web_notice,
+        "preheader": preheader,
+        "preheader_padding": preheader_padding(preheader),
+        "headline": labels.headline(shown),
+        "dateline": labels.dateline(shown),
+        "show_brand": not labels.title_is_the_name(shown, words_config.name),
+        "notice": shown.email_notice or shown.notice,
         "web_url": web_url(issue, config),
         "archive_url": config.web_base_url,
-        # Only the web page reads it (it imports _issue.j2 with context): each tag links to its page.
-        "tags_url": urljoin(config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/",
-                            "tags/"),
         "subscribe_url": config.subscribe_url or config.web_base_url + "#subscribe",
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
         "preferences_url": PREFERENCES_URL_PLACEHOLDER,
-        "edition": edition,
     }
     timings: dict[str, float] = {}
 
@@ -209,20 +221,23 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
     started = time.perf_counter()
     html = inline_css(compiled, _template_source(env, INLINE_CSS))
     timings["inline"] = time.perf_counter() - started
-    check_complete(issue, html, EMAIL_TEMPLATE)
+    check_complete(shown, html, EMAIL_TEMPLATE)
+
+    web_html = ""
+    if with_web_page:
+        started = time.perf_counter()
+        web_html = _render_template(env, WEB_TEMPLATE, _web_context(issue, config, context))
+        timings["web"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    web_html = _render_template(env, WEB_TEMPLATE, context)
-    timings["web"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    text = render_text(issue, config, web_url=context["web_url"])
+    text = render_text(shown, words_config, web_url=context["web_url"], edition=edition,
+                       english_originals=context["english_originals"])
     timings["text"] = time.perf_counter() - started
 
     return RenderedIssue(
         issue_id=issue.issue_id,
         subject=subject,
-        preheader=context["preheader"],
+        preheader=preheader,
         html=html,
         text=text,
         web_html=web_html,
@@ -230,6 +245,28 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
         timings=timings,
         edition=edition,
     )
+
+
+def _web_context(issue: Issue, config: Config, email_context: dict) -> dict:
+    """The web page's: the issue as written, whichever edition the email beside it is."""
+    headline = labels.headline(issue)
+    return {
+        **email_context,
+        "issue": issue,
+        "config": config,
+        "edition": DEFAULT_EDITION,
+        "both": both,
+        "english_originals": frozenset(),
+        "preheader": labels.preheader(issue),
+        "headline": headline,
+        "dateline": labels.dateline(issue),
+        "show_brand": not labels.title_is_the_name(issue, config.name),
+        "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
+        "web_notice": issue.web_notice,
+        # Each tag links to its page (the email keeps tags as text).
+        "tags_url": urljoin(config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/",
+                            "tags/"),
+    }
 
 
 @lru_cache(maxsize=8)
@@ -253,6 +290,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["short_title"] = labels.short_title
     env.filters["paper_name"] = labels.paper_name
     env.filters["has_hangul"] = labels.has_hangul
+    env.filters["say"] = labels.say
     env.filters["compact_css"] = compact_css
     env.filters["tag_slug"] = tag_slug
     env.globals["both"] = both
@@ -266,8 +304,11 @@ def originals(passages: tuple[Bilingual, ...]) -> list[Text]:
 
 
 @lru_cache(maxsize=256)
-def both(korean: str, english: str) -> Markup:
-    """A label in the two languages, "지난 호 · Archive", the English marked as English."""
+def both(korean: str, english: str, edition: str = DEFAULT_EDITION) -> Markup:
+    """A label in the two languages, "지난 호 · Archive", the English marked as English; in an
+    edition of one language, in that one (the en edition's page is English already)."""
+    if edition != DEFAULT_EDITION:
+        return Markup(escape(labels.say(korean, english, edition)))
     return Markup(f'{escape(korean)} · <span lang="en">{escape(english)}</span>')
 
 
