@@ -72,14 +72,16 @@ def _title(issue: Issue, edition: str) -> str:
     return f"[{prefix}] {heading}" if prefix else heading
 
 
-@lru_cache(maxsize=32)
 def view(issue: Issue, edition: str) -> Issue:
     """`issue` with only what `edition` shows (the module's table); the bilingual edition is the
     issue itself."""
     if edition not in EDITIONS:
         raise ValueError(f"unknown edition {edition!r}; expected one of {', '.join(EDITIONS)}")
-    if edition == DEFAULT_EDITION:
-        return issue
+    return issue if edition == DEFAULT_EDITION else _one_language(issue, edition)
+
+
+@lru_cache(maxsize=32)  # a send, the preview and the benches render the same issue again
+def _one_language(issue: Issue, edition: str) -> Issue:
     changes = {
         "title": _title(issue, edition),
         "papers": tuple(_paper(paper, edition) for paper in issue.papers),

@@ -223,7 +223,7 @@ def subject(issue: Issue, edition: str = DEFAULT_EDITION) -> str:
     if not issue.papers:
         prefix, rest = split_title(emojize(issue.title))
         return f"{rest} · {prefix}" if prefix else rest
-    named = [name for name in map(paper_name, issue.papers) if name]
+    named = _names(issue, edition)
     chosen = _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ", edition)
     if not chosen:  # no paper has a short name: the first one's title, cut to fit
         room = SUBJECT_COLUMNS - display_width(_more(len(issue.papers) - 1, edition))
@@ -241,16 +241,25 @@ def preheader(issue: Issue, edition: str = DEFAULT_EDITION) -> str:
     if not rest:
         return _cut(f"{' · '.join(part for part in headline(issue) if part)} · {dateline(issue)}", PREHEADER_COLUMNS)
     ordered = sorted(rest, key=lambda paper: paper_name(paper) is None)  # stable: names first
-    titles = [short_title(paper) for paper in ordered]
-    chosen = _fit(titles, len(titles), PREHEADER_COLUMNS, " · ", edition)
-    return " · ".join(chosen) + _more(len(titles) - len(chosen), edition)
+    titles = [title for title in map(short_title, ordered) if _in_edition(title, edition)]
+    chosen = _fit(titles, len(rest), PREHEADER_COLUMNS, " · ", edition)
+    return " · ".join(chosen) + _more(len(rest) - len(chosen), edition)
 
 
 def _subject_names(issue: Issue, edition: str) -> list[str]:
     if issue.subject:
         return []
-    named = [name for name in map(paper_name, issue.papers) if name]
-    return _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ", edition)
+    return _fit(_names(issue, edition), len(issue.papers), SUBJECT_COLUMNS, ", ", edition)
+
+
+def _names(issue: Issue, edition: str) -> list[str]:
+    """The papers' names the subject may use: in the en edition, none written in Hangul (a paper
+    with only a Korean title counts among the "N more")."""
+    return [name for name in map(paper_name, issue.papers) if name and _in_edition(name, edition)]
+
+
+def _in_edition(words: str, edition: str) -> bool:
+    return edition != "en" or not has_hangul(words)
 
 
 def _more(count: int, edition: str = DEFAULT_EDITION) -> str:

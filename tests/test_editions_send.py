@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter import completeness, markup
 from newsletter.config import load_config
+from newsletter.parse import parse_issue
 from newsletter.events import EditionChanged
 from newsletter.events.apply import apply_locally
 from newsletter.config import EventSettings
@@ -78,6 +80,36 @@ def test_a_dry_run_gives_three_readers_three_editions_and_the_manifest_names_eac
     assert {row["recipient"]: row["edition"] for row in rows} == THREE
     samples = {row["recipient"]: parsed((tmp_path / "outbox" / row["sample"]).read_bytes()) for row in rows}
     assert {address: edition_of(message, DEVELOPMENT_KEY) for address, message in samples.items()} == THREE
+    parts = {THREE[address]: {kind: message.get_body((kind,)).get_content() for kind in ("plain", "html")}
+             for address, message in samples.items()}
+    reading = {edition: {"text": " ".join(part["plain"].split()), "html": " ".join(completeness.reading(part["html"]).split())}
+               for edition, part in parts.items()}
+    issue = parse_issue(ISSUE)
+    passages = [passage for paper in issue.papers for passage in paper.summary + paper.abstract]
+    originals = [first_words(passage.en) for passage in passages]
+    koreans = [first_words(passage.ko) for passage in passages]
+    for kind in ("text", "html"):
+        # No English original in ko, every one in bilingual, and in en; the Korean in ko and bilingual only.
+        assert [text for text in originals if text in reading["ko"][kind]] == [], kind
+        assert [text for text in originals if text not in reading["bilingual"][kind]] == [], kind
+        assert [text for text in originals if text not in reading["en"][kind]] == [], kind
+        assert [text for text in koreans if text not in reading["ko"][kind] or text not in reading["bilingual"][kind]] == []
+        assert [text for text in koreans if text in reading["en"][kind]] == [], kind
+        assert hangul_share(reading["en"][kind]) < 0.02, kind
+    assert hangul_share(reading["ko"]["text"]) > 0.3 and hangul_share(reading["bilingual"]["text"]) > 0.1
+    subjects = {THREE[address]: message["Subject"] for address, message in samples.items()}
+    assert subjects == {"bilingual": "Llemma, Self-RAG, GenBench 외 7편", "ko": "Llemma, Self-RAG, GenBench 외 7편",
+                        "en": "Llemma, Self-RAG, GenBench and 7 more"}
+
+
+def first_words(text) -> str:
+    return " ".join(markup.to_plain(text).split())[:50]
+
+
+def hangul_share(text: str) -> float:
+    """Hangul syllables among the characters that are not spaces."""
+    letters = "".join(text.split())
+    return len(re.findall("[가-힣]", letters)) / len(letters)
 
 
 def test_the_dry_run_keeps_a_sample_of_every_edition_beyond_the_first_three(tmp_path, no_network):
