@@ -116,15 +116,19 @@ def measure(rendered: RenderedIssue) -> RenderSizes:
 
 
 def write_outputs(rendered: RenderedIssue, output_dir: str | Path) -> list[Path]:
-    """`newsletter build`'s files: <date>.html, .txt, .mjml and .web.html in `output_dir`."""
+    """`newsletter build`'s files: <date>.html, .txt, .mjml and .web.html in `output_dir`; for an
+    edition other than the bilingual, <date>.EDITION.html, .txt and .mjml (the web page is the
+    bilingual's)."""
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    edition = "" if rendered.edition == DEFAULT_EDITION else f".{rendered.edition}"
     contents = {
-        ".html": rendered.html,
-        ".txt": rendered.text,
-        ".mjml": rendered.mjml,
-        ".web.html": rendered.web_html,
+        f"{edition}.html": rendered.html,
+        f"{edition}.txt": rendered.text,
+        f"{edition}.mjml": rendered.mjml,
     }
+    if not edition:
+        contents[".web.html"] = rendered.web_html
     written = []
     for suffix, content in contents.items():
         path = folder / f"{rendered.issue_id}{suffix}"

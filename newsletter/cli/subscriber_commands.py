@@ -113,12 +113,12 @@ def remove(state, address: str) -> None:
 @status_option
 @pass_state
 def list_(state, statuses: tuple[str, ...]) -> None:
-    """Print the subscribers, one per line: address, status, name (tab-separated)."""
+    """Print the subscribers, one per line: address, status, edition, name (tab-separated)."""
     from ..store import Store
 
     with Store.open(state.config.database) as store:
         for subscriber in store.subscribers(statuses or SUBSCRIBER_STATUSES):
-            click.echo(f"{subscriber.address}\t{subscriber.status}\t{subscriber.name or ''}")
+            click.echo(f"{subscriber.address}\t{subscriber.status}\t{subscriber.edition}\t{subscriber.name or ''}")
 
 
 @subscribers.command()
