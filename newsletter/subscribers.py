@@ -15,6 +15,7 @@ import codecs
 import csv
 import datetime as dt
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +39,8 @@ EXPORT_COLUMNS = ("email", "name", "status", "source", "joined_at", "changed_at"
 # An edition cell as editors may write it (compared without case or spaces); empty: bilingual.
 EDITION_SPELLINGS = {
     **{edition: edition for edition in EDITIONS},
-    "korean": "ko", "한국어": "ko", "한글": "ko",
-    "english": "en", "영어": "en",
+    "korean": "ko", "koreanonly": "ko", "한국어": "ko", "한국어만": "ko", "한글": "ko",
+    "english": "en", "englishonly": "en", "영어": "en", "영어만": "en",
     "both": "bilingual", "한영": "bilingual", "영한": "bilingual",
 }
 
@@ -229,7 +230,8 @@ def clean_name(value: str) -> tuple[str | None, bool]:
 
 def read_edition(value: str) -> str:
     """An edition as written in a file or typed (empty: bilingual); ValueError for anything else."""
-    edition = EDITION_SPELLINGS.get(_header_token(value)) if value.strip() else DEFAULT_EDITION
+    # NFKC: the full-width letters of a Korean keyboard's full-width mode ("ＫＯ") are letters too.
+    edition = EDITION_SPELLINGS.get(_header_token(unicodedata.normalize("NFKC", value))) if value.strip() else DEFAULT_EDITION
     if edition is None:
         raise ValueError(f"unknown edition {value!r}; expected one of {', '.join(EDITIONS)} (empty: {DEFAULT_EDITION})")
     return edition

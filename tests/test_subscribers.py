@@ -566,7 +566,7 @@ def test_an_edition_column_sets_each_readers_edition_and_an_odd_value_is_a_bad_r
                  "b@example.com,,  EN \n"  # 3 case and spaces as a spreadsheet leaves them
                  "c@example.com,,\n"  # 4 empty: bilingual
                  "d@example.com,,English\n"  # 5
-                 "e@example.com,,한국어\n"  # 6
+                 "e@example.com,,ＫＯ\n"  # 6 full-width, as a Korean keyboard's full-width mode types it
                  "f@example.com,,fr\n"  # 7 bad
                  "g@example.com,,=en\n"  # 8 bad: a formula-looking cell is not an edition
                  "h@example.com,,ko en\n"  # 9 bad: two at once
