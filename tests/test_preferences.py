@@ -310,3 +310,30 @@ def test_an_edition_change_and_an_unsubscribe_in_either_queue_order_both_hold(tm
     assert summary["applied"] == {"edition_changed": 3, "unsubscribe": 2}
     assert sorted(query(config_path, "SELECT address, status, edition FROM subscriber")) == [
         ("first@example.com", "unsubscribed", "en"), ("second@example.com", "unsubscribed", "en")]
+
+
+def test_the_lambda_handler_serves_the_page_and_queues_the_choice(tmp_path, moto_events, monkeypatch) -> None:
+    import copy
+
+    from events_fixtures import example
+    from newsletter import web
+
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config_path = events_config(tmp_path)
+    assert cli(config_path, "setup", "aws").exit_code == 0
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(config_path))
+    token = link_token(config_path, "r@example.com", "en")
+    event = copy.deepcopy(example("lambda-function-url-request.json"))
+    event.update(rawPath=f"/preferences/{token}", rawQueryString="", body=None)
+    event["requestContext"]["http"]["method"] = "GET"
+    event["headers"] = {"host": "abc.lambda-url.us-east-1.on.aws"}
+    shown = web.lambda_handler(event, None)
+    assert shown["statusCode"] == 200 and chosen(shown["body"]) == "en"  # the edition the email was sent in
+    posted = {**event, "body": "edition=ko", "headers": {**event["headers"],
+                                                        "content-type": "application/x-www-form-urlencoded"}}
+    posted["requestContext"] = {**event["requestContext"], "http": {**event["requestContext"]["http"], "method": "POST"}}
+    assert web.lambda_handler(posted, None)["statusCode"] == 200
+    assert web.lambda_handler({**posted, "rawPath": f"/preferences/{token[:-2]}xx"}, None)["statusCode"] == 400
+    bodies = [json.loads(m["Body"]) for m in moto_events.client("sqs").receive_message(
+        QueueUrl=queue_url(moto_events), MaxNumberOfMessages=10)["Messages"]]
+    assert [(b["type"], b["address"], b["edition"]) for b in bodies] == [("edition_changed", "r@example.com", "ko")]
