@@ -139,6 +139,38 @@ def test_without_javascript_a_reader_subscribes_and_confirms_in_the_browser(brow
         assert (store.get("reader@example.com").status, store.get("reader@example.com").edition) == ("subscribed", "ko")
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_preferences_page_reads_well_and_a_reader_changes_edition_in_the_browser(browser, web_app, scheme):
+    import datetime as dt
+
+    from newsletter.model import Subscriber
+    from newsletter.preferences import PreferenceLinks
+    from test_subscribe import KEY
+
+    with Store.open(web_app.config.database) as store:
+        now = dt.datetime.now(dt.UTC)
+        store.insert([Subscriber("reader@example.com", None, "subscribed", "test", now, now, edition="ko")])
+    link = PreferenceLinks(web_app.config, KEY, dt.datetime.now(dt.UTC)).for_address("reader@example.com", "ko")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 320, "height": 800},
+                                  color_scheme=scheme)
+    page = context.new_page()
+    page.goto(web_app.base + "/preferences/" + link.rpartition("/")[2])
+    assert horizontal_overflow(page) <= 0
+    texts = page.evaluate(TEXT_COLOURS)
+    assert len(texts) > 8 and [(what, colour, back, round(contrast(colour, back), 2)) for what, colour, back in texts
+                               if contrast(colour, back) < 4.5] == []
+    assert page.evaluate(MID_WORD_BREAKS)[0] == 0
+    heights = page.evaluate("() => [...document.querySelectorAll('label.choice, button')].map(e => e.getBoundingClientRect().height)")
+    assert len(heights) == 5 and min(heights) >= 44  # three choices, save, unsubscribe: thumb-sized
+    assert page.is_checked("input[value=ko]")
+    page.click("text=영어만")
+    page.click("button:has-text('저장')")
+    assert "저장되었습니다" in page.locator("h1").inner_text()
+    context.close()
+    with Store.open(web_app.config.database) as store:
+        assert store.get("reader@example.com").edition == "en"
+
+
 # --- search, tag pages and the feed over a static file server --------------------------------------
 
 

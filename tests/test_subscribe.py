@@ -24,6 +24,7 @@ from conftest import write_config
 from events_fixtures import SECRET, cli, cli_json, events_config, queue_depth, queue_url, statuses
 from newsletter.config import load_config
 from newsletter.events import EventQueue, SubscribeConfirmed, put_event
+from newsletter.preferences import Preferences
 from newsletter.store import Store
 from newsletter.subscribe import ConfirmationTokens, Subscriptions, TokenState, subscriptions_for
 from newsletter.subscribe_web import form_action, route
@@ -61,7 +62,8 @@ class WebApp:
         if clock is not None:
             self.subscriptions.clock = clock
         app = UnsubscribeApp(database, TokenSigner(config.list_id, KEY), config.name, queue=queue,
-                             subscriptions=self.subscriptions)
+                             subscriptions=self.subscriptions,
+                             preferences=Preferences(config, KEY, database=database, queue=queue))
         self.server = serve_in_thread(app, port=port, trusted_proxy=trusted_proxy)
         self.base = f"http://127.0.0.1:{self.server.effective_port}"
 
