@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .backup_commands import replicated, wait_for_backup
 from .base import main, pass_state
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def say_waiting(messages: int, seconds: int) -> None:
 @main.command("sync")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
+@replicated()
 def sync_command(state, as_json: bool) -> None:
     """Apply every queued bounce, complaint, unsubscribe and delivery report to the list.
 
@@ -81,6 +83,7 @@ def sync_command(state, as_json: bool) -> None:
     from ..events.sync import sync
 
     summary = sync(state.config, on_wait=say_waiting)
+    wait_for_backup()
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

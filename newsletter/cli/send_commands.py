@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import AwsError, SendError
+from .backup_commands import replicated, wait_for_backup
 from .base import issue_path_argument, main, pass_state
 from .events_commands import describe_sync, say_waiting
 
@@ -132,6 +133,7 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--processes", type=click.IntRange(1, 64), metavar="N",
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
+@replicated(when=lambda dry_run, test_addresses, **_: not dry_run and not test_addresses)
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
          allow_draft: bool, send_changed_version: bool, no_publish_check: bool,
@@ -174,6 +176,7 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
             bar = stack.enter_context(click.progressbar(length=plan.recipient_count, label="preparing" if plan.dry_run else "sending"))
             on_result = lambda _address, _failure: bar.update(1)  # noqa: E731
         summary = send_issue(plan, on_result=on_result)
+    wait_for_backup()  # with [backup], nothing is reported sent before S3 holds it
 
     if as_json:
         click.echo(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))

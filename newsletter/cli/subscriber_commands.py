@@ -10,6 +10,7 @@ import click
 
 from ..errors import StoreError
 from ..model import SUBSCRIBER_STATUSES
+from .backup_commands import describe_backup, replicated, wait_for_backup
 from .base import main, pass_state
 from .events_commands import describe_time
 
@@ -42,6 +43,7 @@ def subscribers() -> None:
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are bad.")
 @click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
 @pass_state
+@replicated(when=lambda dry_run, **_: not dry_run)
 def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_run: bool) -> None:
     """Import FILE.csv (UTF-8 or CP949; columns found by header: email/이메일, name/이름).
 
@@ -58,6 +60,7 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
         except subscriber_list.ImportRejected as error:
             _print_problems(str(csv_path), error.report)
             raise
+        wait_for_backup()
         _print_problems(str(csv_path), report)
         prefix = "dry run, nothing changed: " if dry_run else ""
         click.echo(f"{csv_path} ({report.encoding}, {report.rows} rows): {prefix}{report.summary()}")
@@ -71,6 +74,7 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
 @click.option("--name", help="The subscriber's name, for the To: line.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again if the address had left.")
 @pass_state
+@replicated()
 def add(state, address: str, name: str | None, resubscribe: bool) -> None:
     """Add one ADDRESS to the list."""
     from .. import subscribers as subscriber_list
@@ -78,6 +82,7 @@ def add(state, address: str, name: str | None, resubscribe: bool) -> None:
 
     with Store.open(state.config.database) as store:
         report = subscriber_list.add(store, address, name, resubscribe=resubscribe)
+    wait_for_backup()
     _print_problems(address, report)
     if report.skipped:
         status = next(iter(report.skipped))
@@ -88,6 +93,7 @@ def add(state, address: str, name: str | None, resubscribe: bool) -> None:
 @subscribers.command()
 @click.argument("address")
 @pass_state
+@replicated()
 def remove(state, address: str) -> None:
     """Delete ADDRESS and everything kept about it.
 
@@ -98,6 +104,7 @@ def remove(state, address: str) -> None:
     with Store.open(state.config.database) as store:
         if not store.delete(address):
             raise StoreError(f"{address} is not on the list")
+    wait_for_backup()
     click.echo(f"removed {address}")
 
 
@@ -153,12 +160,15 @@ def stats(state) -> None:
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
     if history.last_sync:
         click.echo(f"last sync:   {describe_time(history.last_sync)} (bounces, complaints and unsubscribes applied up to then)")
+    if backup := describe_backup(state.config):
+        click.echo(f"backup:      {backup}")
 
 
 @main.command()
 @click.argument("address_or_token", metavar="EMAIL|TOKEN")
 @click.option("--reason", default="by hand (newsletter unsubscribe)", show_default=True)
 @pass_state
+@replicated()
 def unsubscribe(state, address_or_token: str, reason: str) -> None:
     """Unsubscribe EMAIL by hand (or the TOKEN from an unsubscribe mail's subject or link).
 
@@ -178,6 +188,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
             raise StoreError("not a valid unsubscribe token for this list and key")
     with Store.open(state.config.database) as store:
         done = subscriber_list.unsubscribe(store, address, reason)
+    wait_for_backup()
     if done.previous == "unsubscribed":
         click.echo(f"{done.address} was already unsubscribed")
     elif done.previous is None and done.undeliverable:
