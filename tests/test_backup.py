@@ -353,7 +353,7 @@ def test_a_lease_deleted_by_hand_mid_send_stops_the_send_cleanly(tmp_path, bucke
     finally:
         child.kill()
     assert child.returncode == 1, output
-    assert "stopping: lost the lease to write the list (deleted): another machine may be writing it" in output
+    assert "stopping: lost the lease to write the list (deleted): another machine may be writing it; this command stopped" in output
     states = Counter(state for (state,) in database_rows(config_path, "SELECT state FROM delivery"))
     assert states["sending"] == 0 and 0 < states["sent"] < 60  # stopped as on Ctrl-C, mid-list
 
@@ -374,7 +374,7 @@ def test_a_send_whose_changes_cannot_reach_s3_stops_and_a_rerun_finishes_with_no
         proxy.cut()
         cut_at = time.monotonic()
         output, _ = child.communicate(timeout=90)
-        print(f"stopped {time.monotonic() - cut_at:.1f} s after the cut; load {os.getloadavg()[0]:.2f}")
+        print(f"stopped {time.monotonic() - cut_at:.1f} s after the cut; load {os.getloadavg()[0]:.2f}\n{output}")
         assert child.returncode == 1, output
         assert "stopping: changes made here have not reached" in output
         states = Counter(state for (state,) in database_rows(config_path, "SELECT state FROM delivery"))

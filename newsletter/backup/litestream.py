@@ -142,10 +142,10 @@ class Replicator:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self._answers():
             if self.process.poll() is not None:
-                raise BackupError(f"litestream stopped at start: {self.last_problem()}")
+                raise BackupError(f"litestream stopped at start{self.why()}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise BackupError(f"litestream did not start within {START_TIMEOUT_SECONDS:g} s: {self.last_problem()}")
+                raise BackupError(f"litestream did not start within {START_TIMEOUT_SECONDS:g} s{self.why()}")
             time.sleep(0.05)
 
     @property
@@ -184,13 +184,18 @@ class Replicator:
             self.process.wait()
 
     def last_problem(self) -> str:
-        """The last error Litestream logged, on one line (or its last line)."""
+        """The last warning or error Litestream logged, on one line ("" if none)."""
         try:
             lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
-            return "no log"
-        problems = [line for line in lines if "level=ERROR" in line or "level=WARN" in line] or lines
-        return " ".join(problems[-1].split()) if problems else "no output"
+            return ""
+        problems = [line for line in lines if "level=ERROR" in line or "level=WARN" in line]
+        return " ".join(problems[-1].split()) if problems else ""
+
+    def why(self) -> str:
+        """` (Litestream's last complaint)`, or nothing: to end a message with."""
+        problem = self.last_problem()
+        return f" ({problem})" if problem else ""
 
     def cleanup(self) -> None:
         self.kill()

@@ -123,16 +123,16 @@ class Replication:
             self.lease.renew()
         except LeaseLost as error:
             self.lease_lost = True
-            self._stop(f"{error}; stopped writing", kill_replicator=True)
+            self._stop(f"{error}; this command stopped", kill_replicator=True)
         except BackupError as error:
             if self.lease.must_stop():
                 self.lease_lost = True
                 self._stop(f"could not renew the lease for {self.lease.fence_after:.0f} s ({error}); another machine "
-                           "may take it soon, so this one stopped writing", kill_replicator=True)
+                           "may take it soon, so this command stopped", kill_replicator=True)
 
     def _measure_lag(self, pending: deque[tuple[int, float]], now: float) -> None:
         if not self.replicator.alive():
-            self._stop(f"litestream stopped: {self.replicator.last_problem()}")
+            self._stop(f"litestream stopped{self.replicator.why()}")
             return
         try:
             position = self.replicator.sync(wait=False, timeout=self.settings.max_lag_seconds)
@@ -143,8 +143,8 @@ class Replication:
         while pending and pending[0][0] <= position.replicated_txid:
             pending.popleft()
         if pending and now - pending[0][1] > self.settings.max_lag_seconds:
-            self._stop(f"changes made here have not reached {self.replica.url} for {now - pending[0][1]:.0f} s "
-                       f"({self.replicator.last_problem()}); stopped writing")
+            self._stop(f"changes made here have not reached {self.replica.url} for {now - pending[0][1]:.0f} s"
+                       f"{self.replicator.why()}, so this command stopped")
 
     def _stop(self, message: str, *, kill_replicator: bool = False) -> None:
         with self._lock:
@@ -194,8 +194,8 @@ class Replication:
                     time.sleep(0.05)
                     continue
                 raise BackupError(f"the changes made here could not be uploaded to {self.replica.url} within "
-                                  f"{timeout:g} s ({error}; {self.replicator.last_problem()}); they are kept here "
-                                  "and the next command that writes uploads them") from None
+                                  f"{timeout:g} s ({error}){self.replicator.why()}; they are kept here, and the next "
+                                  "command that writes the list uploads them") from None
 
     def _confirm(self) -> CatchUp:
         local = newest_local_head(self.database)
@@ -225,9 +225,10 @@ class Replication:
                 try:
                     self._finish()
                 except BackupError as failed:
-                    problem = f"{problem}; {failed}" if problem else str(failed)
+                    problem = (f"{problem}; what it did is kept here, and the next command that writes the list "
+                               "uploads it") if problem else str(failed)
                 else:
-                    problem = problem and f"{problem} (what it did until then is in {self.replica.url})"
+                    problem = problem and f"{problem}; what it did until then is in {self.replica.url}"
         finally:
             self._end(release=not self.lease_lost)
         if problem:
@@ -236,9 +237,10 @@ class Replication:
     def _finish(self) -> None:
         """Upload the last changes, stop Litestream (which uploads anything newer as it ends) and
         read the newest change back from S3."""
-        self._upload(self._catch_up_seconds)
+        # After a stall, one more lag's worth of waiting: the network may be back, or may not.
+        self._upload(self.settings.max_lag_seconds if self.failure else self._catch_up_seconds)
         if not self.replicator.stop(self.settings.lease_seconds / 2 + 5):
-            raise BackupError(f"litestream did not stop cleanly: {self.replicator.last_problem()}")
+            raise BackupError(f"litestream did not stop cleanly{self.replicator.why()}")
         self._confirm()
 
     def _end(self, *, release: bool) -> None:
