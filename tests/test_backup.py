@@ -433,3 +433,58 @@ def test_a_backup_table_without_a_usable_to_is_a_config_error(tmp_path):
     result = cli(config_path, "subscribers", "stats")
     assert result.exit_code == 1
     assert "backup.to: must be s3://BUCKET/PREFIX (a folder of its own), got 's3://bucket-only'" in result.stderr
+
+
+# --- kill -9 of one part: the replicator, or the command ------------------------------------------
+
+
+def lease_holder(bucket: str, endpoint: str) -> dict:
+    import boto3
+
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+    return json.loads(client.get_object(Bucket=bucket, Key="team/list/lease.json")["Body"].read())
+
+
+def test_litestream_killed_mid_send_stops_the_send_and_a_rerun_finishes_with_no_one_twice(
+        tmp_path, bucket, moto_ses, secret):
+    config_path = backup_config(tmp_path / "a", bucket, sending={"max_send_rate": 10, "workers": 2})
+    import_readers(config_path, readers(60))
+    child = start_cli(config_path, "send", "--yes", str(ISSUE))
+    try:
+        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
+                   timeout=60, what="the send under way")
+        os.kill(lease_holder(bucket, moto_ses.endpoint_url)["replicator_pid"], signal.SIGKILL)
+        output, _ = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 1, output
+    assert "stopping: litestream stopped" in output
+    rerun = run_ok(config_path, "send", "--yes", str(ISSUE))
+    assert "sent: " in rerun.output
+    assert sorted(delivered(moto_ses)) == readers(60) and set(delivered(moto_ses).values()) == {1}
+    elsewhere = backup_config(tmp_path / "b", bucket)
+    run_ok(elsewhere, "restore")
+    assert database_rows(elsewhere, "SELECT state, count(*) FROM delivery GROUP BY state") == [("sent", 60)]
+
+
+def test_a_send_killed_alone_is_rerun_on_the_same_machine_at_once(tmp_path, bucket, moto_ses, secret):
+    """kill -9 of the command only: its Litestream gets SIGTERM (it dies with its parent) and
+    uploads what is left; the rerun takes over the dead process's lease at once, not a minute
+    later, and continues from this copy."""
+    # An hour's lease: the rerun can only go through by taking over the dead process's lease.
+    config_path = backup_config(tmp_path / "a", bucket, lease_seconds=3600, sending={"max_send_rate": 10, "workers": 2})
+    import_readers(config_path, readers(40))
+    child = start_cli(config_path, "send", "--yes", str(ISSUE))
+    try:
+        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
+                   timeout=60, what="the send under way")
+        child.kill()
+        child.wait()
+    finally:
+        child.kill()
+    rerun = run_ok(config_path, "send", "--yes", str(ISSUE))
+    assert "sent: " in rerun.output
+    copies = delivered(moto_ses)
+    assert set(copies.values()) == {1}
+    unknown = {address for (address,) in database_rows(config_path, "SELECT address FROM delivery WHERE state = 'unknown'")}
+    assert set(readers(40)) - set(copies) <= unknown
