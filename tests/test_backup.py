@@ -488,3 +488,18 @@ def test_a_send_killed_alone_is_rerun_on_the_same_machine_at_once(tmp_path, buck
     assert set(copies.values()) == {1}
     unknown = {address for (address,) in database_rows(config_path, "SELECT address FROM delivery WHERE state = 'unknown'")}
     assert set(readers(40)) - set(copies) <= unknown
+
+
+def test_a_list_never_restored_from_a_backup_that_holds_one_is_not_written_over_it(tmp_path, bucket, moto_ses):
+    run_ok(backup_config(tmp_path / "a", bucket), "subscribers", "add", "first@example.org")
+    other = backup_config(tmp_path / "b", bucket)
+    plain = other.read_text(encoding="utf-8")
+    other.write_text(plain.split("\n[backup]")[0], encoding="utf-8")  # a list made here without the backup
+    run_ok(other, "subscribers", "add", "someone-else@example.org")
+    other.write_text(plain, encoding="utf-8")
+    refused = cli(other, "subscribers", "add", "third@example.org")
+    assert refused.exit_code == 1
+    assert "already holds a list (its newest change is from 20" in refused.stderr
+    assert "and the one here was never restored from it: run `newsletter restore`" in refused.stderr
+    latest = run_ok(backup_config(tmp_path / "c", bucket), "restore")
+    assert "readers:    1 subscribed" in latest.output

@@ -31,7 +31,7 @@ from ..errors import BackupError
 from ..store import Store
 from .lease import Holder, Lease, LeaseLost
 from .litestream import Replicator, Workspace
-from .replica import Head, Replica, may_continue_from, newest_local_head, write_mark
+from .replica import Head, Replica, may_continue_from, newest_local_head, read_mark, write_mark
 
 # Litestream's first upload from a copy is a snapshot of the whole database: allow it time.
 FIRST_UPLOAD_SECONDS = 300.0
@@ -94,12 +94,17 @@ class Replication:
 
     def _refuse_a_stale_copy(self) -> None:
         head = self.replica.head()
-        if not may_continue_from(self.database, self.replica, head):
-            when = f" (its newest change is from {head.modified:%Y-%m-%d %H:%M:%S} UTC)" if head.modified else ""
+        if may_continue_from(self.database, self.replica, head):
+            return
+        when = f" (its newest change is from {head.modified:%Y-%m-%d %H:%M:%S} UTC)" if head.modified else ""
+        if read_mark(self.database) is None and newest_local_head(self.database) is None:
             raise BackupError(
-                f"{self.replica.url} holds changes this copy of the list does not have{when}: another machine wrote "
-                f"it since this copy was restored; run `newsletter restore --force` to take them, then try again "
-                "(writing from this copy would undo them)")
+                f"{self.replica.url} already holds a list{when}, and the one here was never restored from it: run "
+                "`newsletter restore` (`--force` to replace the one here), or point backup.to at a folder of its own")
+        raise BackupError(
+            f"{self.replica.url} holds changes this copy of the list does not have{when}: another machine wrote "
+            "it since this copy was restored; run `newsletter restore --force` to take them, then try again "
+            "(writing from this copy would undo them)")
 
     # --- while the command runs ---
 
