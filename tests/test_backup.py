@@ -121,6 +121,19 @@ def start_cli(config_path: Path, *args: str, **popen) -> subprocess.Popen:
                             env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
+def send_under_way(config_path: Path, count: int) -> subprocess.Popen:
+    """Import `count` readers, start `send --yes` in a child process, return once 3 are sent."""
+    import_readers(config_path, readers(count))
+    child = start_cli(config_path, "send", "--yes", str(ISSUE))
+    try:
+        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
+                   timeout=60, what="the send under way")
+    except BaseException:
+        child.kill()
+        raise
+    return child
+
+
 def s3_keys(bucket: str, endpoint: str) -> list[str]:
     import boto3
 
@@ -340,11 +353,8 @@ def test_a_lease_deleted_or_edited_by_hand_is_lost_at_the_next_renewal(replica, 
 
 def test_a_lease_deleted_by_hand_mid_send_stops_the_send_cleanly(tmp_path, bucket, moto_ses, secret):
     config_path = backup_config(tmp_path / "a", bucket, lease_seconds=4, sending={"max_send_rate": 10, "workers": 2})
-    import_readers(config_path, readers(60))
-    child = start_cli(config_path, "send", "--yes", str(ISSUE))
+    child = send_under_way(config_path, 60)
     try:
-        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
-                   timeout=60, what="the send under way")
         import boto3
 
         boto3.client("s3", region_name="us-east-1", endpoint_url=moto_ses.endpoint_url).delete_object(
@@ -367,10 +377,7 @@ def test_a_send_whose_changes_cannot_reach_s3_stops_and_a_rerun_finishes_with_no
     try:
         config_path = backup_config(tmp_path / "a", bucket, endpoint_url=proxy.url, max_lag_seconds=2,
                                     sending={"max_send_rate": 10, "workers": 2})
-        import_readers(config_path, readers(60))
-        child = start_cli(config_path, "send", "--yes", str(ISSUE))
-        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
-                   timeout=60, what="the send under way")
+        child = send_under_way(config_path, 60)
         proxy.cut()
         cut_at = time.monotonic()
         output, _ = child.communicate(timeout=90)
@@ -448,11 +455,8 @@ def lease_holder(bucket: str, endpoint: str) -> dict:
 def test_litestream_killed_mid_send_stops_the_send_and_a_rerun_finishes_with_no_one_twice(
         tmp_path, bucket, moto_ses, secret):
     config_path = backup_config(tmp_path / "a", bucket, sending={"max_send_rate": 10, "workers": 2})
-    import_readers(config_path, readers(60))
-    child = start_cli(config_path, "send", "--yes", str(ISSUE))
+    child = send_under_way(config_path, 60)
     try:
-        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
-                   timeout=60, what="the send under way")
         os.kill(lease_holder(bucket, moto_ses.endpoint_url)["replicator_pid"], signal.SIGKILL)
         output, _ = child.communicate(timeout=60)
     finally:
@@ -473,11 +477,8 @@ def test_a_send_killed_alone_is_rerun_on_the_same_machine_at_once(tmp_path, buck
     later, and continues from this copy."""
     # An hour's lease: the rerun can only go through by taking over the dead process's lease.
     config_path = backup_config(tmp_path / "a", bucket, lease_seconds=3600, sending={"max_send_rate": 10, "workers": 2})
-    import_readers(config_path, readers(40))
-    child = start_cli(config_path, "send", "--yes", str(ISSUE))
+    child = send_under_way(config_path, 40)
     try:
-        wait_until(lambda: len(database_rows(config_path, "SELECT 1 FROM delivery WHERE state = 'sent'")) >= 3,
-                   timeout=60, what="the send under way")
         child.kill()
         child.wait()
     finally:
