@@ -81,8 +81,9 @@ def restore(config: Config, *, at: dt.datetime | None = None, force: bool = Fals
         counts = store.count_by_status()
     recent = recent_feedback(database, 1)
     last = recent[0] if recent else None
+    writing = writer is not None and not writer.expired and not (writer.holder and writer.holder.gone())
     return RestoredList(database, replica.url, txid, written_at, counts, last.issue_id if last else None,
-                        last.sent if last else 0, writer if writer and not writer.expired else None)
+                        last.sent if last else 0, writer if writing else None)
 
 
 def _settings(config: Config):
