@@ -504,3 +504,26 @@ def test_a_list_never_restored_from_a_backup_that_holds_one_is_not_written_over_
     assert "and the one here was never restored from it: run `newsletter restore`" in refused.stderr
     latest = run_ok(backup_config(tmp_path / "c", bucket), "restore")
     assert "readers:    1 subscribed" in latest.output
+
+
+def test_a_holder_that_cannot_renew_its_lease_stops_before_anyone_may_take_it(tmp_path, bucket, moto_ses, secret):
+    """S3 unreachable for the lease (and, here, for Litestream too, whose lag limit is set out of
+    the way): after three quarters of a 4 s lease without a renewal the send stops, a second
+    before another machine could take the lease over."""
+    proxy = TcpProxy(moto_ses.endpoint_url)
+    try:
+        config_path = backup_config(tmp_path / "a", bucket, endpoint_url=proxy.url, lease_seconds=4,
+                                    max_lag_seconds=600, sending={"max_send_rate": 10, "workers": 2})
+        child = send_under_way(config_path, 60)
+        try:
+            proxy.cut()
+            output, _ = child.communicate(timeout=120)
+        finally:
+            child.kill()
+    finally:
+        proxy.close()
+    assert child.returncode == 1, output
+    assert "stopping: could not renew the lease for 3 s (cannot write the lease at s3://" in output
+    assert "another machine may take it soon, so this command stopped" in output
+    states = Counter(state for (state,) in database_rows(config_path, "SELECT state FROM delivery"))
+    assert states["sending"] == 0 and states["sent"] < 60

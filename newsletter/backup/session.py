@@ -64,7 +64,8 @@ class Replication:
         self.replicator: Replicator | None = None
         self.failure: str | None = None  # why the watch stopped the command
         self.lease_lost = False
-        self._watch: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._renewal_error = "no answer"
         self._watching = threading.Event()
         self._ending = threading.Event()  # wakes the watch at once when the command ends
         self._lock = threading.Lock()
@@ -88,8 +89,9 @@ class Replication:
             self._end(release=True)
             raise
         self._watching.set()
-        self._watch = threading.Thread(target=self._watch_loop, name="replication watch", daemon=True)
-        self._watch.start()
+        for name, loop in (("replication watch", self._watch_loop), ("lease renewal", self._renew_loop)):
+            self._threads.append(threading.Thread(target=loop, name=name, daemon=True))
+            self._threads[-1].start()
         return self
 
     def _refuse_a_stale_copy(self) -> None:
@@ -109,38 +111,36 @@ class Replication:
     # --- while the command runs ---
 
     def _watch_loop(self) -> None:
+        """Every half second: is the lease still surely ours, and how far behind is S3?"""
         pending: deque[tuple[int, float]] = deque()  # (txid Litestream has read, when first seen)
-        next_renewal = time.monotonic() + self.lease.renew_every
         while self._watching.is_set() and self.failure is None:
-            now = time.monotonic()
-            if now >= next_renewal:
-                next_renewal = now + self.lease.renew_every
-                self._renew()
-            if self.failure is None and self._watching.is_set():
-                self._measure_lag(pending, now)
+            if self.lease.must_stop():
+                self._stop(f"could not renew the lease for {self.lease.fence_after:.0f} s ({self._renewal_error}); "
+                           "another machine may take it soon, so this command stopped", lease_lost=True)
+                break
+            self._measure_lag(pending, time.monotonic())
             self._ending.wait(WATCH_EVERY_SECONDS)
         while self._watching.is_set():  # stopped: keep asking the command to stop until it does
             self._interrupt()
             self._ending.wait(WATCH_EVERY_SECONDS)
 
-    def _renew(self) -> None:
-        try:
-            self.lease.renew()
-        except LeaseLost as error:
-            self.lease_lost = True
-            self._stop(f"{error}; this command stopped", kill_replicator=True)
-        except BackupError as error:
-            if self.lease.must_stop():
-                self.lease_lost = True
-                self._stop(f"could not renew the lease for {self.lease.fence_after:.0f} s ({error}); another machine "
-                           "may take it soon, so this command stopped", kill_replicator=True)
+    def _renew_loop(self) -> None:
+        """Renew the lease every quarter of it, in a thread of its own: a renewal that hangs on the
+        network must not keep the watch from stopping the command in time."""
+        while not self._ending.wait(self.lease.renew_every) and self.failure is None:
+            try:
+                self.lease.renew()
+            except LeaseLost as error:
+                self._stop(f"{error}; this command stopped", lease_lost=True)
+            except BackupError as error:
+                self._renewal_error = str(error)  # the watch stops the command if this goes on
 
     def _measure_lag(self, pending: deque[tuple[int, float]], now: float) -> None:
         if not self.replicator.alive():
             self._stop(f"litestream stopped{self.replicator.why()}")
             return
         try:
-            position = self.replicator.sync(wait=False, timeout=self.settings.max_lag_seconds)
+            position = self.replicator.sync(wait=False, timeout=1)
         except BackupError:
             return  # busy or restarting: the lag below still grows and decides
         if not pending or position.txid > pending[-1][0]:
@@ -151,12 +151,12 @@ class Replication:
             self._stop(f"changes made here have not reached {self.replica.url} for {now - pending[0][1]:.0f} s"
                        f"{self.replicator.why()}, so this command stopped")
 
-    def _stop(self, message: str, *, kill_replicator: bool = False) -> None:
+    def _stop(self, message: str, *, lease_lost: bool = False) -> None:
         with self._lock:
-            if self.failure is not None:
-                return
-            self.failure = message
-        if kill_replicator:
+            if self.failure is not None or not self._watching.is_set():
+                return  # stopped already, or the command has ended
+            self.failure, self.lease_lost = message, lease_lost
+        if lease_lost:
             self.replicator.kill()  # not one more upload: the replica may be someone else's now
         self.on_stop(message)
         self._interrupt()
@@ -222,8 +222,8 @@ class Replication:
         with self._lock:
             self._watching.clear()
         self._ending.set()
-        if self._watch is not None:
-            self._watch.join()
+        for thread in self._threads:
+            thread.join(10)  # a renewal hanging on a cut network is not waited out
         problem = self.failure
         try:
             if not self.lease_lost:
