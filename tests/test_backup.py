@@ -383,7 +383,9 @@ def test_a_send_whose_changes_cannot_reach_s3_stops_and_a_rerun_finishes_with_no
         output, _ = child.communicate(timeout=90)
         print(f"stopped {time.monotonic() - cut_at:.1f} s after the cut; load {os.getloadavg()[0]:.2f}\n{output}")
         assert child.returncode == 1, output
-        assert "stopping: changes made here have not reached" in output
+        # Either the watch saw changes waiting, or Litestream, stuck on the upload, could not say.
+        assert re.search(r"stopping: (changes made here have not reached|litestream has not said whether changes "
+                         r"made here reached) s3://", output)
         states = Counter(state for (state,) in database_rows(config_path, "SELECT state FROM delivery"))
         assert states["sending"] == 0 and states["sent"] < 60
 

@@ -31,6 +31,12 @@ SELF_FENCE_SHARE = 0.75
 RENEW_SHARE = 0.25
 
 
+def _clock() -> float:
+    """Seconds, counting the time a laptop spends asleep (Linux's CLOCK_BOOTTIME; time.monotonic()
+    stops while suspended): a lid closed past the lease must wake up to a lease it knows it lost."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+
+
 def machine_id() -> str:
     """This machine, as two commands on it agree and two machines do not (Linux's machine-id,
     else the host name)."""
@@ -117,7 +123,7 @@ class Lease:
         self.holder = holder
         self.seconds = seconds
         self.etag: str | None = None
-        self.renewed_at: float | None = None  # time.monotonic() when the last renewal was sent
+        self.renewed_at: float | None = None  # _clock() when the last renewal that went through was sent
         self.took_over: LeaseState | None = None  # the expired or dead lease this one replaced
 
     @property
@@ -158,7 +164,7 @@ class Lease:
 
     def must_stop(self) -> bool:
         """True once no renewal has gone through for three quarters of a lease."""
-        return self.renewed_at is not None and time.monotonic() - self.renewed_at > self.fence_after
+        return self.renewed_at is not None and _clock() - self.renewed_at > self.fence_after
 
     def release(self) -> None:
         """Delete the lease if it is still ours; a lease we lost is left to its new holder."""
@@ -195,7 +201,7 @@ class Lease:
         from botocore.exceptions import BotoCoreError, ClientError
 
         condition = {"IfNoneMatch": "*"} if if_none_match else {"IfMatch": if_match}
-        sent_at = time.monotonic()
+        sent_at = _clock()
         try:
             answer = self.replica.client.put_object(
                 Bucket=self.replica.bucket, Key=self.replica.lease_key, ContentType="application/json",

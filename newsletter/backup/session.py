@@ -66,6 +66,8 @@ class Replication:
         self.lease_lost = False
         self._threads: list[threading.Thread] = []
         self._renewal_error = "no answer"
+        self._answered_at = time.monotonic()  # when Litestream last told the watch where it stands
+        self._unanswered = ""
         self._watching = threading.Event()
         self._ending = threading.Event()  # wakes the watch at once when the command ends
         self._lock = threading.Lock()
@@ -89,6 +91,7 @@ class Replication:
             self._end(release=True)
             raise
         self._watching.set()
+        self._answered_at = time.monotonic()
         for name, loop in (("replication watch", self._watch_loop), ("lease renewal", self._renew_loop)):
             self._threads.append(threading.Thread(target=loop, name=name, daemon=True))
             self._threads[-1].start()
@@ -136,20 +139,28 @@ class Replication:
                 self._renewal_error = str(error)  # the watch stops the command if this goes on
 
     def _measure_lag(self, pending: deque[tuple[int, float]], now: float) -> None:
+        """Stop the command when a change it made has waited `max_lag_seconds` for S3, or when
+        Litestream has not been able to say for that long (busy on an upload that hangs)."""
         if not self.replicator.alive():
             self._stop(f"litestream stopped{self.replicator.why()}")
             return
         try:
             position = self.replicator.sync(wait=False, timeout=1)
-        except BackupError:
-            return  # busy or restarting: the lag below still grows and decides
-        if not pending or position.txid > pending[-1][0]:
-            pending.append((position.txid, now))
-        while pending and pending[0][0] <= position.replicated_txid:
-            pending.popleft()
-        if pending and now - pending[0][1] > self.settings.max_lag_seconds:
+        except BackupError as error:
+            self._unanswered = str(error)
+        else:
+            self._answered_at = now
+            if not pending or position.txid > pending[-1][0]:
+                pending.append((position.txid, now))
+            while pending and pending[0][0] <= position.replicated_txid:
+                pending.popleft()
+        limit = self.settings.max_lag_seconds
+        if pending and now - pending[0][1] > limit:
             self._stop(f"changes made here have not reached {self.replica.url} for {now - pending[0][1]:.0f} s"
                        f"{self.replicator.why()}, so this command stopped")
+        elif now - self._answered_at > limit:
+            self._stop(f"litestream has not said whether changes made here reached {self.replica.url} for "
+                       f"{now - self._answered_at:.0f} s ({self._unanswered}), so this command stopped")
 
     def _stop(self, message: str, *, lease_lost: bool = False) -> None:
         with self._lock:
