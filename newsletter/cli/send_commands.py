@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import AwsError, SendError
-from .backup_commands import replicated, wait_for_backup
+from .backup_commands import backup_barrier, replicated, wait_for_backup
 from .base import issue_path_argument, main, pass_state
 from .events_commands import describe_sync, say_waiting
 
@@ -232,7 +232,7 @@ def _sync(config: Config, sync_first: bool) -> None:
     from ..events.sync import refuse_if_in_flight, sync
 
     try:
-        summary = sync(config, on_wait=say_waiting)
+        summary = sync(config, on_wait=say_waiting, before_delete=backup_barrier())
     except AwsError as error:
         raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
     describe_sync(summary, err=True)
