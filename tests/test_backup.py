@@ -31,8 +31,10 @@ from events_fixtures import (
 )
 from newsletter.backup.lease import Holder, Lease, LeaseLost
 from newsletter.backup.replica import Replica
+from newsletter import subscribers as subscriber_list
 from newsletter.config import load_config
 from newsletter.errors import BackupError, LeaseHeldError
+from newsletter.store import Store
 from newsletter.unsubscribe import SigningKey, TokenSigner
 from sending_fixtures import (
     ISSUE,
@@ -479,6 +481,80 @@ def test_a_send_whose_changes_cannot_reach_s3_stops_and_a_rerun_finishes_with_no
     elsewhere = backup_config(tmp_path / "b", bucket)
     run_ok(elsewhere, "restore")
     assert database_rows(elsewhere, "SELECT state, count(*) FROM delivery GROUP BY state") == [("sent", 60)]
+
+
+# --- newsletter doctor's backup line ------------------------------------------------------------
+
+
+def backup_finding(config_path: Path):
+    """The line `newsletter doctor` prints for the backup (its one registered check), or None."""
+    from newsletter.doctor import CHECKS, run_checks
+
+    findings = run_checks(load_config(config_path), checks=[entry for entry in CHECKS if entry[0] == "backup"])
+    return findings[0] if findings else None
+
+
+def test_doctor_fails_its_backup_line_when_s3_lacks_changes_made_here_or_cannot_be_reached(
+        tmp_path, bucket, moto_ses, secret):
+    assert backup_finding(sending_config(tmp_path / "plain.toml")) is None  # no [backup]: no line
+    proxy = TcpProxy(moto_ses.endpoint_url)
+    try:
+        config_path = backup_config(tmp_path / "a", bucket, endpoint_url=proxy.url)
+        first = backup_finding(config_path)
+        assert (first.status, first.detail) == ("ok", f"s3://{bucket}/team/list/: nothing replicated yet (the next "
+                                                      "command that writes the list uploads it); no list on this "
+                                                      "machine yet: `newsletter restore`")
+        run_ok(config_path, "subscribers", "add", "first@example.org")
+        caught_up = backup_finding(config_path)
+        assert caught_up.status == "ok"
+        assert re.fullmatch(rf"s3://{bucket}/team/list/: last caught up 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+                            r"\(change \d+\); this copy matches it", caught_up.detail)
+
+        # A change made here that never reached S3: S3 cut off once the command's Litestream
+        # started, the change written down here by Litestream, then Litestream killed.
+        from newsletter.backup import Replication
+        from newsletter.backup.replica import newest_local_head
+
+        config = load_config(config_path)
+        with pytest.raises(BackupError), Replication(config, "subscribers add second@example.org") as replication:
+            proxy.cut()
+            uploaded = newest_local_head(config.database).txid
+            with Store.open(config.database) as store:
+                subscriber_list.add(store, "second@example.org")
+            wait_until(lambda: newest_local_head(config.database).txid > uploaded, timeout=30,
+                       what="Litestream's change file")
+            replication.replicator.kill()
+        unreachable = backup_finding(config_path)
+        assert unreachable.status == "fail"
+        assert unreachable.detail.startswith(f"s3://{bucket}/team/list/: cannot list the replica at s3://{bucket}/"
+                                             "team/list/: ")
+        assert unreachable.fix.startswith("check backup.to, the AWS credentials")
+        proxy.restore()
+        ahead = backup_finding(config_path)
+        assert ahead.status == "fail", ahead
+        assert "; changes made here are not in it yet (the next command that writes the list uploads them)" in (
+            ahead.detail)
+        assert ahead.fix.startswith("run a command that writes the list (`newsletter sync`) with S3 in reach")
+
+        import boto3
+
+        # Its release at the end could not reach S3 and this process lives on: the lease left as by
+        # a machine that died, expired here at once rather than in a minute.
+        boto3.client("s3", region_name="us-east-1", endpoint_url=moto_ses.endpoint_url).delete_object(
+            Bucket=bucket, Key="team/list/lease.json")
+        run_ok(config_path, "subscribers", "add", "third@example.org")  # uploads what was left here first
+        assert backup_finding(config_path).status == "ok"
+        elsewhere = backup_config(tmp_path / "b", bucket)
+        run_ok(elsewhere, "restore")
+        assert len(database_rows(elsewhere, "SELECT 1 FROM subscriber")) == 3
+
+        # Another machine wrote since: this copy is behind, and says what to run.
+        run_ok(elsewhere, "subscribers", "add", "fourth@example.org")
+        behind = backup_finding(config_path)
+        assert (behind.status, behind.fix) == ("fail", "run `newsletter restore --force` before writing from this "
+                                                       "machine")
+    finally:
+        proxy.close()
 
 
 # --- restore's own rules -------------------------------------------------------------------------
