@@ -184,7 +184,7 @@ class UnsubscribeApp:
         if method not in ("GET", "HEAD", "POST"):
             return self._respond(start_response, "405 Method Not Allowed", self.invalid_page,
                                  [("Allow", "GET, HEAD, POST")], method)
-        subscribe_route = subscribe_web.route(environ.get("PATH_INFO", "")) if self.subscribe_pages else None
+        subscribe_route = subscribe_web.route(subscribe_web.request_path(environ)) if self.subscribe_pages else None
         if subscribe_route is not None:
             return self.subscribe_pages(environ, start_response, *subscribe_route)
         token = environ.get("PATH_INFO", "").rstrip("/").rpartition("/")[2]
