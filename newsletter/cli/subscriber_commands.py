@@ -92,16 +92,23 @@ def add(state, address: str, name: str | None, resubscribe: bool) -> None:
 
 @subscribers.command()
 @click.argument("address")
+@click.option("--forget", is_flag=True,
+              help="Delete it although it unsubscribed, bounced or complained (e.g. they asked to be erased).")
 @pass_state
 @replicated()
-def remove(state, address: str) -> None:
+def remove(state, address: str, forget: bool) -> None:
     """Delete ADDRESS and everything kept about it.
 
     A later import may add it again; to keep someone off the list use `newsletter unsubscribe`.
+    An address that left is kept unless --forget: deleted, it could be subscribed again.
     """
     from ..store import Store
 
     with Store.open(state.config.database) as store:
+        current = store.get(address)
+        if current is not None and current.status != "subscribed" and not forget:
+            raise StoreError(f"{address} is {current.status}: deleted, an import or a confirmation could subscribe it "
+                             "again, so it is kept; pass --forget to delete it anyway (e.g. they asked to be erased)")
         if not store.delete(address):
             raise StoreError(f"{address} is not on the list")
     wait_for_backup()
@@ -191,6 +198,9 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
     wait_for_backup()
     if done.previous == "unsubscribed":
         click.echo(f"{done.address} was already unsubscribed")
+    elif done.kept_stronger:
+        click.echo(f"{done.address} stays {done.previous}: an unsubscribe never weakens a bounce or a complaint "
+                   "(nothing changed)")
     elif done.previous is None and done.undeliverable:
         click.echo(f"{done.address} is not on the list, and cannot be ({done.undeliverable}); nothing to do")
     elif done.previous is None:
