@@ -126,6 +126,12 @@ KEYS: dict[str, Key] = {
     "subscribe.url": Key("url", None),  # required in a [subscribe] table (see `subscribe()`)
     "subscribe.confirm_hours": Key("int", 48, 1, 24 * 14),
     "subscribe.client_requests_per_hour": Key("int", 20, 1, 10_000),
+    "backup.to": Key("text", None),  # required in a [backup] table (see `backup()`)
+    "backup.region": Key("text", None),
+    "backup.profile": Key("text", None),
+    "backup.endpoint_url": Key("url", None),
+    "backup.lease_seconds": Key("int", 60, 3, 3600),
+    "backup.max_lag_seconds": Key("float", 10.0, 1.0, 600),
 }
 # The tables that hold those keys: "transport", "transport.ses", ...
 TABLES = frozenset(key.rsplit(".", n)[0] for key in KEYS for n in range(1, key.count(".") + 1))
@@ -271,6 +277,23 @@ class PreferenceSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """Continuous replication of the database to S3 (`[backup]`, docs/new-editor.md): Litestream
+    ships every change within about a second, `newsletter restore` brings it back anywhere, and a
+    lease object beside the replica lets one machine at a time write the list."""
+
+    to: str  # s3://BUCKET/PREFIX: the replica is PREFIX/db, the lease PREFIX/lease.json
+    region: str | None = default_of("backup.region")  # None: the SES transport's; credentials from boto3's chain
+    profile: str | None = default_of("backup.profile")
+    endpoint_url: str | None = default_of("backup.endpoint_url")  # else boto3's own (AWS_ENDPOINT_URL_S3, ...)
+    # A holder renews its lease every quarter of this; a holder that died blocks the others this
+    # long at most (docs/new-editor.md says why 60 s).
+    lease_seconds: int = default_of("backup.lease_seconds")
+    # A writing command stops when a change of its has not reached S3 for this long.
+    max_lag_seconds: float = default_of("backup.max_lag_seconds")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file it was read from; relative paths in it are relative to its folder
     name: str
@@ -308,6 +331,7 @@ class Config:
     publish: PublishSettings = field(default_factory=PublishSettings)
     subscribe: SubscribeSettings | None = None  # None: no [subscribe] table, no subscribe form
     preferences: PreferenceSettings = None  # type: ignore[assignment]  # always set by load_config
+    backup: BackupSettings | None = None  # None: no [backup] table, the list lives on this machine only
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -544,6 +568,7 @@ class _Reader:
             publish=self.publish(),
             subscribe=self.subscribe(),
             preferences=self.preferences(unsubscribe_url),
+            backup=self.backup(),
         )
 
     def preferences(self, unsubscribe_url: str) -> PreferenceSettings:
@@ -573,6 +598,19 @@ class _Reader:
             # URL plus "confirm/TOKEN".
             raise self.fail("subscribe.url", f"must end with '/subscribe/', got {settings['url']!r}")
         return SubscribeSettings(**settings)
+
+    def backup(self) -> BackupSettings | None:
+        if "backup" not in self.raw:
+            return None
+        settings = self.table("backup")
+        to = settings["to"]
+        if to is None:
+            raise self.fail("backup.to", "required key is missing (s3://BUCKET/PREFIX)")
+        bucket, _, prefix = to.removeprefix("s3://").partition("/")
+        if not to.startswith("s3://") or not bucket or not prefix.strip("/") or "?" in to or "#" in to:
+            raise self.fail("backup.to", f"must be s3://BUCKET/PREFIX (a folder of its own), got {to!r}")
+        settings["region"] = settings["region"] or self.read("transport.ses.region")
+        return BackupSettings(**settings)
 
     def events(self) -> EventSettings | None:
         if "events" not in self.raw:

@@ -118,3 +118,12 @@ class ListError(DraftError):
 
 class PublishError(NewsletterError):
     """The archive could not be built or uploaded: what failed and what to do, in one line."""
+
+
+class BackupError(NewsletterError):
+    """The list could not be replicated to, restored from, or leased at its S3 backup: what
+    failed and what to do, in one line."""
+
+
+class LeaseHeldError(BackupError):
+    """Another machine (or command) holds the lease to write the list: who, and since when."""

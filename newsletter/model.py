@@ -133,6 +133,14 @@ class RenderedIssue:
 
 # A subscriber's status; only "subscribed" is ever selected for a send.
 SUBSCRIBER_STATUSES = ("subscribed", "unsubscribed", "bounced", "complained")
+# Among opt-outs the stronger stays, whoever writes it (an event, an import, an editor's
+# unsubscribe): each means "do not mail". Only an editor's explicit resubscribe lifts one.
+STATUS_STRENGTH = {"subscribed": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+
+
+def weakens(status: str, held: str) -> bool:
+    """Whether giving `status` to a subscriber who holds `held` would weaken an opt-out."""
+    return status != "subscribed" and STATUS_STRENGTH[status] < STATUS_STRENGTH[held]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from . import addresses
 from .errors import StoreError
-from .model import DEFAULT_EDITION, EDITIONS, SUBSCRIBER_STATUSES, Subscriber
+from .model import DEFAULT_EDITION, EDITIONS, SUBSCRIBER_STATUSES, Subscriber, weakens
 from .store import Store, utc_now
 
 # Header cells (compared without case, spaces, dots, hyphens or underscores) that name a column.
@@ -385,11 +385,18 @@ class Unsubscribed:
     previous: str | None  # the status it had; None: it was not on the list
     undeliverable: str | None = None  # why the list cannot hold this address (nothing recorded)
 
+    @property
+    def kept_stronger(self) -> bool:
+        """It had bounced or complained, which an unsubscribe leaves as it is (the stronger stays)."""
+        return self.previous is not None and weakens("unsubscribed", self.previous)
+
 
 def unsubscribe(store: Store, value: str, reason: str) -> Unsubscribed:
     """Unsubscribe an address as typed; never fails on the address itself.
 
-    An address not on the list is recorded as unsubscribed, so that no import adds it later. One
+    An address that bounced or complained keeps that status: an unsubscribe is a weaker opt-out,
+    which a later confirmation could lift. An address not on the list is recorded as
+    unsubscribed, so that no import adds it later. One
     that the list cannot hold (not an address, or not deliverable by SES) cannot have been mailed
     either: it is unsubscribed if an older list holds it as written, and otherwise nothing is done,
     with the reason."""

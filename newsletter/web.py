@@ -27,7 +27,6 @@ import email.utils
 import html
 import logging
 import resource
-import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -39,7 +38,7 @@ import waitress.server
 
 from . import lambda_wsgi, preferences_web, subscribe_web
 from .config import EventSettings, load_config
-from .errors import AwsError, ServeError, StoreError
+from .errors import ServeError
 from .events import EventQueue, Unsubscribe
 from .events.apply import record_own_event
 from .preferences import Preferences
@@ -190,7 +189,7 @@ class UnsubscribeApp:
         if method not in ("GET", "HEAD", "POST"):
             return self._respond(start_response, "405 Method Not Allowed", self.invalid_page,
                                  [("Allow", "GET, HEAD, POST")], method)
-        subscribe_route = subscribe_web.route(environ.get("PATH_INFO", "")) if self.subscribe_pages else None
+        subscribe_route = subscribe_web.route(subscribe_web.request_path(environ)) if self.subscribe_pages else None
         if subscribe_route is not None:
             return self.subscribe_pages(environ, start_response, *subscribe_route)
         preferences_token = preferences_web.route(environ.get("PATH_INFO", "")) if self.preference_pages else None

@@ -6,6 +6,7 @@ import codecs
 import csv
 import dataclasses
 import datetime as dt
+import time
 import io
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from newsletter import subscribers as subscriber_list
 from newsletter.cli import main
 from newsletter.errors import StoreError
-from newsletter.model import EDITIONS, SUBSCRIBER_STATUSES, Subscriber
+from newsletter.model import EDITIONS, STATUS_STRENGTH, SUBSCRIBER_STATUSES, Subscriber
 from newsletter.store import Store
 from newsletter.subscribers import SKIP_REASON_DUPLICATE, ImportRejected
 
@@ -452,10 +453,11 @@ def test_a_read_only_database_is_one_line_not_a_traceback(newsletter_config: Pat
 def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], source: str, resubscribe: bool,
                      editions: bool = False):
     """The import rules as written in docs/subscribers.md, on plain dicts: the first row of an
-    address wins (its edition too), a later one may fill in a missing name, an opt-out anywhere in
-    the file is kept; addresses that left stay out unless `resubscribe`. A file with an edition
-    column (`editions`) sets the edition of everyone it names but those who stay out; without one,
-    stored subscribers keep theirs. Returns the list after and the counts."""
+    address wins (its edition too), a later one may fill in a missing name, the strongest opt-out
+    in the file is kept and recorded over a weaker stored one; addresses that left stay out unless
+    `resubscribe`. A file with an edition column (`editions`) sets the edition of everyone it names
+    but those who stay out; without one, stored subscribers keep theirs. Returns the list after and
+    the counts."""
     merged: dict[str, Subscriber] = {}
     counts: Counter = Counter()
     for row in rows:
@@ -466,7 +468,7 @@ def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], sour
         counts["duplicate"] += 1
         if first.name is None and row.name:
             first = dataclasses.replace(first, name=row.name)
-        if first.status == "subscribed" and row.status != "subscribed":
+        if STATUS_STRENGTH[row.status] > STATUS_STRENGTH[first.status]:  # the strongest opt-out wins
             first = dataclasses.replace(first, status=row.status, reason=row.reason)
         merged[key] = first
     after = dict(stored)
@@ -475,7 +477,7 @@ def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], sour
         edition = new.edition if editions else old.edition if old else new.edition
         if old is None:
             after[key], counts["added"] = new, counts["added"] + 1
-        elif old.status == "subscribed" and new.status != "subscribed":
+        elif STATUS_STRENGTH[new.status] > STATUS_STRENGTH[old.status]:  # a stronger opt-out is recorded
             after[key] = dataclasses.replace(old, status=new.status, reason=new.reason or f"{new.status} in {source}",
                                              edition=edition)
             counts["updated"] += 1
@@ -622,3 +624,68 @@ def test_add_with_an_edition_stats_by_edition_and_the_export_column(run, newslet
     run("subscribers", "export", "-o", str(exported))
     rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
     assert [(row["email"], row["edition"]) for row in rows] == [("a@example.com", "en"), ("b@example.com", "ko")]
+
+
+# --- no editor's command weakens an opt-out (subscribed < unsubscribed < bounced < complained) --------
+
+
+def _status(config_path: Path, address: str) -> str | None:
+    with Store.open(config_path.parent / "newsletter.db") as opened:
+        found = opened.get(address)
+    return found.status if found else None
+
+
+@pytest.mark.parametrize("held", ["bounced", "complained"])
+def test_an_editors_unsubscribe_leaves_a_bounce_or_complaint_which_a_later_confirmation_cannot_lift(
+        run, newsletter_config: Path, held: str) -> None:
+    from newsletter.config import EventSettings
+    from newsletter.events import SubscribeConfirmed
+    from newsletter.events.apply import apply_locally
+
+    database = newsletter_config.parent / "newsletter.db"
+    with Store.open(database) as opened:
+        seed(opened, ("kim@example.com", held), ("lee@example.com", "subscribed"))
+    result = run("unsubscribe", "Kim@example.com")
+    assert result.exit_code == 0
+    assert result.stdout == f"Kim@example.com stays {held}: an unsubscribe never weakens a bounce or a complaint " \
+                            "(nothing changed)\n"
+    assert run("unsubscribe", "lee@example.com").stdout == "unsubscribed lee@example.com (was subscribed)\n"
+    # A confirmation link issued after the editor's unsubscribe (event times are whole seconds)
+    # lifts an unsubscribe, never more.
+    time.sleep(1.1)
+    for address in ("kim@example.com", "lee@example.com"):
+        apply_locally(database, EventSettings(), SubscribeConfirmed(address, requested_at=dt.datetime.now(dt.UTC)))
+    assert (_status(newsletter_config, "kim@example.com"), _status(newsletter_config, "lee@example.com")) == (
+        held, "subscribed")
+
+
+def test_removing_an_address_that_left_is_refused_unless_forget(run, newsletter_config: Path, tmp_path: Path) -> None:
+    with Store.open(newsletter_config.parent / "newsletter.db") as opened:
+        seed(opened, ("angry@example.com", "complained"), ("gone@example.com", "unsubscribed"))
+    for address, status in (("angry@example.com", "complained"), ("gone@example.com", "unsubscribed")):
+        refused = run("subscribers", "remove", address)
+        assert refused.exit_code == 1
+        assert f"{address} is {status}: deleted, an import or a confirmation could subscribe it again, so it is " \
+               "kept; pass --forget" in refused.stderr
+    imported = run("subscribers", "import", str(write(tmp_path / "again.csv", "email\nangry@example.com\n")))
+    assert "skipped 1: complained 1" in imported.stdout
+    assert run("subscribers", "remove", "angry@example.com", "--forget").stdout == "removed angry@example.com\n"
+    assert _status(newsletter_config, "angry@example.com") is None
+
+
+@pytest.mark.parametrize("held", SUBSCRIBER_STATUSES)
+@pytest.mark.parametrize("in_file", ["unsubscribed", "bounced", "complained"])
+def test_an_imported_status_column_raises_an_opt_out_and_never_lowers_one(store: Store, tmp_path: Path, held: str,
+                                                                        in_file: str) -> None:
+    seed(store, ("reader@example.com", held))
+    subscriber_list.import_csv(store, write(tmp_path / "list.csv", f"email,status\nreader@example.com,{in_file}\n"))
+    assert store.get("reader@example.com").status == max(held, in_file, key=STATUS_STRENGTH.__getitem__)
+
+
+def test_duplicates_in_a_file_keep_the_strongest_opt_out_whatever_their_order(store: Store, tmp_path: Path) -> None:
+    rows = "email,status,reason\na@example.com,unsubscribed,left\na@example.com,complained,spam report\n" \
+           "a@example.com,subscribed,\nb@example.com,complained,spam report\nb@example.com,unsubscribed,left\n"
+    report = subscriber_list.import_csv(store, write(tmp_path / "dupes.csv", rows))
+    assert report.skipped[subscriber_list.SKIP_REASON_DUPLICATE] == 3
+    assert {s.address: (s.status, s.reason) for s in dump(store)} == {
+        "a@example.com": ("complained", "spam report"), "b@example.com": ("complained", "spam report")}

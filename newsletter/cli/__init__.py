@@ -13,6 +13,7 @@ from . import events_commands  # noqa: F401  (registers setup aws, sync)
 from . import draft_commands  # noqa: F401  (registers new, translate, review)
 from . import publish_commands  # noqa: F401  (registers publish)
 from . import doctor_commands  # noqa: F401  (registers doctor)
+from . import backup_commands  # noqa: F401  (registers restore)
 from .base import main
 
 __all__ = ["main"]

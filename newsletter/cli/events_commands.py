@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .backup_commands import backup_barrier, replicated, wait_for_backup
 from .base import main, pass_state
 
 if TYPE_CHECKING:
@@ -76,14 +77,17 @@ def say_waiting(messages: int, seconds: int) -> None:
 @main.command("sync")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
+@replicated()
 def sync_command(state, as_json: bool) -> None:
     """Apply every queued bounce, complaint, unsubscribe and delivery report to the list.
 
     Each message is applied once, in one transaction, and deleted from the queue only after
-    that; one that cannot be parsed is reported and left for the dead-letter queue."""
+    that (with [backup], only once S3 holds it too); one that cannot be parsed is reported and
+    left for the dead-letter queue."""
     from ..events.sync import sync
 
-    summary = sync(state.config, on_wait=say_waiting)
+    summary = sync(state.config, on_wait=say_waiting, before_delete=backup_barrier())
+    wait_for_backup()
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .backup_commands import replicated, wait_for_backup
 from .base import main, pass_state
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def _describe(report: PublishReport) -> None:
               help="Publish although Korean parts are unfinished (the archive is public).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
+@replicated()
 def publish_command(state, issue_paths: tuple[Path, ...], rebuild_all: bool, to: str | None, out: Path | None,
                     force: bool, allow_draft: bool, as_json: bool) -> None:
     """Publish ISSUE.md's web page at the URL its email links to, with the index page (newest
@@ -66,6 +68,7 @@ def publish_command(state, issue_paths: tuple[Path, ...], rebuild_all: bool, to:
 
     report = publish(issue_paths, state.config, rebuild_all=rebuild_all, out=out, to=to, force=force,
                      allow_draft=allow_draft)
+    wait_for_backup()  # the archive's index lives in the list's database
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

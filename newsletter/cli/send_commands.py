@@ -13,6 +13,7 @@ import click
 
 from ..errors import AwsError, SendError
 from ..model import EDITIONS
+from .backup_commands import backup_barrier, replicated, wait_for_backup
 from .base import issue_path_argument, main, pass_state
 from .events_commands import describe_sync, say_waiting
 
@@ -136,6 +137,7 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--processes", type=click.IntRange(1, 64), metavar="N",
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
+@replicated(when=lambda dry_run, test_addresses, **_: not dry_run and not test_addresses)
 def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], test_editions: tuple[str, ...],
          yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
@@ -179,6 +181,7 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
             bar = stack.enter_context(click.progressbar(length=plan.recipient_count, label="preparing" if plan.dry_run else "sending"))
             on_result = lambda _address, _failure: bar.update(1)  # noqa: E731
         summary = send_issue(plan, on_result=on_result)
+    wait_for_backup()  # with [backup], nothing is reported sent before S3 holds it
 
     if as_json:
         click.echo(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
@@ -234,7 +237,7 @@ def _sync(config: Config, sync_first: bool) -> None:
     from ..events.sync import refuse_if_in_flight, sync
 
     try:
-        summary = sync(config, on_wait=say_waiting)
+        summary = sync(config, on_wait=say_waiting, before_delete=backup_barrier())
     except AwsError as error:
         raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
     describe_sync(summary, err=True)

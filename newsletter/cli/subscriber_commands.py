@@ -10,6 +10,7 @@ import click
 
 from ..errors import StoreError
 from ..model import EDITIONS, SUBSCRIBER_STATUSES
+from .backup_commands import describe_backup, replicated, wait_for_backup
 from .base import main, pass_state
 from .events_commands import describe_time
 
@@ -42,6 +43,7 @@ def subscribers() -> None:
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are bad.")
 @click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
 @pass_state
+@replicated(when=lambda dry_run, **_: not dry_run)
 def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_run: bool) -> None:
     """Import FILE.csv (UTF-8 or CP949; columns found by header: email/이메일, name/이름).
 
@@ -58,6 +60,7 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
         except subscriber_list.ImportRejected as error:
             _print_problems(str(csv_path), error.report)
             raise
+        wait_for_backup()
         _print_problems(str(csv_path), report)
         prefix = "dry run, nothing changed: " if dry_run else ""
         click.echo(f"{csv_path} ({report.encoding}, {report.rows} rows): {prefix}{report.summary()}")
@@ -79,6 +82,7 @@ def by_edition(counts: dict[str, int]) -> str:
 @click.option("--edition", type=click.Choice(EDITIONS),
               help="Which email they get (default: bilingual for a new address; an address on the list keeps its own).")
 @pass_state
+@replicated()
 def add(state, address: str, name: str | None, resubscribe: bool, edition: str | None) -> None:
     """Add one ADDRESS to the list (or change its name or edition)."""
     from .. import subscribers as subscriber_list
@@ -86,6 +90,7 @@ def add(state, address: str, name: str | None, resubscribe: bool, edition: str |
 
     with Store.open(state.config.database) as store:
         report = subscriber_list.add(store, address, name, resubscribe=resubscribe, edition=edition)
+    wait_for_backup()
     _print_problems(address, report)
     if report.skipped:
         status = next(iter(report.skipped))
@@ -95,17 +100,26 @@ def add(state, address: str, name: str | None, resubscribe: bool, edition: str |
 
 @subscribers.command()
 @click.argument("address")
+@click.option("--forget", is_flag=True,
+              help="Delete it although it unsubscribed, bounced or complained (e.g. they asked to be erased).")
 @pass_state
-def remove(state, address: str) -> None:
+@replicated()
+def remove(state, address: str, forget: bool) -> None:
     """Delete ADDRESS and everything kept about it.
 
     A later import may add it again; to keep someone off the list use `newsletter unsubscribe`.
+    An address that left is kept unless --forget: deleted, it could be subscribed again.
     """
     from ..store import Store
 
     with Store.open(state.config.database) as store:
+        current = store.get(address)
+        if current is not None and current.status != "subscribed" and not forget:
+            raise StoreError(f"{address} is {current.status}: deleted, an import or a confirmation could subscribe it "
+                             "again, so it is kept; pass --forget to delete it anyway (e.g. they asked to be erased)")
         if not store.delete(address):
             raise StoreError(f"{address} is not on the list")
+    wait_for_backup()
     click.echo(f"removed {address}")
 
 
@@ -166,12 +180,15 @@ def stats(state) -> None:
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
     if history.last_sync:
         click.echo(f"last sync:   {describe_time(history.last_sync)} (bounces, complaints and unsubscribes applied up to then)")
+    if backup := describe_backup(state.config):
+        click.echo(f"backup:      {backup}")
 
 
 @main.command()
 @click.argument("address_or_token", metavar="EMAIL|TOKEN")
 @click.option("--reason", default="by hand (newsletter unsubscribe)", show_default=True)
 @pass_state
+@replicated()
 def unsubscribe(state, address_or_token: str, reason: str) -> None:
     """Unsubscribe EMAIL by hand (or the TOKEN from an unsubscribe mail's subject or link).
 
@@ -191,8 +208,12 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
             raise StoreError("not a valid unsubscribe token for this list and key")
     with Store.open(state.config.database) as store:
         done = subscriber_list.unsubscribe(store, address, reason)
+    wait_for_backup()
     if done.previous == "unsubscribed":
         click.echo(f"{done.address} was already unsubscribed")
+    elif done.kept_stronger:
+        click.echo(f"{done.address} stays {done.previous}: an unsubscribe never weakens a bounce or a complaint "
+                   "(nothing changed)")
     elif done.previous is None and done.undeliverable:
         click.echo(f"{done.address} is not on the list, and cannot be ({done.undeliverable}); nothing to do")
     elif done.previous is None:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 from .. import addresses
 from ..config import EventSettings
 from ..errors import AwsError, StoreError
-from ..model import EDITIONS, Subscriber
+from ..model import EDITIONS, STATUS_STRENGTH, Subscriber
 from ..store import Store, address_key
 from ..store import events as event_table
 from ..subscribers import checked_address, clean_name
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("newsletter.events")
 
-_STRENGTH = {"subscribed": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 # Lifted only by an editor's explicit resubscribe; a confirmation shields from unsubscribes only.
 _ONLY_THE_EDITOR_LIFTS = ("bounced", "complained")
 
@@ -80,7 +79,7 @@ def status_after(current: Subscriber, status: str, at: dt.datetime) -> str | Non
         return status
     if held == "subscribed":
         return status if status in _ONLY_THE_EDITOR_LIFTS or since is None or at >= since else None
-    if _STRENGTH[status] > _STRENGTH[held] or (status == held and (since is None or at > since)):
+    if STATUS_STRENGTH[status] > STATUS_STRENGTH[held] or (status == held and (since is None or at > since)):
         return status
     return None
 

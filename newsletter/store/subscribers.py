@@ -7,7 +7,7 @@ import itertools
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 
-from ..model import EDITIONS, SUBSCRIBER_STATUSES, Subscriber
+from ..model import EDITIONS, STATUS_STRENGTH, SUBSCRIBER_STATUSES, Subscriber, weakens
 
 # Rows fetched per query while streaming: the list is read a page at a time (keyset pagination),
 # so no read transaction stays open for a whole send and memory stays flat for any list size.
@@ -128,11 +128,13 @@ def set_status(
     address is unknown. Setting `subscribed` is an explicit resubscribe (events older than it no
     longer count).
 
-    Setting the status it already has changes nothing (the first reason and time are kept).
+    Setting the status it already has changes nothing (the first reason and time are kept), and
+    neither does a weaker opt-out than the one it holds (an unsubscribe of an address that
+    complained): the stronger stays.
     """
     key = address_key(address)
     row = connection.execute("SELECT status FROM subscriber WHERE address_key = ?", (key,)).fetchone()
-    if row is not None and row[0] != status:
+    if row is not None and row[0] != status and not weakens(status, row[0]):
         connection.execute(
             "UPDATE subscriber SET status = :status, reason = :reason, changed_at = :now, status_at = :now, "
             "resubscribed_at = CASE WHEN :status = 'subscribed' THEN :now ELSE resubscribed_at END "
@@ -192,30 +194,36 @@ _STAGING_TABLE = """
     )
 """
 
+
+def _strength(column: str) -> str:
+    """SQL for STATUS_STRENGTH of a status column."""
+    return "CASE " + column + "".join(f" WHEN '{status}' THEN {rank}" for status, rank in STATUS_STRENGTH.items()) \
+        + " END"
+
+
 # The first row of an address wins (its edition too); a later one may fill in a missing name, and
-# the first opt-out in the file (with its reason) wins over a plain subscription. SET reads the row
-# as it was.
-_STAGE_ROW = """
+# the strongest opt-out in the file (with its reason) wins over a weaker one or a plain
+# subscription. SET reads the row as it was.
+_STAGE_ROW = f"""
     INSERT INTO import_row (address, address_key, name, status, source, joined_at, changed_at, reason, edition)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (address_key) DO UPDATE SET
         duplicates = duplicates + 1,
         name = coalesce(name, excluded.name),
-        reason = CASE WHEN status = 'subscribed' AND excluded.status != 'subscribed'
-                      THEN excluded.reason ELSE reason END,
-        status = CASE WHEN status = 'subscribed' AND excluded.status != 'subscribed'
-                      THEN excluded.status ELSE status END
+        reason = CASE WHEN {_strength("excluded.status")} > {_strength("status")} THEN excluded.reason ELSE reason END,
+        status = CASE WHEN {_strength("excluded.status")} > {_strength("status")} THEN excluded.status ELSE status END
 """
 
 # Whether the file changes a stored subscriber's edition: only a file that says editions
 # (`:editions`, an edition column or `add --edition`) sets them; any other keeps each reader's.
 _NEW_EDITION = "(:editions AND import_row.edition != s.edition)"
 
-# What happens to each staged address, given the stored one (none: 'new').
+# What happens to each staged address, given the stored one (none: 'new'). An opt-out in the file
+# stronger than the stored status is recorded; a weaker one changes nothing.
 _PLAN = f"""
     UPDATE import_row SET verdict = coalesce((
         SELECT CASE
-            WHEN s.status = 'subscribed' AND import_row.status != 'subscribed' THEN 'opt-out'
+            WHEN {_strength("import_row.status")} > {_strength("s.status")} THEN 'opt-out'
             WHEN s.status != 'subscribed' AND import_row.status = 'subscribed'
                 THEN CASE WHEN :resubscribe THEN 'resubscribe' ELSE 'left:' || s.status END
             WHEN (import_row.name IS NOT NULL AND import_row.name IS NOT s.name) OR {_NEW_EDITION} THEN 'edit'
