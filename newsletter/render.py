@@ -8,7 +8,6 @@ stays in `<head>` untouched: inlined, a :checked rule would fold or unfold for g
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 import time
@@ -170,10 +169,9 @@ def render_editions(issue: Issue, config: Config, templates_dir: str | Path | No
     once (it stays bilingual): what a send gives its readers, each theirs."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
-    bilingual = _render(issue, config, env, DEFAULT_EDITION, with_web_page=True)
+    bilingual = _render(issue, config, env, DEFAULT_EDITION)
     return {DEFAULT_EDITION: bilingual, **{
-        edition: dataclasses.replace(_render(issue, config, env, edition, with_web_page=False),
-                                     web_html=bilingual.web_html)
+        edition: _render(issue, config, env, edition, web_html=bilingual.web_html)
         for edition in EDITIONS if edition != DEFAULT_EDITION}}
 
 
@@ -184,12 +182,13 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
     valid email, ParseError for a link with a bad scheme."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
-    return _render(issue, config, env, edition, with_web_page=True)
+    return _render(issue, config, env, edition)
 
 
-def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str, *, with_web_page: bool) -> RenderedIssue:
+def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str, *,
+            web_html: str | None = None) -> RenderedIssue:
     """The email in `edition` (its view of the issue: `newsletter.editions`), its text part, and
-    with `with_web_page` the web page, which is always the bilingual issue's."""
+    the web page, which is always the bilingual issue's: rendered here unless given."""
     shown, words_config = editions.view(issue, edition), editions.config_for(config, edition)
     subject = labels.subject(shown, edition)
     preheader = labels.preheader(shown, edition)
@@ -227,8 +226,7 @@ def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str,
     timings["inline"] = time.perf_counter() - started
     check_complete(shown, html, EMAIL_TEMPLATE)
 
-    web_html = ""
-    if with_web_page:
+    if web_html is None:
         started = time.perf_counter()
         web_html = _render_template(env, WEB_TEMPLATE, _web_context(issue, config, context))
         timings["web"] = time.perf_counter() - started
