@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import os
 import resource
 import subprocess
@@ -52,6 +53,7 @@ def subscribers(count: int):
 def messages_per_second(count: int) -> None:
     from newsletter.compose import MessageTemplate
     from newsletter.parse import parse_issue
+    from newsletter.preferences import PreferenceLinks
     from newsletter.render import render_issue
     from newsletter.unsubscribe import DEVELOPMENT_KEY, UnsubscribeLinks
 
@@ -60,13 +62,15 @@ def messages_per_second(count: int) -> None:
     rendered = render_issue(parse_issue(ISSUE), config)
     template = MessageTemplate(rendered, config)
     links = UnsubscribeLinks(config, DEVELOPMENT_KEY)
+    preference_links = PreferenceLinks(config, DEVELOPMENT_KEY, datetime.datetime.now(datetime.UTC))
     readers = list(subscribers(count))
     total_bytes = 0
     started = time.perf_counter()
     for reader in readers:
         https_url, mailto_url = links.for_address(reader.address)
         message = template.message_for(
-            reader.address, name=reader.name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url
+            reader.address, name=reader.name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url,
+            preferences_url=preference_links.for_address(reader.address, rendered.edition),
         )
         total_bytes += len(message.raw)
     elapsed = time.perf_counter() - started

@@ -1,5 +1,6 @@
 """Render figures for the sample issue and synthetic 15- and 20-paper issues: time per stage, and
-the sizes of the HTML part and of the whole message as sent. Prints; asserts nothing.
+the sizes of the HTML part and of the whole message as sent, for each edition (bilingual, ko,
+en). Prints; asserts nothing.
 
 usage: python bench/render.py [ISSUE.md] [--runs N]
 
@@ -7,7 +8,8 @@ The figure that matters for Gmail is the HTML part as it is sent (base64, CRLF l
 a message whose HTML passes about 102 KB (104,448 bytes), hiding the rest of the issue and the
 unsubscribe link; `build` warns from 100,000. The whole message (both parts and the headers) is
 what each SES call uploads. Targets: the sample under 70 KB and 15 papers under 100 KB as sent
-(issues 11 and 17); a warm render of the sample under 4 ms (issue 21).
+(issues 11 and 17), every edition; a warm render of the sample under 4 ms (issue 21), and the
+three editions a send renders timed together.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from newsletter.compose import MessageTemplate
 from newsletter.config import load_config
 from newsletter.model import Issue
 from newsletter.parse import parse_issue
-from newsletter.render import CLIP_WARNING_BYTES, GMAIL_CLIP_BYTES, measure, render_issue
+from newsletter.render import CLIP_WARNING_BYTES, GMAIL_CLIP_BYTES, measure, render_editions, render_issue
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE_TARGETS = {10: 70_000, 15: 100_000}  # papers -> bytes of the encoded HTML part
@@ -55,12 +57,17 @@ def whole_message_bytes(rendered, config) -> int:
     message = MessageTemplate(rendered, config).message_for(
         "reader@example.org", name="독자", unsubscribe_url="https://example.org/unsubscribe?t=" + "x" * 43,
         unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
+        preferences_url="https://example.org/preferences/" + "x" * 60,
     )
     return len(message.raw)
 
 
 def report_sizes(label: str, issue: Issue, config) -> None:
-    rendered = render_issue(issue, config)
+    for edition, rendered in render_editions(issue, config).items():
+        report_edition_sizes(f"{label}, {edition} edition", issue, rendered, config)
+
+
+def report_edition_sizes(label: str, issue: Issue, rendered, config) -> None:
     sizes = measure(rendered)
     papers = len(issue.papers)
     if sizes.clipped_by_gmail:
@@ -114,6 +121,13 @@ def main() -> None:
           f"{'met' if whole < RENDER_TARGET_MS else 'MISSED'})")
     # CPU time of this thread: what the render costs, without the waits of a loaded machine.
     print(f"  {'CPU time':<14} {statistics.median(cpu) * 1000:7.2f} ms  median ({min(cpu) * 1000:.2f} at least)")
+    editions_runs = []
+    for _ in range(max(1, args.runs // 3)):
+        started = time.perf_counter()
+        render_editions(issue, config)
+        editions_runs.append(time.perf_counter() - started)
+    print(f"  {'3 editions':<14} {statistics.median(editions_runs) * 1000:7.2f} ms  median of {len(editions_runs)}: "
+          "what a send renders (each edition's email and text part, the web page once)")
     print(f"  load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (2 cores)")
     print()
     report_sizes("sample issue", issue, config)

@@ -1,8 +1,9 @@
 """RenderedIssue -> one personal MIME message per recipient, built from a per-issue template.
 
-The issue's message is assembled once by the stdlib `email` package (headers folded and RFC 2047
-encoded, boundaries, part headers). Per recipient only three header lines (To, Message-ID,
-List-Unsubscribe) and the unsubscribe URL inside the two bodies change. Both bodies are base64
+The issue's message is assembled once per edition by the stdlib `email` package (headers folded
+and RFC 2047 encoded, boundaries, part headers). Per recipient only three header lines (To,
+Message-ID, List-Unsubscribe) and the unsubscribe and preferences URLs inside the two bodies
+change. Both bodies are base64
 (quoted-printable makes Korean about 50% larger and pushes the HTML toward Gmail's clipping
 point); the base64 of everything before the first unsubscribe placeholder is computed once and
 only the tail after it is encoded per recipient, which keeps a message at tens of microseconds.
@@ -22,7 +23,7 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from .config import Config
 from .errors import MessageError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, RenderedIssue
+from .model import PREFERENCES_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, RenderedIssue
 from .render import GMAIL_CLIP_BYTES  # noqa: F401  (re-exported: the send summary compares to it)
 from .transports.base import OutgoingMessage
 
@@ -31,6 +32,7 @@ _FOLD_WIDTH = 78  # RFC 5322's recommended line length, what the email package f
 _BASE64_LINE_INPUT = 57  # bytes of input per 76-character base64 line
 
 _PLACEHOLDER = UNSUBSCRIBE_URL_PLACEHOLDER.encode("ascii")
+_PREFERENCES_PLACEHOLDER = PREFERENCES_URL_PLACEHOLDER.encode("ascii")
 _TEXT_MARKER = "@@NEWSLETTER-TEXT-BODY@@"
 _HTML_MARKER = "@@NEWSLETTER-HTML-BODY@@"
 # A deliberately plain address shape: the store and the CLI validate addresses properly with
@@ -77,17 +79,18 @@ class _Body:
     @classmethod
     def split(cls, content: str, what: str) -> _Body:
         data = content.encode("utf-8")
-        first = data.find(_PLACEHOLDER)
-        if first < 0:
+        if data.find(_PLACEHOLDER) < 0:
             raise TemplateError(
                 f"the rendered {what} has no unsubscribe link (UNSUBSCRIBE_URL_PLACEHOLDER); "
                 "every message must show one"
             )
+        first = min(at for at in (data.find(_PLACEHOLDER), data.find(_PREFERENCES_PLACEHOLDER)) if at >= 0)
         cut = first - first % _BASE64_LINE_INPUT  # whole base64 lines only, so the tail aligns
         return cls(_base64_lines(data[:cut]), data[cut:])
 
-    def encode(self, url: bytes) -> bytes:
-        return self.encoded_prefix + _base64_lines(self.tail.replace(_PLACEHOLDER, url))
+    def encode(self, url: bytes, preferences_url: bytes) -> bytes:
+        tail = self.tail.replace(_PLACEHOLDER, url).replace(_PREFERENCES_PLACEHOLDER, preferences_url)
+        return self.encoded_prefix + _base64_lines(tail)
 
 
 class MessageTemplate:
@@ -98,6 +101,7 @@ class MessageTemplate:
 
     def __init__(self, rendered: RenderedIssue, config: Config, *, date: dt.datetime | None = None):
         self.issue_id = rendered.issue_id
+        self.edition = rendered.edition
         self.subject = rendered.subject
         sender = check_header_value("sender.from", config.from_address)
         self.sender_address = parseaddr(sender)[1]
@@ -132,17 +136,21 @@ class MessageTemplate:
 
     def encoded_html_size(self) -> int:
         """Bytes of the base64 HTML part as sent (the figure Gmail's clipping goes by)."""
-        return len(self._html.encode(_PLACEHOLDER))
+        return len(self._html.encode(_PLACEHOLDER, _PREFERENCES_PLACEHOLDER))
 
     def message_for(
-        self, address: str, *, name: str | None = None, unsubscribe_url: str, unsubscribe_mailto: str
+        self, address: str, *, name: str | None = None, unsubscribe_url: str, unsubscribe_mailto: str,
+        preferences_url: str,
     ) -> OutgoingMessage:
-        """The copy for one recipient, with their own unsubscribe URL in the headers and bodies."""
+        """The copy for one recipient, with their own unsubscribe URL in the headers and bodies,
+        and their own preferences link in the bodies."""
         check_address("recipient address", address)
         url = _check_url("unsubscribe URL", unsubscribe_url, "http")
         mailto = _check_url("unsubscribe mailto", unsubscribe_mailto, "mailto:")
-        url_bytes = url.encode("ascii")
+        preferences = _check_url("preferences URL", preferences_url, "http")
+        url_bytes, preferences_bytes = url.encode("ascii"), preferences.encode("ascii")
         html_url = html.escape(url, quote=True).encode("ascii")
+        html_preferences = html.escape(preferences, quote=True).encode("ascii")
         before_text, between, after_html = self._skeleton
         raw = b"".join(
             (
@@ -156,13 +164,13 @@ class MessageTemplate:
                 b">\r\n",
                 self._head,
                 before_text,
-                self._text.encode(url_bytes),
+                self._text.encode(url_bytes, preferences_bytes),
                 between,
-                self._html.encode(html_url),
+                self._html.encode(html_url, html_preferences),
                 after_html,
             )
         )
-        return OutgoingMessage(issue_id=self.issue_id, recipient=address, raw=raw)
+        return OutgoingMessage(issue_id=self.issue_id, recipient=address, raw=raw, edition=self.edition)
 
     @staticmethod
     def _to_line(address: str, name: str | None) -> bytes:

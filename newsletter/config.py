@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from . import addresses
 from .errors import ConfigError, unknown_name_hint
@@ -63,6 +64,8 @@ KEYS: dict[str, Key] = {
     "unsubscribe.url": Key("url"),
     "unsubscribe.mailto": Key("text"),
     "unsubscribe.key_file": Key("path", None),
+    "preferences.url": Key("url", None),  # default: "preferences/" beside unsubscribe.url
+    "preferences.link_days": Key("int", 90, 1, 3650),
     "transport.kind": Key("choice", "ses", choices=("ses", "smtp", "outbox")),
     "transport.ses.region": Key("text", "us-east-1"),
     "transport.ses.profile": Key("text", None),
@@ -265,6 +268,15 @@ class SubscribeSettings:
 
 
 @dataclass(frozen=True)
+class PreferenceSettings:
+    """The preferences page (`[preferences]`, every key optional): each email's footer links it,
+    signed for its reader; served by the same web app as the unsubscribe endpoint."""
+
+    url: str  # ends in /preferences/; a reader's link is url + token
+    link_days: int = default_of("preferences.link_days")  # how long the link in an email works
+
+
+@dataclass(frozen=True)
 class BackupSettings:
     """Continuous replication of the database to S3 (`[backup]`, docs/new-editor.md): Litestream
     ships every change within about a second, `newsletter restore` brings it back anywhere, and a
@@ -318,6 +330,7 @@ class Config:
     arxiv: ArxivSettings = field(default_factory=ArxivSettings)
     publish: PublishSettings = field(default_factory=PublishSettings)
     subscribe: SubscribeSettings | None = None  # None: no [subscribe] table, no subscribe form
+    preferences: PreferenceSettings = None  # type: ignore[assignment]  # always set by load_config
     backup: BackupSettings | None = None  # None: no [backup] table, the list lives on this machine only
 
 
@@ -554,8 +567,19 @@ class _Reader:
             arxiv=ArxivSettings(**self.table("arxiv")),
             publish=self.publish(),
             subscribe=self.subscribe(),
+            preferences=self.preferences(unsubscribe_url),
             backup=self.backup(),
         )
+
+    def preferences(self, unsubscribe_url: str) -> PreferenceSettings:
+        settings = self.table("preferences")
+        # Beside the unsubscribe endpoint (the same web app): https://host/unsubscribe/ ->
+        # https://host/preferences/.
+        settings["url"] = settings["url"] or urljoin(unsubscribe_url, "../preferences/")
+        if not settings["url"].endswith("/preferences/"):
+            # The web app knows the page by the path segment before the token.
+            raise self.fail("preferences.url", f"must end with '/preferences/', got {settings['url']!r}")
+        return PreferenceSettings(**settings)
 
     def publish(self) -> PublishSettings:
         settings = self.table("publish")

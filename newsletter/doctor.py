@@ -1,8 +1,8 @@
 """`newsletter doctor`: what a send relies on, checked before the week's send instead of during it.
 
 It only reads: the config, SES (through the `aws/` clients), the feedback loop's AWS parts (the
-look-ups `setup aws --dry-run` makes), DNS, and one GET each of the archive and the unsubscribe
-endpoint. It changes nothing.
+look-ups `setup aws --dry-run` makes), the backup in S3 (`replica_status`), DNS, and one GET each
+of the archive and the unsubscribe endpoint. It changes nothing.
 
 Each check is one function registered with `@check("name")`: it gets the `Doctor` (the config,
 and AWS clients and DNS made once) and yields `Finding`s, one line each: ok; warn (it cannot tell,
@@ -299,6 +299,32 @@ def feedback_loop(doctor: Doctor) -> Iterator[Finding]:
         else:
             yield fail(step.resource, f"{detail}: missing or different ({step.action.removeprefix('would ')} it)",
                        "run `newsletter setup aws`")
+
+
+@check("backup")
+def backup(doctor: Doctor) -> Iterator[Finding]:
+    """The list's backup ([backup]): S3 in reach and holding everything this copy has."""
+    from .backup import replica_status
+
+    status = replica_status(doctor.config)
+    if status is None:
+        return  # no [backup]: nothing to check
+    if status.problem:
+        fix = "check backup.to, the AWS credentials (backup.profile) and the network (docs/new-editor.md)"
+    elif status.head is None and status.copy != "no database":
+        fix = "run a command that writes the list (`newsletter sync`, an import): it uploads this copy first"
+    else:
+        fix = _BACKUP_FIXES.get(status.copy) if status.head is not None else None
+    yield fail("backup", status.describe(), fix) if fix else ok("backup", status.describe())
+
+
+_BACKUP_FIXES = {  # how this copy stands against a replica that holds a list
+    "ahead": "run a command that writes the list (`newsletter sync`) with S3 in reach: it uploads them first; "
+             "until then they exist on this machine only",
+    "behind": "run `newsletter restore --force` before writing from this machine",
+    "unreplicated": "run `newsletter restore` (`--force` replaces the list here)",
+    "no database": "run `newsletter restore`",
+}
 
 
 @check("web page")

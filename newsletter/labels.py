@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import emoji
 
-from .model import Issue, Link, Paper
+from .model import DEFAULT_EDITION, Issue, Link, Paper
 from .placeholders import still_to_write
 from .textwidth import display_width
 
@@ -60,6 +60,15 @@ def emojize(text: str) -> str:
     return emoji.emojize(text, language="alias")
 
 
+def say(korean: str, english: str, edition: str = DEFAULT_EDITION) -> str:
+    """A label as an edition words it: both ("지난 호 · Archive"), or the one language it shows."""
+    if edition == "ko":
+        return korean
+    if edition == "en":
+        return english
+    return f"{korean} · {english}"
+
+
 def _site(host: str) -> str:
     host = host.removeprefix("www.")
     for domain, name in SITE_NAMES.items():
@@ -69,10 +78,12 @@ def _site(host: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def link_label(link: Link | str, *, paper: bool = False) -> str:
+def link_label(link: Link | str, *, paper: bool = False, edition: str = DEFAULT_EDITION) -> str:
     """A link's visible text: the editor's label, else words derived from the URL, e.g.
-    "논문 · Paper (arXiv)", "X 스레드 · Thread by @user", "코드 · Code (GitHub)". `paper` says
-    the link is in the paper's own links (논문 링크), where an unknown site is still "the paper"."""
+    "논문 · Paper (arXiv)", "X 스레드 · Thread by @user", "코드 · Code (GitHub)" (in one language
+    for the ko and en editions: "논문 (arXiv)", "Paper (arXiv)"). `paper` says the link is in the
+    paper's own links (논문 링크), where an unknown site is still "the paper"."""
+
     if isinstance(link, Link):
         if link.label:
             return emojize(link.label)
@@ -87,23 +98,24 @@ def link_label(link: Link | str, *, paper: bool = False) -> str:
     if host in _X_HOSTS:
         post = _X_POST.match(path)
         if post:
-            return f"X 스레드 · Thread by @{post['user']}"
+            return say("X 스레드", f"Thread by @{post['user']}", edition) + (
+                f" · @{post['user']}" if edition == "ko" else "")
         profile = _X_PROFILE.match(path)
         # Any other X address (/i/status/…, /i/web/status/…, a share link) is nearly always a
         # post; a bare "X" would not say what opens.
-        return f"X · @{profile['user']}" if profile else "X 스레드 · Thread on X"
+        return f"X · @{profile['user']}" if profile else say("X 스레드", "Thread on X", edition)
     site = _site(host)
     if path.lower().endswith(".pdf") or (site == "arXiv" and path.startswith("/pdf/")):
         return f"PDF ({site})"
     if site == "GitHub" and path.strip("/"):
-        return "코드 · Code (GitHub)"
+        return say("코드", "Code", edition) + " (GitHub)"
     if paper or (site == "arXiv" and path.startswith(("/abs/", "/html/"))) or (
         site == "Hugging Face" and path.startswith("/papers/")
     ):
-        return f"논문 · Paper ({site})"
+        return say("논문", "Paper", edition) + f" ({site})"
     if site == "YouTube" or host == "youtu.be":
-        return "영상 · Video (YouTube)"
-    return f"더 읽기 · Read more ({site})"
+        return say("영상", "Video", edition) + " (YouTube)"
+    return say("더 읽기", "Read more", edition) + f" ({site})"
 
 
 def shown_url(url: str) -> str:
@@ -163,14 +175,20 @@ def headline(issue: Issue) -> tuple[str, str | None]:
     "이번 주의 주요 ML 논문 (Top ML Papers of the Week)" -> ("이번 주의 주요 ML 논문",
     "Top ML Papers of the Week"). A title of one language stays whole."""
     _, rest = split_title(emojize(issue.title))
+    return split_languages(rest)
+
+
+def split_languages(text: str) -> tuple[str, str | None]:
+    """A name given twice, "한국어 / English", "한국어 · English" or "한국어 (English)", as its two
+    parts; (text, None) when it is not."""
     for separator in (" / ", " · "):
-        if separator in rest:
-            main, sub = rest.split(separator, 1)
+        if separator in text:
+            main, sub = text.split(separator, 1)
             return main.strip(), sub.strip()
-    match = _TRAILING_ENGLISH.match(rest)
+    match = _TRAILING_ENGLISH.match(text)
     if match and _HANGUL.search(match["main"]) and not _HANGUL.search(match["sub"]):
         return match["main"], match["sub"]
-    return rest, None
+    return text, None
 
 
 def dateline(issue: Issue) -> str:
@@ -195,56 +213,69 @@ def archive_title(issue: Issue, name: str) -> str:
     return f"{main} · {sub}" if sub else main
 
 
-def subject(issue: Issue) -> str:
+def subject(issue: Issue, edition: str = DEFAULT_EDITION) -> str:
     """The front matter's subject, else the week's lead papers by name, "Llemma, Self-RAG,
-    OpenAgents 외 7편": only the papers tell one week from the last, and a phone shows about
-    SUBJECT_COLUMNS of a subject (the sender's name already says which newsletter it is)."""
+    OpenAgents 외 7편" ("… and 7 more" in the en edition): only the papers tell one week from
+    the last, and a phone shows about SUBJECT_COLUMNS of a subject (the sender's name already says
+    which newsletter it is)."""
     if issue.subject:
         return emojize(issue.subject)
     if not issue.papers:
         prefix, rest = split_title(emojize(issue.title))
         return f"{rest} · {prefix}" if prefix else rest
-    named = [name for name in map(paper_name, issue.papers) if name]
-    chosen = _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ")
+    named = _names(issue, edition)
+    chosen = _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ", edition)
     if not chosen:  # no paper has a short name: the first one's title, cut to fit
-        chosen = [_cut(short_title(issue.papers[0]), SUBJECT_COLUMNS - display_width(_more(len(issue.papers) - 1)))]
-    return ", ".join(chosen) + _more(len(issue.papers) - len(chosen))
+        room = SUBJECT_COLUMNS - display_width(_more(len(issue.papers) - 1, edition))
+        chosen = [_cut(short_title(issue.papers[0]), room)]
+    return ", ".join(chosen) + _more(len(issue.papers) - len(chosen), edition)
 
 
-def preheader(issue: Issue) -> str:
+def preheader(issue: Issue, edition: str = DEFAULT_EDITION) -> str:
     """The inbox preview line: the front matter's, else the papers the subject leaves out (named
     ones first), as many as a preview shows (PREHEADER_COLUMNS)."""
     if issue.preheader:
         return emojize(issue.preheader)
-    named_in_subject = set(_subject_names(issue))
+    named_in_subject = set(_subject_names(issue, edition))
     rest = [paper for paper in issue.papers if paper_name(paper) not in named_in_subject]
     if not rest:
         return _cut(f"{' · '.join(part for part in headline(issue) if part)} · {dateline(issue)}", PREHEADER_COLUMNS)
     ordered = sorted(rest, key=lambda paper: paper_name(paper) is None)  # stable: names first
-    titles = [short_title(paper) for paper in ordered]
-    chosen = _fit(titles, len(titles), PREHEADER_COLUMNS, " · ")
-    return " · ".join(chosen) + _more(len(titles) - len(chosen))
+    titles = [title for title in map(short_title, ordered) if _in_edition(title, edition)]
+    chosen = _fit(titles, len(rest), PREHEADER_COLUMNS, " · ", edition)
+    return " · ".join(chosen) + _more(len(rest) - len(chosen), edition)
 
 
-def _subject_names(issue: Issue) -> list[str]:
+def _subject_names(issue: Issue, edition: str) -> list[str]:
     if issue.subject:
         return []
-    named = [name for name in map(paper_name, issue.papers) if name]
-    return _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ")
+    return _fit(_names(issue, edition), len(issue.papers), SUBJECT_COLUMNS, ", ", edition)
 
 
-def _more(count: int) -> str:
-    """"외 N편" ("and N more"), or nothing."""
-    return f" 외 {count}편" if count > 0 else ""
+def _names(issue: Issue, edition: str) -> list[str]:
+    """The papers' names the subject may use: in the en edition, none written in Hangul (a paper
+    with only a Korean title counts among the "N more")."""
+    return [name for name in map(paper_name, issue.papers) if name and _in_edition(name, edition)]
 
 
-def _fit(titles: list[str], total: int, columns: int, separator: str) -> list[str]:
+def _in_edition(words: str, edition: str) -> bool:
+    return edition != "en" or not has_hangul(words)
+
+
+def _more(count: int, edition: str = DEFAULT_EDITION) -> str:
+    """"외 N편" (" and N more" in the en edition), or nothing."""
+    if count <= 0:
+        return ""
+    return f" and {count} more" if edition == "en" else f" 외 {count}편"
+
+
+def _fit(titles: list[str], total: int, columns: int, separator: str, edition: str = DEFAULT_EDITION) -> list[str]:
     """The titles, in order, that fit in `columns` with the "외 N편" the rest of `total` need;
     one too long for the room left is skipped for a shorter one after it."""
     chosen: list[str] = []
     for title in titles:
         candidate = chosen + [title]
-        if display_width(separator.join(candidate) + _more(total - len(candidate))) <= columns:
+        if display_width(separator.join(candidate) + _more(total - len(candidate), edition)) <= columns:
             chosen = candidate
     return chosen
 

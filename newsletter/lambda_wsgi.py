@@ -31,6 +31,8 @@ def environ_from_event(event: dict) -> dict[str, Any]:
         "REQUEST_METHOD": http.get("method", "GET"),
         "SCRIPT_NAME": "",
         "PATH_INFO": event.get("rawPath") or http.get("path") or "/",
+        # As the client sent it (as waitress gives it), for the subscribe form's relative action.
+        "REQUEST_URI": event.get("rawPath") or http.get("path") or "/",
         "QUERY_STRING": event.get("rawQueryString") or "",
         "SERVER_NAME": headers.get("host", event.get("requestContext", {}).get("domainName", "lambda")),
         "SERVER_PORT": headers.get("x-forwarded-port", "443"),

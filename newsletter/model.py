@@ -102,9 +102,20 @@ class Issue:
         return data
 
 
+# Which email a reader gets: `bilingual` (Korean with the English originals, the default), `ko`
+# (the Korean parts; each paper links its English original on the web page) or `en` (the English
+# parts, and the email's own words in English). The web page and the archive stay bilingual.
+EDITIONS = ("bilingual", "ko", "en")
+DEFAULT_EDITION = "bilingual"
+
+
 # The rendered HTML and text carry this marker where each recipient's own unsubscribe URL goes;
 # compose substitutes it per message, so an issue is rendered once, never per recipient.
 UNSUBSCRIBE_URL_PLACEHOLDER = "https://unsubscribe.invalid/__NEWSLETTER_UNSUBSCRIBE_URL__"
+
+
+# Where each recipient's own preferences link goes (the footer), substituted like the above.
+PREFERENCES_URL_PLACEHOLDER = "https://preferences.invalid/__NEWSLETTER_PREFERENCES_URL__"
 
 
 @dataclass(frozen=True)
@@ -114,13 +125,22 @@ class RenderedIssue:
     preheader: str
     html: str  # the email's HTML, CSS inlined, with UNSUBSCRIBE_URL_PLACEHOLDER in it
     text: str  # the plain-text part, with UNSUBSCRIBE_URL_PLACEHOLDER in it
-    web_html: str  # the standalone archive page
+    web_html: str  # the standalone archive page (bilingual whatever the email's edition)
     mjml: str  # the intermediate MJML, kept for debugging templates
     timings: dict[str, float] = field(default_factory=dict, compare=False)  # seconds per stage
+    edition: str = DEFAULT_EDITION  # which edition of the email `html` and `text` are (one of EDITIONS)
 
 
 # A subscriber's status; only "subscribed" is ever selected for a send.
 SUBSCRIBER_STATUSES = ("subscribed", "unsubscribed", "bounced", "complained")
+# Among opt-outs the stronger stays, whoever writes it (an event, an import, an editor's
+# unsubscribe): each means "do not mail". Only an editor's explicit resubscribe lifts one.
+STATUS_STRENGTH = {"subscribed": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+
+
+def weakens(status: str, held: str) -> bool:
+    """Whether giving `status` to a subscriber who holds `held` would weaken an opt-out."""
+    return status != "subscribed" and STATUS_STRENGTH[status] < STATUS_STRENGTH[held]
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,11 @@ class Subscriber:
     # None for a subscription the editor added. Status changes are ordered by it.
     status_at: dt.datetime | None = None
     resubscribed_at: dt.datetime | None = None  # UTC: the editor's last explicit resubscribe
+    edition: str = DEFAULT_EDITION  # one of EDITIONS
+    # UTC: when the choice that set the edition was made (the reader's on the preferences page or
+    # the subscribe form, or an editor's edit); None while it is the default nobody chose.
+    # Edition changes are ordered by it, apart from status changes (newsletter.events.apply).
+    edition_at: dt.datetime | None = None
 
 
 # A send-ledger row's state. A row is `sending` only while its one network call is in flight, so a
@@ -164,6 +189,9 @@ class Delivery:
     started_at: dt.datetime | None = None  # UTC: when the rate limiter let its last call go
     finished_at: dt.datetime | None = None  # UTC: when the last call's outcome was recorded
     name: str | None = None  # the subscriber's name (for the To: line), when still on the list
+    # The edition the row is sent: the reader's when the row was queued (the send began, or a
+    # resume queued them), kept through any resume, whatever they choose meanwhile.
+    edition: str = DEFAULT_EDITION
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,29 @@
 """The plain-text part, built from the parsed issue (not scraped from the HTML).
 
-Both languages, every link written out as its URL, lines wrapped at 76 display columns without ever
+The edition's language(s) (it gets the edition's view of the issue, `newsletter.editions`), every
+link written out as its URL, lines wrapped at 76 display columns without ever
 breaking a URL (a URL longer than a line gets a line of its own).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 
 from . import labels, markup
 from .config import Config
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, Link, Paper, Text
+from .model import (
+    DEFAULT_EDITION,
+    PREFERENCES_URL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Bilingual,
+    Issue,
+    Link,
+    Paper,
+    Text,
+)
 from .textwidth import SECOND_COLUMN, widened
 
 WIDTH = 76
@@ -83,63 +94,71 @@ def _passages(items: Iterable[Bilingual]) -> list[str]:
     return out
 
 
-def _links(links: Iterable[Link], *, paper: bool = False) -> str:
-    return "\n".join(f"- {labels.link_label(link, paper=paper)}:\n  {link.url}" for link in links)
+def _links(links: Iterable[Link], edition: str, *, paper: bool = False) -> str:
+    return "\n".join(f"- {labels.link_label(link, paper=paper, edition=edition)}:\n  {link.url}" for link in links)
 
 
 @lru_cache(maxsize=256)
-def _paper(number: int, paper: Paper) -> str:
+def _paper(number: int, paper: Paper, edition: str, original: str | None) -> str:
     """A paper as a pager shows it: the summary, then its links while they are in view, then
-    the abstract, which a reader skimming the week pages past."""
+    the abstract, which a reader skimming the week pages past. `original`: where the ko edition
+    sends a reader for the English it leaves out."""
+    say = functools.partial(labels.say, edition=edition)
     parts = [wrap(f"{number}. {labels.emojize(paper.title)}", hanging="   ")]
-    if paper.title_ko and paper.title_en:
+    if paper.title_ko and paper.title_en and edition == DEFAULT_EDITION:
         parts[0] += "\n" + wrap(labels.emojize(paper.title_en), indent="   ")
     if paper.summary:
-        parts += ["[논문 소개 · Summary]", *_passages(paper.summary)]
+        parts += [f"[{say('논문 소개', 'Summary')}]", *_passages(paper.summary)]
     if paper.links:
-        parts += ["[논문 링크 · Paper]\n" + _links(paper.links, paper=True)]
+        parts += [f"[{say('논문 링크', 'Paper')}]\n" + _links(paper.links, edition, paper=True)]
     if paper.read_more:
-        parts += ["[더 읽어보기 · Read more]\n" + _links(paper.read_more)]
+        parts += [f"[{say('더 읽어보기', 'Read more')}]\n" + _links(paper.read_more, edition)]
+    if original:
+        parts += ["[영어 원문]\n" + original]
     if paper.abstract:
-        parts += ["[논문 초록 · Abstract]", *_passages(paper.abstract)]
+        parts += [f"[{say('논문 초록', 'Abstract')}]", *_passages(paper.abstract)]
     if paper.tags:
-        parts.append(wrap("태그 · Tags: " + " ".join(f"#{tag}" for tag in paper.tags)))
+        parts.append(wrap(say("태그", "Tags") + ": " + " ".join(f"#{tag}" for tag in paper.tags)))
     return "\n\n".join(parts)
 
 
-def render_text(issue: Issue, config: Config, *, web_url: str) -> str:
+def render_text(issue: Issue, config: Config, *, web_url: str, edition: str = DEFAULT_EDITION,
+                english_originals: frozenset[str] = frozenset()) -> str:
     """The text part. It opens with the issue's name and week, not the preheader: the inbox
     has just shown that. It keeps every abstract and English original in place, where the HTML
     folds them or links to the web page: a reader in a terminal pager (neomutt, mutt) pages with
     Space and searches with /, while following a link means leaving the pager for a URL picker
     and a browser. The order is the email's: contents, notice, papers, then the introduction."""
+    say = functools.partial(labels.say, edition=edition)
     headline = labels.headline(issue)
     heading = [wrap(part) for part in headline if part]
     if not labels.title_is_the_name(issue, config.name):
         heading.insert(0, wrap(config.name))
     sections = [
         "\n".join([*heading, labels.dateline(issue)]),
-        "웹에서 보기 · View on the web:\n" + web_url,
+        say("웹에서 보기", "View on the web") + ":\n" + web_url,
     ]
     contents = "\n".join(wrap(f"{number}. {labels.contents_title(paper)}", hanging="   ")
                          for number, paper in enumerate(issue.papers, start=1))
-    sections.append("이번 주의 논문 · In this issue\n\n" + contents)
+    sections.append(say("이번 주의 논문", "In this issue") + "\n\n" + contents)
     notice = issue.email_notice or issue.notice
     if notice:
         sections.append(_text(notice))
     for number, paper in enumerate(issue.papers, start=1):
-        sections.append(RULE + "\n\n" + _paper(number, paper))
+        original = f"{web_url}#{paper.slug}" if paper.slug in english_originals else None
+        sections.append(RULE + "\n\n" + _paper(number, paper, edition, original))
     if issue.intro:
-        sections.append("\n\n".join([RULE, "소개 · Introduction", *_passages(issue.intro)]))
+        sections.append("\n\n".join([RULE, say("소개", "Introduction"), *_passages(issue.intro)]))
     sections.append(
         THIN_RULE
         + "\n\n"
         + "\n\n".join([
-            wrap("이 메일은 뉴스레터를 구독하신 분께 보내 드립니다. "
-                 "You are receiving this because you subscribed to this newsletter."),
-            "수신 거부 · Unsubscribe:\n" + UNSUBSCRIBE_URL_PLACEHOLDER,
-            "구독하기 · Subscribe:\n" + (config.subscribe_url or config.web_base_url + "#subscribe"),
-            "지난 호 · Archive:\n" + config.web_base_url,
+            wrap(say("이 메일은 뉴스레터를 구독하신 분께 보내 드립니다.",
+                     "You are receiving this because you subscribed to this newsletter.").replace(" · ", " ")),
+            say("받아 볼 메일 설정", "Preferences") + ":\n" + PREFERENCES_URL_PLACEHOLDER,
+            say("수신 거부", "Unsubscribe") + ":\n" + UNSUBSCRIBE_URL_PLACEHOLDER,
+            say("구독하기", "Subscribe") + ":\n" + (config.subscribe_url or config.web_base_url + "#subscribe"),
+            say("지난 호", "Archive") + ":\n" + config.web_base_url,
             wrap(config.name) + "\n" + wrap(config.postal_address),
         ])
     )

@@ -16,9 +16,9 @@ from waitress.server import create_server
 
 from .config import Config
 from .errors import NewsletterError, ParseError
-from .model import RenderedIssue
+from .model import DEFAULT_EDITION, RenderedIssue
 from .parse import parse_issue
-from .render import bundled_templates_dir, measure, render_issue
+from .render import bundled_templates_dir, measure, render_editions
 from .web import listen
 
 
@@ -37,20 +37,25 @@ class PreviewSite:
         self.config = config
         self.templates_dir = Path(templates_dir) if templates_dir else bundled_templates_dir()
         self.renders = 0  # how many times the issue was rendered; tests wait on it
-        self.rendered: RenderedIssue | None = None
+        self.editions: dict[str, RenderedIssue] | None = None  # every edition, as a send renders them
         self.error: str | None = None
         self._lock = threading.Lock()
         self.refresh()
 
     def refresh(self) -> None:
         try:
-            rendered, error = render_issue(parse_issue(self.issue_path), self.config, self.templates_dir), None
+            rendered, error = render_editions(parse_issue(self.issue_path), self.config, self.templates_dir), None
         except NewsletterError as failure:
             errors = failure.errors if isinstance(failure, ParseError) else (failure,)
             rendered, error = None, "\n".join(str(each) for each in errors)
         with self._lock:
-            self.rendered, self.error = rendered, error
+            self.editions, self.error = rendered, error
             self.renders += 1
+
+    @property
+    def rendered(self) -> RenderedIssue | None:
+        """The bilingual edition, with the web page."""
+        return self.editions[DEFAULT_EDITION] if self.editions else None
 
     def watch(self, stop: threading.Event) -> None:
         """Re-render whenever the issue file or a template changes, until `stop` is set."""
@@ -58,37 +63,43 @@ class PreviewSite:
             self.refresh()
 
     def page(self, path: str) -> _Page:
+        """/email, /text and /mjml (the bilingual edition; /email/ko, /text/en, ... the others)
+        and /web."""
         with self._lock:
-            rendered, error = self.rendered, self.error
+            editions, error = self.editions, self.error
         if path == "/":
-            return _Page("200 OK", "text/html; charset=utf-8", self._index(rendered, error))
-        if rendered is None:
+            return _Page("200 OK", "text/html; charset=utf-8", self._index(editions, error))
+        if editions is None:
             return _Page("500 Internal Server Error", "text/plain; charset=utf-8", f"error: {error}\n")
-        views = {
-            "/email": ("text/html; charset=utf-8", rendered.html),
-            "/web": ("text/html; charset=utf-8", rendered.web_html),
-            "/text": ("text/plain; charset=utf-8", rendered.text),
-            "/mjml": ("text/plain; charset=utf-8", rendered.mjml),
-        }
+        views = {"/web": ("text/html; charset=utf-8", editions[DEFAULT_EDITION].web_html)}
+        for edition, rendered in editions.items():
+            suffix = "" if edition == DEFAULT_EDITION else f"/{edition}"
+            views |= {
+                f"/email{suffix}": ("text/html; charset=utf-8", rendered.html),
+                f"/text{suffix}": ("text/plain; charset=utf-8", rendered.text),
+                f"/mjml{suffix}": ("text/plain; charset=utf-8", rendered.mjml),
+            }
         if path not in views:
             return _Page("404 Not Found", "text/plain; charset=utf-8", "not found\n")
         content_type, body = views[path]
         return _Page("200 OK", content_type, body)
 
-    def _index(self, rendered: RenderedIssue | None, error: str | None) -> str:
-        if rendered is None:
+    def _index(self, editions: dict[str, RenderedIssue] | None, error: str | None) -> str:
+        if editions is None:
             status = f'<pre style="color:#b91c1c;white-space:pre-wrap">error: {html.escape(error or "")}</pre>'
         else:
-            sizes = measure(rendered)
-            status = (
-                f"<p>{html.escape(rendered.subject)}<br>HTML {sizes.html_bytes:,} bytes · "
-                f"{sizes.encoded_html_bytes:,} bytes base64-encoded"
-                f"{' · over Gmail’s clipping point' if sizes.clipped_by_gmail else ''}</p>"
-            )
-        links = " · ".join(f'<a href="/{name}">{name}</a>' for name in ("email", "web", "text", "mjml"))
+            lines = []
+            for edition, rendered in editions.items():
+                sizes, suffix = measure(rendered), "" if edition == DEFAULT_EDITION else f"/{edition}"
+                links = " · ".join(f'<a href="/{name}{suffix}">{name}</a>' for name in ("email", "text", "mjml"))
+                lines.append(
+                    f"<p><b>{edition}</b>: {html.escape(rendered.subject)}<br>{links} · HTML {sizes.html_bytes:,} "
+                    f"bytes · {sizes.encoded_html_bytes:,} bytes base64-encoded"
+                    f"{' · over Gmail’s clipping point' if sizes.clipped_by_gmail else ''}</p>")
+            status = "".join(lines) + '<p><a href="/web">web</a> (the same for every edition)</p>'
         return (
             '<!doctype html><meta charset="utf-8"><title>newsletter preview</title>'
-            f"<h1>{html.escape(str(self.issue_path))}</h1>{status}<p>{links}</p>"
+            f"<h1>{html.escape(str(self.issue_path))}</h1>{status}"
             "<p>Save the issue or a template and reload.</p>"
         )
 

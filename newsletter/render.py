@@ -8,6 +8,7 @@ stays in `<head>` untouched: inlined, a :checked rule would fold or unfold for g
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -21,11 +22,21 @@ import jinja2
 import mjml
 from markupsafe import Markup, escape
 
-from . import labels, markup
+from . import editions, labels, markup
 from .completeness import check_complete
 from .config import Config
 from .errors import ParseError, TemplateError
-from .model import UNSUBSCRIBE_URL_PLACEHOLDER, Bilingual, Issue, RenderedIssue, Text, tag_slug
+from .model import (
+    DEFAULT_EDITION,
+    EDITIONS,
+    PREFERENCES_URL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Bilingual,
+    Issue,
+    RenderedIssue,
+    Text,
+    tag_slug,
+)
 from .plaintext import render_text
 
 EMAIL_TEMPLATE = "email.mjml.j2"
@@ -104,15 +115,19 @@ def measure(rendered: RenderedIssue) -> RenderSizes:
 
 
 def write_outputs(rendered: RenderedIssue, output_dir: str | Path) -> list[Path]:
-    """`newsletter build`'s files: <date>.html, .txt, .mjml and .web.html in `output_dir`."""
+    """`newsletter build`'s files: <date>.html, .txt, .mjml and .web.html in `output_dir`; for an
+    edition other than the bilingual, <date>.EDITION.html, .txt and .mjml (the web page is the
+    bilingual's)."""
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    edition = "" if rendered.edition == DEFAULT_EDITION else f".{rendered.edition}"
     contents = {
-        ".html": rendered.html,
-        ".txt": rendered.text,
-        ".mjml": rendered.mjml,
-        ".web.html": rendered.web_html,
+        f"{edition}.html": rendered.html,
+        f"{edition}.txt": rendered.text,
+        f"{edition}.mjml": rendered.mjml,
     }
+    if not edition:
+        contents[".web.html"] = rendered.web_html
     written = []
     for suffix, content in contents.items():
         path = folder / f"{rendered.issue_id}{suffix}"
@@ -149,32 +164,52 @@ def check_links(issue: Issue) -> None:
                 raise ParseError(issue.path or "<issue>", paper.line, problem)
 
 
-def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> RenderedIssue:
-    """Render `issue` with the bundled templates or those in `templates_dir`. Raises TemplateError
-    for a template that cannot make a valid email, ParseError for a link with a bad scheme."""
+def render_editions(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> dict[str, RenderedIssue]:
+    """Every edition of the email (EDITIONS, in that order), each rendered once, and the web page
+    once (it stays bilingual): what a send gives its readers, each theirs."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
-    subject = labels.subject(issue)
-    headline = labels.headline(issue)
+    bilingual = _render(issue, config, env, DEFAULT_EDITION)
+    return {DEFAULT_EDITION: bilingual, **{
+        edition: _render(issue, config, env, edition, web_html=bilingual.web_html)
+        for edition in EDITIONS if edition != DEFAULT_EDITION}}
+
+
+def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None, *,
+                 edition: str = DEFAULT_EDITION) -> RenderedIssue:
+    """Render `issue` (the email in `edition`, and the bilingual web page) with the bundled
+    templates or those in `templates_dir`. Raises TemplateError for a template that cannot make a
+    valid email, ParseError for a link with a bad scheme."""
+    check_links(issue)
+    env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
+    return _render(issue, config, env, edition)
+
+
+def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str, *,
+            web_html: str | None = None) -> RenderedIssue:
+    """The email in `edition` (its view of the issue: `newsletter.editions`), its text part, and
+    the web page, which is always the bilingual issue's: rendered here unless given."""
+    shown, words_config = editions.view(issue, edition), editions.config_for(config, edition)
+    subject = labels.subject(shown, edition)
+    preheader = labels.preheader(shown, edition)
     context = {
-        "issue": issue,
-        "config": config,
+        "issue": shown,
+        "config": words_config,
+        "edition": edition,
+        "both": functools.partial(both, edition=edition),
+        "english_originals": editions.english_originals(issue) if edition == "ko" else frozenset(),
         "subject": subject,
-        "preheader": labels.preheader(issue),
-        "preheader_padding": preheader_padding(labels.preheader(issue)),
-        "headline": headline,
-        "dateline": labels.dateline(issue),
-        "show_brand": not labels.title_is_the_name(issue, config.name),
-        "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
-        "notice": issue.email_notice or issue.notice,
-        "web_notice": issue.web_notice,
+        "preheader": preheader,
+        "preheader_padding": preheader_padding(preheader),
+        "headline": labels.headline(shown),
+        "dateline": labels.dateline(shown),
+        "show_brand": not labels.title_is_the_name(shown, words_config.name),
+        "notice": shown.email_notice or shown.notice,
         "web_url": web_url(issue, config),
         "archive_url": config.web_base_url,
-        # Only the web page reads it (it imports _issue.j2 with context): each tag links to its page.
-        "tags_url": urljoin(config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/",
-                            "tags/"),
         "subscribe_url": config.subscribe_url or config.web_base_url + "#subscribe",
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
+        "preferences_url": PREFERENCES_URL_PLACEHOLDER,
     }
     timings: dict[str, float] = {}
 
@@ -189,26 +224,51 @@ def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None 
     started = time.perf_counter()
     html = inline_css(compiled, _template_source(env, INLINE_CSS))
     timings["inline"] = time.perf_counter() - started
-    check_complete(issue, html, EMAIL_TEMPLATE)
+    check_complete(shown, html, EMAIL_TEMPLATE)
+
+    if web_html is None:
+        started = time.perf_counter()
+        web_html = _render_template(env, WEB_TEMPLATE, _web_context(issue, config, context))
+        timings["web"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    web_html = _render_template(env, WEB_TEMPLATE, context)
-    timings["web"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    text = render_text(issue, config, web_url=context["web_url"])
+    text = render_text(shown, words_config, web_url=context["web_url"], edition=edition,
+                       english_originals=context["english_originals"])
     timings["text"] = time.perf_counter() - started
 
     return RenderedIssue(
         issue_id=issue.issue_id,
         subject=subject,
-        preheader=context["preheader"],
+        preheader=preheader,
         html=html,
         text=text,
         web_html=web_html,
         mjml=mjml_source,
         timings=timings,
+        edition=edition,
     )
+
+
+def _web_context(issue: Issue, config: Config, email_context: dict) -> dict:
+    """The web page's: the issue as written, whichever edition the email beside it is."""
+    headline = labels.headline(issue)
+    return {
+        **email_context,
+        "issue": issue,
+        "config": config,
+        "edition": DEFAULT_EDITION,
+        "both": both,
+        "english_originals": frozenset(),
+        "preheader": labels.preheader(issue),
+        "headline": headline,
+        "dateline": labels.dateline(issue),
+        "show_brand": not labels.title_is_the_name(issue, config.name),
+        "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
+        "web_notice": issue.web_notice,
+        # Each tag links to its page (the email keeps tags as text).
+        "tags_url": urljoin(config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/",
+                            "tags/"),
+    }
 
 
 @lru_cache(maxsize=8)
@@ -232,6 +292,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["short_title"] = labels.short_title
     env.filters["paper_name"] = labels.paper_name
     env.filters["has_hangul"] = labels.has_hangul
+    env.filters["say"] = labels.say
     env.filters["compact_css"] = compact_css
     env.filters["tag_slug"] = tag_slug
     env.globals["both"] = both
@@ -245,8 +306,11 @@ def originals(passages: tuple[Bilingual, ...]) -> list[Text]:
 
 
 @lru_cache(maxsize=256)
-def both(korean: str, english: str) -> Markup:
-    """A label in the two languages, "지난 호 · Archive", the English marked as English."""
+def both(korean: str, english: str, edition: str = DEFAULT_EDITION) -> Markup:
+    """A label in the two languages, "지난 호 · Archive", the English marked as English; in an
+    edition of one language, in that one (the en edition's page is English already)."""
+    if edition != DEFAULT_EDITION:
+        return Markup(escape(labels.say(korean, english, edition)))
     return Markup(f'{escape(korean)} · <span lang="en">{escape(english)}</span>')
 
 

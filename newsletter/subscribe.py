@@ -51,16 +51,18 @@ from pathlib import Path
 import email_validator
 
 from .config import Config, EventSettings
-from .errors import AwsError, NewsletterError
+from .errors import NewsletterError
 from .events import EventQueue, SubscribeConfirmed
-from .events.apply import apply_locally
+from .events.apply import record_own_event
 from .store import Store, address_key
 from .transports.base import OutgoingMessage, Transport
-from .unsubscribe import MAX_TOKEN_LENGTH, SigningKey, TokenCipher, unb64
+from .model import DEFAULT_EDITION, EDITIONS
+from .unsubscribe import MAX_TOKEN_LENGTH, DatedToken, DatedTokens, SigningKey, TokenState, unb64
 
 log = logging.getLogger("newsletter.subscribe")
 
 ADDRESS_FIELD = "email"
+EDITION_FIELD = "edition"
 HONEYPOT_FIELD = "website"
 CONFIRM_FIELD = "confirm"
 MAX_FORM_BYTES = 2048  # an address (254) and a honeypot, urlencoded, with room to spare
@@ -69,7 +71,6 @@ CLIENTS_TRACKED = 10_000  # the per-client limit forgets the least recently seen
 CONFIRMATION_TAG = "subscribe-confirmation"  # the SES tag (`issue`) of confirmation emails
 _KEY_LABEL = b"newsletter subscribe confirmation v1"
 _MAC_BYTES = 16
-_CLOCK_SKEW = dt.timedelta(minutes=5)  # a token "issued" later than this is not ours
 
 
 def derived_key(key: SigningKey) -> bytes:
@@ -78,53 +79,42 @@ def derived_key(key: SigningKey) -> bytes:
     return hmac.new(key.secret, _KEY_LABEL, hashlib.sha256).digest()
 
 
-class TokenState(Enum):
-    VALID = "valid"
-    EXPIRED = "expired"
-    INVALID = "invalid"  # forged, altered, malformed, or not issued by us
-
-
 @dataclass(frozen=True)
 class CheckedToken:
     state: TokenState
     address: str | None = None  # set only for a valid token
     issued_at: dt.datetime | None = None
-
-
-_ISSUED_BYTES = 5  # seconds since 1970, big-endian: enough until the year 36812
+    edition: str = DEFAULT_EDITION  # chosen on the form (a link mailed before editions: the bilingual)
 
 
 class ConfirmationTokens:
     def __init__(self, list_id: str, key: SigningKey, lifetime: dt.timedelta):
         self.lifetime = lifetime
-        self._cipher = TokenCipher(key, b"subscribe confirmation", list_id)
+        self._dated = DatedTokens(key, b"subscribe confirmation", list_id, lifetime)
         self._mac_for_list = hmac.new(derived_key(key), b"token\0" + list_id.encode() + b"\0", hashlib.sha256)
 
-    def token(self, address: str, now: dt.datetime) -> str:
-        return self._cipher.seal(int(now.timestamp()).to_bytes(_ISSUED_BYTES, "big") + address.encode())
+    def token(self, address: str, now: dt.datetime, edition: str = DEFAULT_EDITION) -> str:
+        # Another edition than the default after a NUL, which no address holds; none, as in the
+        # links mailed before editions, is the bilingual one.
+        chosen = b"" if edition == DEFAULT_EDITION else b"\0" + edition.encode()
+        return self._dated.seal(address.encode() + chosen, now)
 
     def check(self, token: str, now: dt.datetime) -> CheckedToken:
-        if len(token) > MAX_TOKEN_LENGTH:
-            return CheckedToken(TokenState.INVALID)
-        opened = self._open_mac_token(token) if "." in token else self._open(token)
-        if opened is None:
-            return CheckedToken(TokenState.INVALID)
-        address, issued = opened
-        issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
-        if issued_at > now + _CLOCK_SKEW:
-            return CheckedToken(TokenState.INVALID)
-        if now - issued_at > self.lifetime:
-            return CheckedToken(TokenState.EXPIRED, issued_at=issued_at)
-        return CheckedToken(TokenState.VALID, address, issued_at)
-
-    def _open(self, token: str) -> tuple[str, int] | None:
-        sealed = self._cipher.open(token)
-        if sealed is None or len(sealed) <= _ISSUED_BYTES:
-            return None
+        if "." in token:
+            opened = self._open_mac_token(token) if len(token) <= MAX_TOKEN_LENGTH else None
+            dated = self._dated.judge(opened[0].encode(), opened[1], now) if opened else DatedToken(TokenState.INVALID)
+        else:
+            dated = self._dated.open(token, now)
+        if dated.state is not TokenState.VALID:
+            return CheckedToken(dated.state, issued_at=dated.issued_at)
+        address, _, edition = dated.payload.partition(b"\0")
         try:
-            return sealed[_ISSUED_BYTES:].decode(), int.from_bytes(sealed[:_ISSUED_BYTES], "big")
+            address_text, edition_text = address.decode(), edition.decode() or DEFAULT_EDITION
         except UnicodeDecodeError:
-            return None
+            return CheckedToken(TokenState.INVALID)
+        if edition_text not in EDITIONS:
+            return CheckedToken(TokenState.INVALID)
+        return CheckedToken(TokenState.VALID, address_text, dated.issued_at, edition_text)
 
     def _open_mac_token(self, token: str) -> tuple[str, int] | None:
         """An `ADDRESS.ISSUED.MAC` token, as links mailed before the tokens were opaque carry them."""
@@ -241,6 +231,7 @@ class FormAnswer:
     outcome: FormOutcome
     address: str = ""  # as typed (the page shows it back, escaped)
     problem: str = ""  # why an address is not valid
+    edition: str = DEFAULT_EDITION  # as chosen (the page shows it back)
 
 
 class Subscriptions:
@@ -288,16 +279,19 @@ class Subscriptions:
             address = mailable_address(typed)
         except email_validator.EmailNotValidError as error:
             return FormAnswer(FormOutcome.INVALID_ADDRESS, typed, str(error))
+        edition = fields.get(EDITION_FIELD) or DEFAULT_EDITION
+        if edition not in EDITIONS:  # the form offers only these: a hand-made post
+            return FormAnswer(FormOutcome.INVALID_ADDRESS, typed, f"no such edition: {edition[:20]!r}")
         now = self.clock()
         if self._needs_no_email(address) or not self.daily.first_today(address, now.date()):
-            return FormAnswer(FormOutcome.ACCEPTED, typed)
+            return FormAnswer(FormOutcome.ACCEPTED, typed, edition=edition)
         try:
-            self._send_confirmation(address, now)
+            self._send_confirmation(address, now, edition)
         except NewsletterError as error:
             self.daily.forget(address, now.date())
             log.error("confirmation email to a subscriber not sent: %s", error)
-            return FormAnswer(FormOutcome.UNAVAILABLE, typed)
-        return FormAnswer(FormOutcome.ACCEPTED, typed)
+            return FormAnswer(FormOutcome.UNAVAILABLE, typed, edition=edition)
+        return FormAnswer(FormOutcome.ACCEPTED, typed, edition=edition)
 
     def _needs_no_email(self, address: str) -> bool:
         """Already subscribed, or never to be mailed again from a form (bounced, complained)."""
@@ -307,10 +301,10 @@ class Subscriptions:
             current = store.get(address)
         return current is not None and current.status in ("subscribed", "bounced", "complained")
 
-    def _send_confirmation(self, address: str, now: dt.datetime) -> None:
+    def _send_confirmation(self, address: str, now: dt.datetime, edition: str) -> None:
         from .site.pages import render_site_template
 
-        link = self.confirm_url(self.tokens.token(address, now))
+        link = self.confirm_url(self.tokens.token(address, now, edition))
         context = {"config": self.config, "link": link, "hours": self.settings.confirm_hours}
         message = EmailMessage(policy=SMTP)
         message["From"] = self.config.from_address
@@ -337,19 +331,12 @@ class Subscriptions:
         checked = self.check(token)
         if checked.state is not TokenState.VALID:
             return ConfirmOutcome.EXPIRED if checked.state is TokenState.EXPIRED else ConfirmOutcome.INVALID
-        # Dated by its link too: a link issued before the reader unsubscribed cannot bring them back.
+        # Dated by its link too: a link issued before the reader unsubscribed cannot bring them back;
+        # the edition chosen on the form is a choice made then.
         event = SubscribeConfirmed(checked.address, None, confirmed_at=self.clock().replace(microsecond=0),
-                                   requested_at=checked.issued_at)
-        reached = False
-        if self.queue is not None:
-            try:
-                self.queue.put(event)
-                reached = True
-            except AwsError as error:
-                log.error("subscribe confirmation not queued: %s", error)
-        if self.database is not None:
-            apply_locally(self.database, self.config.events or EventSettings(), event)
-            reached = True
+                                   requested_at=checked.issued_at, edition=checked.edition)
+        reached = record_own_event(event, queue=self.queue, database=self.database,
+                                   settings=self.config.events or EventSettings())
         return ConfirmOutcome.CONFIRMED if reached else ConfirmOutcome.UNAVAILABLE
 
 

@@ -9,14 +9,19 @@ hands these paths over):
     POST .../subscribe/confirm/TOKEN    -> confirms (the event goes to the queue / the list)
 
 Like the unsubscribe endpoint, it routes on the last path segments only, so it works under any
-prefix a proxy or a Lambda function URL gives it.
+prefix a proxy or a Lambda function URL gives it. It routes on the path as the client sent it
+(percent-encoded), segment by segment, because the form's relative action is resolved by the
+browser against those very segments: a path whose segments would not resolve one for one (a
+dot-segment such as `/subscribe/confirm/./`, an encoded slash) is not routed here at all.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .model import DEFAULT_EDITION
 from .site.pages import INDEX_PAGE, render_site_template, site_url
 from .subscribe import CONFIRM_FIELD, MAX_FORM_BYTES, ConfirmOutcome, FormOutcome, Subscriptions, TokenState
 
@@ -33,11 +38,32 @@ _CONFIRM_PAGES = {ConfirmOutcome.CONFIRMED: "confirmed", ConfirmOutcome.EXPIRED:
                   ConfirmOutcome.INVALID: "invalid", ConfirmOutcome.UNAVAILABLE: "unavailable"}
 
 
+def request_path(environ: dict[str, Any]) -> str:
+    """The request's path as the client sent it, still percent-encoded: waitress's REQUEST_URI
+    (and the Lambda adapter's, from rawPath); else PATH_INFO, encoded again. PATH_INFO alone is
+    decoded, so an encoded slash in it would pass for a separator the browser never saw."""
+    uri = environ.get("REQUEST_URI")
+    if not uri:
+        return urllib.parse.quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/")
+    if not uri.startswith("/"):  # the absolute form, GET http://host/path
+        uri = urllib.parse.urlsplit(uri).path or "/"
+    return uri.partition("?")[0].partition("#")[0]
+
+
+def _resolves_segment_by_segment(parts: list[str]) -> bool:
+    """Whether a relative reference resolves against these (still encoded) path segments one for
+    one. A dot-segment ("." or "..", or their percent-encoded forms, which browsers treat alike)
+    is resolved away, differently by RFC 3986 and by browsers; a browser takes a backslash for a
+    slash. Neither comes from a browser, which removes them before it sends the request."""
+    return not any(urllib.parse.unquote(part) in (".", "..") or "\\" in part for part in parts)
+
+
 def form_action(path: str, kind: str) -> str:
-    """Where the form on the page at `path` posts: the subscribe URL, relative to that page, so the
-    form goes back to the host and prefix it was served from (127.0.0.1 when tried locally, the
-    public host behind a proxy), never to another origin."""
-    parts = path.split("/")
+    """Where the form on the page at `path` (as the client sent it, see `request_path`) posts: the
+    subscribe URL, relative to that page, so the form goes back to the host and prefix it was
+    served from (127.0.0.1 when tried locally, the public host behind a proxy), never to another
+    origin. Only for a path `route` routes."""
+    parts = [urllib.parse.unquote(part) for part in path.split("/")]
     subscribe_at = max(
         index for index, part in enumerate(parts)
         if part == SUBSCRIBE_SEGMENT and (not any(parts[index + 1:]) if kind == "form"
@@ -50,8 +76,12 @@ def form_action(path: str, kind: str) -> str:
 
 
 def route(path: str) -> tuple[str, str | None] | None:
-    """("form", None) or ("confirm", TOKEN) for the subscribe paths; None for any other path."""
-    segments = [segment for segment in path.split("/") if segment]
+    """("form", None) or ("confirm", TOKEN) for the subscribe paths (as the client sent them, see
+    `request_path`); None for any other path, and for one that does not resolve segment by segment."""
+    parts = path.split("/")
+    if not _resolves_segment_by_segment(parts):
+        return None
+    segments = [urllib.parse.unquote(part) for part in parts if part]
     if segments[-1:] == [SUBSCRIBE_SEGMENT]:
         return "form", None
     if len(segments) >= 3 and segments[-3:-1] == [SUBSCRIBE_SEGMENT, CONFIRM_SEGMENT]:
@@ -76,15 +106,17 @@ class SubscribePages:
 
     def page(self, page: str, **values: Any) -> bytes:
         context = {**self.context, "page": "form" if page == "invalid_address" else page,
-                   "address": "", "problem": "", **values}
+                   "address": "", "problem": "", "edition": DEFAULT_EDITION, **values}
         return render_site_template("subscribe.html.j2", context).encode("utf-8")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable, kind: str, token: str | None) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
-        action = form_action(environ.get("PATH_INFO", ""), kind)
+        action = form_action(request_path(environ), kind)
         if kind == "confirm":
             name = self._confirm(environ, method, token)
-            return self.respond(start_response, _STATUS[name], self.page(name, form_action=action), [], method)
+            edition = self.subscriptions.check(token).edition  # what the link subscribes to
+            return self.respond(start_response, _STATUS[name], self.page(name, form_action=action, edition=edition),
+                                [], method)
         if method != "POST":
             return self.respond(start_response, "200 OK", self.page("form", form_action=action), [], method)
         fields = self.read_form(environ, MAX_FORM_BYTES)
@@ -93,7 +125,8 @@ class SubscribePages:
         answer = self.subscriptions.request(fields, environ.get("REMOTE_ADDR", ""))
         name = _FORM_PAGES.get(answer.outcome, "invalid_address")
         extra = [("Retry-After", "3600" if name == "too_many" else "60")] if name in ("too_many", "unavailable") else []
-        body = self.page(name, address=answer.address, problem=answer.problem, form_action=action)
+        body = self.page(name, address=answer.address, problem=answer.problem, edition=answer.edition,
+                         form_action=action)
         return self.respond(start_response, _STATUS[name], body, extra, method)
 
     def _confirm(self, environ: dict[str, Any], method: str, token: str) -> str:

@@ -15,6 +15,7 @@ import codecs
 import csv
 import datetime as dt
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import TextIO
 
 from . import addresses
 from .errors import StoreError
-from .model import SUBSCRIBER_STATUSES, Subscriber
+from .model import DEFAULT_EDITION, EDITIONS, SUBSCRIBER_STATUSES, Subscriber, weakens
 from .store import Store, utc_now
 
 # Header cells (compared without case, spaces, dots, hyphens or underscores) that name a column.
@@ -31,9 +32,17 @@ EMAIL_HEADERS = frozenset(
     {"email", "emailaddress", "mail", "mailaddress", "이메일", "이메일주소", "메일", "메일주소", "전자우편", "전자우편주소", "전자메일"}
 )
 NAME_HEADERS = frozenset({"name", "fullname", "displayname", "이름", "성명", "성함", "닉네임", "별명"})
+EDITION_HEADERS = frozenset({"edition", "에디션"})
 # The columns `export` writes; an import reads the optional ones when present, so an export
 # imports back to the same list.
-EXPORT_COLUMNS = ("email", "name", "status", "source", "joined_at", "changed_at", "reason")
+EXPORT_COLUMNS = ("email", "name", "status", "source", "joined_at", "changed_at", "reason", "edition")
+# An edition cell as editors may write it (compared without case or spaces); empty: bilingual.
+EDITION_SPELLINGS = {
+    **{edition: edition for edition in EDITIONS},
+    "korean": "ko", "koreanonly": "ko", "한국어": "ko", "한국어만": "ko", "한글": "ko",
+    "english": "en", "englishonly": "en", "영어": "en", "영어만": "en",
+    "both": "bilingual", "한영": "bilingual", "영한": "bilingual",
+}
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -66,6 +75,9 @@ class ImportReport:
     problems: list[RowProblem] = field(default_factory=list)
     notes: list[RowProblem] = field(default_factory=list)  # rows imported with a change, e.g. a cleaned name
     applied: bool = False
+    # The file says each row's edition (an edition column): it sets them, stored subscribers
+    # included; without one, stored subscribers keep theirs and new ones get the bilingual.
+    editions: bool = False
 
     def summary(self) -> str:
         """One short line for the CLI."""
@@ -167,6 +179,7 @@ def _columns(first_row: list[str], source: str, line: int) -> tuple[_Columns, bo
     if email is not None:
         name = next((i for i, token in enumerate(tokens) if token in NAME_HEADERS), None)
         optional = {_header_token(column): column for column in EXPORT_COLUMNS[2:]}
+        optional.update(dict.fromkeys(EDITION_HEADERS, "edition"))
         extra = {optional[token]: i for i, token in enumerate(tokens) if token in optional}
         return _Columns(email, name, extra), True
     with_at = [i for i, cell in enumerate(first_row) if "@" in cell]
@@ -215,6 +228,15 @@ def clean_name(value: str) -> tuple[str | None, bool]:
     return " ".join(_CONTROL.sub("", name).split()) or None, True
 
 
+def read_edition(value: str) -> str:
+    """An edition as written in a file or typed (empty: bilingual); ValueError for anything else."""
+    # NFKC: the full-width letters of a Korean keyboard's full-width mode ("ＫＯ") are letters too.
+    edition = EDITION_SPELLINGS.get(_header_token(unicodedata.normalize("NFKC", value))) if value.strip() else DEFAULT_EDITION
+    if edition is None:
+        raise ValueError(f"unknown edition {value!r}; expected one of {', '.join(EDITIONS)} (empty: {DEFAULT_EDITION})")
+    return edition
+
+
 def _parse_row(cells: list[str], columns: _Columns, source: str) -> tuple[Subscriber, bool]:
     """One data row as a subscriber (times None unless the file has them) and whether its name
     was cleaned; ValueError with the reason for a bad row."""
@@ -230,6 +252,7 @@ def _parse_row(cells: list[str], columns: _Columns, source: str) -> tuple[Subscr
     name, cleaned = clean_name(_cell(cells, columns.name) or display_name or "")
     if not columns.extra:  # the usual file: no export columns to read
         return Subscriber(address, name, status, source), cleaned
+    edition = read_edition(_cell(cells, columns.extra["edition"])) if "edition" in columns.extra else DEFAULT_EDITION
     subscriber = Subscriber(
         address=address,
         name=name,
@@ -238,6 +261,7 @@ def _parse_row(cells: list[str], columns: _Columns, source: str) -> tuple[Subscr
         joined_at=_time(_cell(cells, columns.extra.get("joined_at"))),
         changed_at=_time(_cell(cells, columns.extra.get("changed_at"))),
         reason=_cell(cells, columns.extra.get("reason")) or None,
+        edition=edition,
     )
     return subscriber, cleaned
 
@@ -259,6 +283,7 @@ def read_rows(text: TextIO, source: str, report: ImportReport) -> Iterator[Subsc
                 continue
             if columns is None:
                 columns, is_header = _columns(cells, source, line)
+                report.editions = "edition" in columns.extra
                 if is_header:
                     continue
             report.rows += 1
@@ -294,7 +319,7 @@ def _import(
             report.skipped["invalid"] = len(report.problems)
         # A dry run makes the same writes and rolls them back: its counts cannot drift from a real one.
         with store.transaction(commit=not dry_run):
-            for (verdict, status), count in staging.plan(resubscribe=resubscribe).items():
+            for (verdict, status), count in staging.plan(resubscribe=resubscribe, editions=report.editions).items():
                 _count(report, verdict, status, count)
             staging.apply(utc_now(), report.source)
     report.applied = not dry_run
@@ -303,7 +328,7 @@ def _import(
 def _count(report: ImportReport, verdict: str, status: str, count: int) -> None:
     if verdict == "new":
         report.added[status] += count
-    elif verdict in ("opt-out", "rename"):
+    elif verdict in ("opt-out", "edit"):
         report.updated += count
     elif verdict == "resubscribe":
         report.resubscribed += count
@@ -334,14 +359,21 @@ def import_csv(
     return report
 
 
-def add(store: Store, address: str, name: str | None = None, *, resubscribe: bool = False, source: str = "cli") -> ImportReport:
-    """Add one subscriber by hand (the same rules as an import of a one-row file)."""
+def add(store: Store, address: str, name: str | None = None, *, resubscribe: bool = False, source: str = "cli",
+        edition: str | None = None) -> ImportReport:
+    """Add one subscriber by hand (the same rules as an import of a one-row file); `edition`
+    sets theirs (None: bilingual for a new one, unchanged for one on the list)."""
     normalised, display_name = checked_address(address)
-    report = ImportReport(source=source)
+    report = ImportReport(source=source, editions=edition is not None)
     cleaned_name, cleaned = clean_name(name or display_name or "")
     if cleaned:
         report.notes.append(RowProblem(0, address, NAME_CLEANED))
-    _import(store, [Subscriber(normalised, cleaned_name, source=source)], report, resubscribe=resubscribe)
+    try:
+        chosen = read_edition(edition or "")
+    except ValueError as error:
+        raise StoreError(str(error)) from None
+    _import(store, [Subscriber(normalised, cleaned_name, source=source, edition=chosen)], report,
+            resubscribe=resubscribe)
     return report
 
 
@@ -353,11 +385,18 @@ class Unsubscribed:
     previous: str | None  # the status it had; None: it was not on the list
     undeliverable: str | None = None  # why the list cannot hold this address (nothing recorded)
 
+    @property
+    def kept_stronger(self) -> bool:
+        """It had bounced or complained, which an unsubscribe leaves as it is (the stronger stays)."""
+        return self.previous is not None and weakens("unsubscribed", self.previous)
+
 
 def unsubscribe(store: Store, value: str, reason: str) -> Unsubscribed:
     """Unsubscribe an address as typed; never fails on the address itself.
 
-    An address not on the list is recorded as unsubscribed, so that no import adds it later. One
+    An address that bounced or complained keeps that status: an unsubscribe is a weaker opt-out,
+    which a later confirmation could lift. An address not on the list is recorded as
+    unsubscribed, so that no import adds it later. One
     that the list cannot hold (not an address, or not deliverable by SES) cannot have been mailed
     either: it is unsubscribed if an older list holds it as written, and otherwise nothing is done,
     with the reason."""
@@ -386,6 +425,7 @@ def export_csv(store: Store, out: TextIO, statuses: Iterable[str] = SUBSCRIBER_S
             subscriber.joined_at.isoformat() if subscriber.joined_at else "",
             subscriber.changed_at.isoformat() if subscriber.changed_at else "",
             subscriber.reason or "",
+            subscriber.edition,
         )
         writer.writerow([guard_formula(cell) for cell in cells])
         count += 1

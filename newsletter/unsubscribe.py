@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import os
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from .config import Config
@@ -148,6 +150,53 @@ class TokenCipher:
             return self._aead.decrypt(unb64(token), self._associated)
         except (binascii.Error, ValueError, InvalidTag):
             return None
+
+
+class TokenState(Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    INVALID = "invalid"  # forged, altered, malformed, or not issued by us
+
+
+@dataclass(frozen=True)
+class DatedToken:
+    """What a dated token held: its state, and for a genuine one its payload and when it was issued."""
+
+    state: TokenState
+    payload: bytes | None = None  # set for a valid token
+    issued_at: dt.datetime | None = None  # set for a valid or an expired one
+
+
+_ISSUED_BYTES = 5  # seconds since 1970, big-endian: enough until the year 36812
+_CLOCK_SKEW = dt.timedelta(minutes=5)  # a token "issued" later than this is not ours
+
+
+class DatedTokens:
+    """Tokens that carry when they were issued and stop working after `lifetime` (a confirmation
+    link, a preferences link): the issue time and a payload sealed by a `TokenCipher` of their own
+    purpose."""
+
+    def __init__(self, key: SigningKey, purpose: bytes, list_id: str, lifetime: dt.timedelta):
+        self.lifetime = lifetime
+        self._cipher = TokenCipher(key, purpose, list_id)
+
+    def seal(self, payload: bytes, issued: dt.datetime) -> str:
+        return self._cipher.seal(int(issued.timestamp()).to_bytes(_ISSUED_BYTES, "big") + payload)
+
+    def open(self, token: str, now: dt.datetime) -> DatedToken:
+        sealed = self._cipher.open(token) if len(token) <= MAX_TOKEN_LENGTH else None
+        if sealed is None or len(sealed) <= _ISSUED_BYTES:
+            return DatedToken(TokenState.INVALID)
+        return self.judge(sealed[_ISSUED_BYTES:], int.from_bytes(sealed[:_ISSUED_BYTES], "big"), now)
+
+    def judge(self, payload: bytes, issued: int, now: dt.datetime) -> DatedToken:
+        """A genuine token's payload issued at `issued` (seconds since 1970), as of `now`."""
+        issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
+        if issued_at > now + _CLOCK_SKEW:
+            return DatedToken(TokenState.INVALID)
+        if now - issued_at > self.lifetime:
+            return DatedToken(TokenState.EXPIRED, issued_at=issued_at)
+        return DatedToken(TokenState.VALID, payload, issued_at)
 
 
 class TokenSigner:

@@ -5,6 +5,8 @@
                                                         (mail scanners prefetch links)
     a forged or malformed token                      -> 400, the same bytes whatever the address
     .../subscribe/ and .../subscribe/confirm/TOKEN   -> the subscribe form (subscribe_web.py)
+    .../preferences/TOKEN                            -> the reader's preferences page: their edition,
+                                                        and unsubscribe (preferences_web.py)
 
 With an event queue (the `[events]` table), each unsubscribe is also put on the SQS queue that
 `newsletter sync` drains into the sender's list, and the answer is 200 only once SQS has accepted
@@ -25,7 +27,6 @@ import email.utils
 import html
 import logging
 import resource
-import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -35,11 +36,13 @@ from typing import Any
 import waitress
 import waitress.server
 
-from . import lambda_wsgi, subscribe_web
+from . import lambda_wsgi, preferences_web, subscribe_web
 from .config import EventSettings, load_config
-from .errors import AwsError, ServeError, StoreError
+from .errors import ServeError
 from .events import EventQueue, Unsubscribe
-from .events.apply import apply_locally
+from .events.apply import record_own_event
+from .preferences import Preferences
+from .preferences_web import PreferencePages
 from .subscribe import Subscriptions, subscriptions_for
 from .subscribe_web import SubscribePages
 from .unsubscribe import TokenSigner, load_signing_key
@@ -139,7 +142,7 @@ class UnsubscribeApp:
 
     def __init__(
         self, database: str | Path | None, signer: TokenSigner, newsletter_name: str, *, queue: EventQueue | None = None,
-        subscriptions: Subscriptions | None = None,
+        subscriptions: Subscriptions | None = None, preferences: Preferences | None = None,
     ):
         self.database = database  # None: no local list (Lambda); the queue is the record
         self.signer = signer
@@ -147,6 +150,8 @@ class UnsubscribeApp:
         self.queue = queue
         # The subscribe form and its confirmation links (subscribe_web.py), when [subscribe] is set.
         self.subscribe_pages = SubscribePages(subscriptions, self._respond, read_form) if subscriptions else None
+        # The preferences page (preferences_web.py); every email's footer links it.
+        self.preference_pages = PreferencePages(preferences, self._respond, read_form) if preferences else None
         if queue is not None:
             queue.url  # noqa: B018 - find the queue now (and fail at start), not on the first request
         self.retry_page = _page(
@@ -184,9 +189,12 @@ class UnsubscribeApp:
         if method not in ("GET", "HEAD", "POST"):
             return self._respond(start_response, "405 Method Not Allowed", self.invalid_page,
                                  [("Allow", "GET, HEAD, POST")], method)
-        subscribe_route = subscribe_web.route(environ.get("PATH_INFO", "")) if self.subscribe_pages else None
+        subscribe_route = subscribe_web.route(subscribe_web.request_path(environ)) if self.subscribe_pages else None
         if subscribe_route is not None:
             return self.subscribe_pages(environ, start_response, *subscribe_route)
+        preferences_token = preferences_web.route(environ.get("PATH_INFO", "")) if self.preference_pages else None
+        if preferences_token is not None:
+            return self.preference_pages(environ, start_response, preferences_token)
         token = environ.get("PATH_INFO", "").rstrip("/").rpartition("/")[2]
         address = self.signer.address(token)
         if address is None:
@@ -210,27 +218,11 @@ class UnsubscribeApp:
 
     def _record(self, address: str, reason: str) -> bool:
         """Queue the unsubscribe (if there is a queue) and apply it locally (if there is a list);
-        True when it reached the place the sender's list is updated from."""
-        # One event both ways (the same id and time): the queued copy of what was applied here
-        # is only deleted at sync, never applied a second time.
-        event = Unsubscribe(address, reason)
-        queued = True
-        if self.queue is not None:
-            try:
-                self.queue.put(event)
-            except AwsError as error:
-                log.error("unsubscribe not queued (the reader is asked to try again): %s", error)
-                queued = False
-        if self.database is not None:
-            try:
-                # A genuine token for an address no longer on the list is recorded too: it stays out.
-                apply_locally(Path(self.database), EventSettings(), event)
-            except (StoreError, sqlite3.Error) as error:
-                # Safe on the queue, it reaches the list at the next sync; with no queue the reader
-                # must try again, so say 503 rather than a 500 that reads like a broken link.
-                log.error("unsubscribe not applied to %s: %s", self.database, error)
-                return self.queue is not None and queued
-        return queued
+        True when it reached the place the sender's list is updated from. A genuine token for an
+        address no longer on the list is recorded too: it stays out."""
+        database = Path(self.database) if self.database is not None else None
+        return record_own_event(Unsubscribe(address, reason), queue=self.queue, database=database,
+                                settings=EventSettings())
 
     @staticmethod
     def _respond(start_response: Callable, status: str, page: bytes, extra: list, method: str) -> list[bytes]:
@@ -294,13 +286,14 @@ def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0,
 
 def build_lambda_app(config_path: str | None = None) -> UnsubscribeApp:
     """The app as it runs on Lambda: from the config ($NEWSLETTER_CONFIG, else ./newsletter.toml
-    in the package), with no database: every unsubscribe and confirmation goes to the queue, and
-    `newsletter sync` applies it to the sender's list."""
+    in the package), with no database: every unsubscribe, confirmation and edition change goes to
+    the queue, and `newsletter sync` applies it to the sender's list."""
     config = load_config(config_path)
     key = load_signing_key(config, allow_development=False)
     queue = EventQueue.from_config(config)
     return UnsubscribeApp(None, TokenSigner(config.list_id, key), config.name, queue=queue,
-                          subscriptions=subscriptions_for(config, key, database=None, queue=queue))
+                          subscriptions=subscriptions_for(config, key, database=None, queue=queue),
+                          preferences=Preferences(config, key, database=None, queue=queue))
 
 
 def lambda_handler(event: dict, context: Any) -> dict:

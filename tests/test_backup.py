@@ -20,11 +20,21 @@ from pathlib import Path
 import pytest
 
 from conftest import add_events_table
-from events_fixtures import inbound_unsubscribe, message_ids, ses_event, topic_arn
+from events_fixtures import (
+    hold_in_another_process,
+    inbound_unsubscribe,
+    message_ids,
+    publish,
+    queue_depth,
+    ses_event,
+    topic_arn,
+)
 from newsletter.backup.lease import Holder, Lease, LeaseLost
 from newsletter.backup.replica import Replica
+from newsletter import subscribers as subscriber_list
 from newsletter.config import load_config
 from newsletter.errors import BackupError, LeaseHeldError
+from newsletter.store import Store
 from newsletter.unsubscribe import SigningKey, TokenSigner
 from sending_fixtures import (
     ISSUE,
@@ -67,13 +77,15 @@ def bucket(moto_ses, monkeypatch) -> str:
     return name
 
 
-def backup_config(folder: Path, bucket: str, *, events: bool = False, **backup) -> Path:
-    """A sending config (500/s, 4 workers) in `folder` with a [backup] table to s3://bucket/team/list."""
+def backup_config(folder: Path, bucket: str, *, events: bool | dict = False, **backup) -> Path:
+    """A sending config (500/s, 4 workers) in `folder` with a [backup] table to s3://bucket/team/list;
+    `events`: an [events] table too (a dict: settings other than the defaults here)."""
     folder.mkdir(parents=True, exist_ok=True)
     config_path = sending_config(folder / "newsletter.toml", **backup.pop("sending", {}))
     if events:
-        add_events_table(config_path, wait_seconds=0, visibility_timeout=1,
-                         inbound_address="unsubscribe@newsletter.example.com")
+        add_events_table(config_path, **{"wait_seconds": 0, "visibility_timeout": 1,
+                                         "inbound_address": "unsubscribe@newsletter.example.com",
+                                         **(events if isinstance(events, dict) else {})})
     lines = ["", "[backup]", f'to = "s3://{bucket}/team/list"'] + [f"{k} = {json.dumps(v)}" for k, v in backup.items()]
     with config_path.open("a", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
@@ -196,6 +208,77 @@ def test_after_a_send_and_a_sync_the_folder_can_be_lost_and_restore_brings_back_
     new = moto_events.ses.raw_messages()[before:]
     reached = Counter(address for item in new for address in set(item["destinations"]))
     assert sorted(reached) == sorted(readers(40)) and set(reached.values()) == {1}
+
+
+# --- kill -9 mid-sync: no queue message deleted before S3 holds what it did ----------------------
+
+
+def feedback(moto_events, config_path: Path, tag: str) -> dict[str, str]:
+    """Put a bounce, a complaint and an unsubscribe for new addresses on the queue; address -> the
+    status each asks for."""
+    from newsletter.events import Unsubscribe, put_event
+
+    wanted = {f"bounce-{tag}@example.com": "bounced", f"complaint-{tag}@example.com": "complained",
+              f"leave-{tag}@example.com": "unsubscribed"}
+    publish(moto_events, ses_event("event-bounce.json", f"bounce-{tag}@example.com", f"ses-{tag}-1"),
+            ses_event("event-complaint.json", f"complaint-{tag}@example.com", f"ses-{tag}-2"))
+    put_event(load_config(config_path), Unsubscribe(f"leave-{tag}@example.com", "unsubscribe page"))
+    return wanted
+
+
+def test_a_sync_killed_with_kill_9_and_restored_elsewhere_loses_no_event_and_applies_each_once(
+        tmp_path, moto_events, bucket, secret):
+    """The sync applies a first group (deleted from the queue once S3 holds it), then S3 is cut off
+    and a second group comes back from another reader; the sync applies it here and is killed
+    with its Litestream, the folder lost. The second group must still be on the queue: the
+    restored list (which lacks it) gets it at the next sync."""
+    proxy = TcpProxy(moto_events.endpoint_url)  # between Litestream (and the lease) and S3 only
+    try:
+        first = backup_config(tmp_path / "laptop", bucket, events={"visibility_timeout": 8}, endpoint_url=proxy.url,
+                              max_lag_seconds=60)
+        run_ok(first, "setup", "aws")
+        import_readers(first, readers(5))
+        later = feedback(moto_events, first, "later")
+        held = hold_in_another_process(moto_events, 4)  # another sync holds them, and stops for 4 s
+        applied_first = feedback(moto_events, first, "first")
+        everything = {**applied_first, **later}
+        child = start_cli(first, "sync", start_new_session=True)
+        try:
+            def applied(wanted: dict[str, str]) -> bool:
+                found = dict(database_rows(first, "SELECT address, status FROM subscriber"))
+                return all(found.get(address) == status for address, status in wanted.items())
+
+            wait_until(lambda: applied(applied_first) and queue_depth(moto_events) == held, timeout=60,
+                       what="the first group applied and deleted")
+            proxy.cut()  # S3 out of reach from here on: nothing more reaches the backup
+            wait_until(lambda: applied(later), timeout=60, what="the second group applied here")
+            time.sleep(1.5)  # time enough to delete them, were it allowed
+            left_on_queue = queue_depth(moto_events)
+            os.killpg(child.pid, signal.SIGKILL)  # the sync and its Litestream: the machine is gone
+            child.wait()
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+        clear_folder(first.parent)
+        proxy.restore()
+        print(f"killed with {left_on_queue} of {held} applied-here messages left on the queue; "
+              f"load {os.getloadavg()[0]:.2f}")
+        assert left_on_queue == held  # applied here, not in S3: not deleted
+
+        second = backup_config(tmp_path / "new-laptop", bucket, events={"visibility_timeout": 8},
+                               endpoint_url=proxy.url)
+        restored = run_ok(second, "restore")
+        assert "readers:    5 subscribed, 1 unsubscribed, 1 bounced, 1 complained" in restored.output
+        synced = run_ok(second, "sync", "--json")
+    finally:
+        proxy.close()
+    summary = json.loads(synced.stdout)
+    assert summary["applied"] == {"bounce": 1, "complaint": 1, "unsubscribe": 1}, summary  # the second group, once
+    assert summary["malformed"] == [] and summary["in_flight"] == 0
+    found = dict(database_rows(second, "SELECT address, status FROM subscriber"))
+    assert {address: found.get(address) for address in everything} == everything
+    assert database_rows(second, "SELECT count(*) FROM applied_event") == [(len(everything),)]
+    assert queue_depth(moto_events) == 0 and queue_depth(moto_events, "newsletter-events-dlq") == 0
 
 
 def test_nothing_is_reported_done_before_s3_has_it(tmp_path, bucket, moto_ses):
@@ -398,6 +481,80 @@ def test_a_send_whose_changes_cannot_reach_s3_stops_and_a_rerun_finishes_with_no
     elsewhere = backup_config(tmp_path / "b", bucket)
     run_ok(elsewhere, "restore")
     assert database_rows(elsewhere, "SELECT state, count(*) FROM delivery GROUP BY state") == [("sent", 60)]
+
+
+# --- newsletter doctor's backup line ------------------------------------------------------------
+
+
+def backup_finding(config_path: Path):
+    """The line `newsletter doctor` prints for the backup (its one registered check), or None."""
+    from newsletter.doctor import CHECKS, run_checks
+
+    findings = run_checks(load_config(config_path), checks=[entry for entry in CHECKS if entry[0] == "backup"])
+    return findings[0] if findings else None
+
+
+def test_doctor_fails_its_backup_line_when_s3_lacks_changes_made_here_or_cannot_be_reached(
+        tmp_path, bucket, moto_ses, secret):
+    assert backup_finding(sending_config(tmp_path / "plain.toml")) is None  # no [backup]: no line
+    proxy = TcpProxy(moto_ses.endpoint_url)
+    try:
+        config_path = backup_config(tmp_path / "a", bucket, endpoint_url=proxy.url)
+        first = backup_finding(config_path)
+        assert (first.status, first.detail) == ("ok", f"s3://{bucket}/team/list/: nothing replicated yet (the next "
+                                                      "command that writes the list uploads it); no list on this "
+                                                      "machine yet: `newsletter restore`")
+        run_ok(config_path, "subscribers", "add", "first@example.org")
+        caught_up = backup_finding(config_path)
+        assert caught_up.status == "ok"
+        assert re.fullmatch(rf"s3://{bucket}/team/list/: last caught up 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+                            r"\(change \d+\); this copy matches it", caught_up.detail)
+
+        # A change made here that never reached S3: S3 cut off once the command's Litestream
+        # started, the change written down here by Litestream, then Litestream killed.
+        from newsletter.backup import Replication
+        from newsletter.backup.replica import newest_local_head
+
+        config = load_config(config_path)
+        with pytest.raises(BackupError), Replication(config, "subscribers add second@example.org") as replication:
+            proxy.cut()
+            uploaded = newest_local_head(config.database).txid
+            with Store.open(config.database) as store:
+                subscriber_list.add(store, "second@example.org")
+            wait_until(lambda: newest_local_head(config.database).txid > uploaded, timeout=30,
+                       what="Litestream's change file")
+            replication.replicator.kill()
+        unreachable = backup_finding(config_path)
+        assert unreachable.status == "fail"
+        assert unreachable.detail.startswith(f"s3://{bucket}/team/list/: cannot list the replica at s3://{bucket}/"
+                                             "team/list/: ")
+        assert unreachable.fix.startswith("check backup.to, the AWS credentials")
+        proxy.restore()
+        ahead = backup_finding(config_path)
+        assert ahead.status == "fail", ahead
+        assert "; changes made here are not in it yet (the next command that writes the list uploads them)" in (
+            ahead.detail)
+        assert ahead.fix.startswith("run a command that writes the list (`newsletter sync`) with S3 in reach")
+
+        import boto3
+
+        # Its release at the end could not reach S3 and this process lives on: the lease left as by
+        # a machine that died, expired here at once rather than in a minute.
+        boto3.client("s3", region_name="us-east-1", endpoint_url=moto_ses.endpoint_url).delete_object(
+            Bucket=bucket, Key="team/list/lease.json")
+        run_ok(config_path, "subscribers", "add", "third@example.org")  # uploads what was left here first
+        assert backup_finding(config_path).status == "ok"
+        elsewhere = backup_config(tmp_path / "b", bucket)
+        run_ok(elsewhere, "restore")
+        assert len(database_rows(elsewhere, "SELECT 1 FROM subscriber")) == 3
+
+        # Another machine wrote since: this copy is behind, and says what to run.
+        run_ok(elsewhere, "subscribers", "add", "fourth@example.org")
+        behind = backup_finding(config_path)
+        assert (behind.status, behind.fix) == ("fail", "run `newsletter restore --force` before writing from this "
+                                                       "machine")
+    finally:
+        proxy.close()
 
 
 # --- restore's own rules -------------------------------------------------------------------------

@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from newsletter.compose import GMAIL_CLIP_BYTES, MAX_LINE_BYTES, MessageTemplate
 from newsletter.config import load_config
 from newsletter.errors import MessageError, TemplateError
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER
+from newsletter.model import PREFERENCES_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://newsletter.example.com/unsubscribe/TOKEN-1?a=1&b=2"
 MAILTO = "mailto:unsubscribe@newsletter.example.com?subject=unsubscribe-TOKEN-1"
+PREFERENCES = "https://newsletter.example.com/preferences/PTOKEN-1"
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,9 @@ def template(rendered, config):
     return MessageTemplate(rendered, config)
 
 
-def personal(template, address="minji.kim@example.com", name="김민지", url=URL, mailto=MAILTO):
-    return template.message_for(address, name=name, unsubscribe_url=url, unsubscribe_mailto=mailto)
+def personal(template, address="minji.kim@example.com", name="김민지", url=URL, mailto=MAILTO, preferences=PREFERENCES):
+    return template.message_for(address, name=name, unsubscribe_url=url, unsubscribe_mailto=mailto,
+                                preferences_url=preferences)
 
 
 def parse(raw: bytes) -> email.message.EmailMessage:
@@ -76,9 +78,12 @@ def test_both_parts_are_base64_utf8_and_decode_to_the_rendered_issue(template, r
     for part in (text_part, html_part):
         assert part["Content-Transfer-Encoding"] == "base64"
         assert part.get_content_charset() == "utf-8"
-    assert text_part.get_content() == rendered.text.replace(UNSUBSCRIBE_URL_PLACEHOLDER, URL)
+    assert text_part.get_content() == rendered.text.replace(UNSUBSCRIBE_URL_PLACEHOLDER, URL).replace(
+        PREFERENCES_URL_PLACEHOLDER, PREFERENCES)
     # In HTML the URL sits in an attribute, so its & must arrive escaped.
-    assert html_part.get_content() == rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(URL))
+    assert html_part.get_content() == rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(URL)).replace(
+        PREFERENCES_URL_PLACEHOLDER, PREFERENCES)
+    assert PREFERENCES_URL_PLACEHOLDER in rendered.html and PREFERENCES_URL_PLACEHOLDER in rendered.text
     assert "&amp;" in html.escape(URL)
 
 

@@ -117,6 +117,10 @@ MALFORMED = {
     "a name that is an object": json.dumps({"type": "subscribe_confirmed", "id": "y", "address": "a@example.com",
                                             "name": {"first": "x"}, "confirmed_at": "2026-01-01T00:00:00Z"}),
     "a lone surrogate where an object belongs": json.dumps({"eventType": "Bounce", "mail": "\udcff"}),
+    "an edition that is an object": json.dumps({"type": "edition_changed", "id": "z", "address": "a@example.com",
+                                                "edition": {"en": True}, "at": "2026-01-01T00:00:00Z"}),
+    "an edition change without a time": json.dumps({"type": "edition_changed", "id": "z2", "address": "a@example.com",
+                                                     "edition": "en"}),
 }
 ODD_BUT_READABLE = {
     "bounceSubType as an object": sns_envelope(_bounce(bounceSubType={"a": 1})),

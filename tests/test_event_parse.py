@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.events.model import Ignored, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
+from newsletter.events.model import EditionChanged, Ignored, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
 from newsletter.events.parse import MalformedMessage, parse_message
 
 DATA = Path(__file__).parent / "data" / "events"
@@ -100,8 +100,14 @@ def test_the_documented_inbound_example_has_no_token_and_is_authenticated():
 
 def test_our_own_events_parse_back_from_their_json():
     at = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
-    for event in (Unsubscribe("a@example.com", at=at, id="u1"), SubscribeConfirmed("b@example.com", "비", at, id="s1")):
+    for event in (Unsubscribe("a@example.com", at=at, id="u1"), SubscribeConfirmed("b@example.com", "비", at, id="s1"),
+                  SubscribeConfirmed("c@example.com", None, at, id="s2", requested_at=at, edition="ko"),
+                  EditionChanged("d@example.com", "en", at=at.replace(microsecond=123456), id="e1")):
         assert parse_message(json.dumps(event.to_dict()), "sqs-x") == event
+    # A confirmation queued before editions has none: the reader keeps (or gets) the bilingual one.
+    older = {key: value for key, value in SubscribeConfirmed("e@example.com", None, at, id="s3").to_dict().items()
+             if key != "edition"}
+    assert parse_message(json.dumps(older), "sqs-x").edition is None
 
 
 def test_setup_notices_and_sns_confirmations_are_ignored_not_malformed():
@@ -135,6 +141,14 @@ def test_moto_s_simulator_feedback_is_recognised_by_its_detail_object():
          "not an address"),
         (json.dumps({"type": "unsubscribe", "id": "x", "address": "a@b.c", "at": "yesterday"}), "ISO 8601"),
         (json.dumps({"type": "resubscribe", "id": "x", "address": "a@b.c"}), "unknown event type"),
+        (json.dumps({"type": "edition_changed", "id": "x", "address": "a@b.c", "edition": "fr",
+                     "at": "2026-01-01T00:00:00Z"}), "edition 'fr' is not one of bilingual, ko, en"),
+        (json.dumps({"type": "edition_changed", "id": "x", "address": "a@b.c", "at": "2026-01-01T00:00:00Z"}),
+         "edition None"),
+        (json.dumps({"type": "edition_changed", "id": "x", "address": "a@b.c", "edition": ["en"],
+                     "at": "2026-01-01T00:00:00Z"}), "edition \\['en'\\]"),
+        (json.dumps({"type": "subscribe_confirmed", "id": "x", "address": "a@b.c", "edition": "EN",
+                     "confirmed_at": "2026-01-01T00:00:00Z"}), "edition 'EN'"),
         (json.dumps({"Type": "Notification", "MessageId": "m", "Message": "{broken"}), "SNS Message is not JSON"),
     ],
 )

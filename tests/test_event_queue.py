@@ -23,7 +23,7 @@ def test_put_event_puts_our_json_on_the_queue(tmp_path, moto_events):
         QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
     assert sorted(bodies, key=lambda b: b["id"]) == [
         {"type": "subscribe_confirmed", "id": "e1", "address": "독자@example.com", "name": "김독자",
-         "confirmed_at": "2026-11-20T09:30:00+00:00", "requested_at": None},
+         "confirmed_at": "2026-11-20T09:30:00+00:00", "requested_at": None, "edition": None},
         {"type": "unsubscribe", "id": "e2", "address": "leaver@example.com",
          "reason": "one-click (List-Unsubscribe-Post)", "at": "2026-11-20T09:30:00+00:00"},
     ]

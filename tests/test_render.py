@@ -676,13 +676,15 @@ def run(*args: str):
     return CliRunner().invoke(main, ["--config", str(REPO / "newsletter.toml"), *args])
 
 
-def test_build_writes_four_files_and_prints_the_sizes(tmp_path):
+def test_build_writes_four_files_and_each_editions_three_and_prints_the_sizes(tmp_path):
     result = run("build", str(SAMPLE), "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     names = sorted(path.name for path in (tmp_path / "out").iterdir())
-    assert names == ["2023-10-16.html", "2023-10-16.mjml", "2023-10-16.txt", "2023-10-16.web.html"]
-    html_bytes = (tmp_path / "out" / "2023-10-16.html").stat().st_size
-    assert f"HTML {html_bytes:,} bytes" in result.output
+    assert names == sorted(["2023-10-16.html", "2023-10-16.mjml", "2023-10-16.txt", "2023-10-16.web.html",
+                            *(f"2023-10-16.{edition}.{kind}" for edition in ("ko", "en") for kind in ("html", "mjml", "txt"))])
+    for edition, name in (("bilingual", "2023-10-16.html"), ("ko", "2023-10-16.ko.html"), ("en", "2023-10-16.en.html")):
+        html_bytes = (tmp_path / "out" / name).stat().st_size
+        assert f"{edition}: HTML {html_bytes:,} bytes" in result.output
     assert "base64-encoded for sending" in result.output
     assert "warning" not in result.output
 
@@ -783,6 +785,10 @@ def test_preview_serves_the_email_web_and_text_and_rerenders_on_change(preview):
     assert status == 200 and "Llemma(렘마)" in page
     assert fetch(f"{base}/web")[1].count("<details") == 10
     assert "Unsubscribe" in fetch(f"{base}/text")[1]
+    # Each edition, as a send renders them.
+    assert '<html lang="en"' in fetch(f"{base}/email/en")[1] and "Llemma(렘마)" not in fetch(f"{base}/email/en")[1]
+    assert "수신 거부:" in fetch(f"{base}/text/ko")[1] and "Unsubscribe" not in fetch(f"{base}/text/ko")[1]
+    assert all(f'href="/email{suffix}"' in fetch(base + "/")[1] for suffix in ("", "/ko", "/en"))
 
     before = site.renders
     edit(issue_path, "Llemma(렘마)", "Llemma(렘마-수정됨)")

@@ -19,9 +19,9 @@ import pytest
 from newsletter import markup
 from newsletter.clients import without_checked_rules, without_styles
 from newsletter.config import load_config
-from newsletter.model import Bilingual, Issue, Link, Paper, Text
+from newsletter.model import EDITIONS, Bilingual, Issue, Link, Paper, Text
 from newsletter.parse import parse_issue
-from newsletter.render import render_issue, web_url
+from newsletter.render import render_editions, render_issue, web_url
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -90,16 +90,17 @@ def fifteen_papers(issue: Issue) -> Issue:
 
 @pytest.fixture(scope="module")
 def weeks(config, tmp_path_factory):
-    """The sample and a 15-paper week: each issue, its web page and its email in the three layouts."""
+    """The sample and a 15-paper week: each issue, its web page and its email in the three
+    layouts, in each edition (keyed by week, then edition)."""
     sample_issue = parse_issue(REPO / "issues" / "2023-10-16.md")
     out = {}
     for name, issue in (("sample", sample_issue), ("15 papers", fifteen_papers(sample_issue))):
-        rendered = render_issue(issue, config)
-        folder = tmp_path_factory.mktemp(name.replace(" ", "-"))
-        (folder / "web.html").write_text(rendered.web_html, encoding="utf-8")
-        for layout, transform in LAYOUTS.items():
-            (folder / f"{layout}.html").write_text(transform(rendered.html), encoding="utf-8")
-        out[name] = (issue, folder)
+        for edition, rendered in render_editions(issue, config).items():
+            folder = tmp_path_factory.mktemp(f"{name.replace(' ', '-')}-{edition}")
+            (folder / "web.html").write_text(rendered.web_html, encoding="utf-8")
+            for layout, transform in LAYOUTS.items():
+                (folder / f"{layout}.html").write_text(transform(rendered.html), encoding="utf-8")
+            out[name, edition] = (issue, folder)
     return out
 
 
@@ -115,8 +116,10 @@ def horizontal_overflow(page) -> int:
 
 
 @pytest.mark.parametrize("width", [320, 375, 600])
-def test_no_horizontal_scroll_and_text_at_least_14px(browser, sample, width):
-    page = open_page(browser, sample / "email.html", width)
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_no_horizontal_scroll_and_text_at_least_14px(browser, weeks, width, edition):
+    _, folder = weeks["sample", edition]
+    page = open_page(browser, folder / "as sent.html", width)
     assert horizontal_overflow(page) <= 0
     sizes = page.evaluate(TEXT_SIZES)
     assert len(sizes) > 50
@@ -128,9 +131,10 @@ PAGE_HEIGHT = "() => document.documentElement.scrollHeight"
 
 
 @pytest.mark.parametrize("week", ["sample", "15 papers"])
-def test_where_nothing_folds_the_email_stays_about_as_long_as_where_it_folds(browser, weeks, week):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_where_nothing_folds_the_email_stays_about_as_long_as_where_it_folds(browser, weeks, week, edition):
     """Today's main: 2.9x and 3.1x the folded height for the sample (20,401 and 21,939 px)."""
-    _, folder = weeks[week]
+    _, folder = weeks[week, edition]
     heights = {}
     for layout in LAYOUTS:
         page = open_page(browser, folder / f"{layout}.html", 375)
@@ -153,7 +157,7 @@ def test_every_papers_english_original_is_one_tap_away_in_every_layout(browser, 
     """As sent: folded behind a toggle that opens it. Where nothing folds: not shown (that is what
     keeps the email short) but linked, from a link in its place, to the paper's anchor on the web
     page, which holds every English original of that paper."""
-    issue, folder = weeks[week]
+    issue, folder = weeks[week, "bilingual"]
     page = open_page(browser, folder / f"{layout}.html", 375)
     cards = page.evaluate(ENGLISH_OF_EACH_PAPER)
     web = lxml.html.fromstring((folder / "web.html").read_text(encoding="utf-8"))
@@ -174,6 +178,62 @@ def test_every_papers_english_original_is_one_tap_away_in_every_layout(browser, 
     page.close()
 
 
+FOLDS_OF_EACH_PAPER = """() => [...document.querySelectorAll('.paper')].map(card => [
+  card.querySelectorAll('.en, .te').length,
+  [...card.querySelectorAll('a.wl, a.btn2')].filter(a => a.getClientRects().length).map(a => [a.textContent, a.href]),
+  [...card.querySelectorAll('label.tg')].filter(l => l.getClientRects().length).map(l => l.htmlFor)])"""
+
+
+@pytest.mark.parametrize("week", ["sample", "15 papers"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("edition", ["ko", "en"])
+def test_in_an_edition_of_one_language_each_abstract_and_english_original_is_one_tap_away(
+        browser, weeks, week, layout, edition, config):
+    """No original in the other language anywhere; the abstract folds where folds run and is
+    linked at the paper's anchor on the web page elsewhere; in ko, each paper also links its
+    English original there, and the web page's anchor holds it."""
+    issue, folder = weeks[week, edition]
+    page = open_page(browser, folder / f"{layout}.html", 375)
+    cards = page.evaluate(FOLDS_OF_EACH_PAPER)
+    web = lxml.html.fromstring((folder / "web.html").read_text(encoding="utf-8"))
+    assert len(cards) == len(issue.papers)
+    for number, (paper, (originals_shown, links, toggles)) in enumerate(zip(issue.papers, cards), start=1):
+        anchor, links = f"{web_url(issue, config)}#{paper.slug}", [tuple(link) for link in links]
+        assert originals_shown == 0, (edition, paper.slug)
+        if not paper.abstract:  # nothing to fold (GenBench)
+            assert toggles == [] and [text for text, _ in links if "초록" in text or "Abstract" in text] == []
+        elif layout == "as sent":
+            assert toggles == [f"f{number}"] and anchor not in [href for text, href in links if "초록" in text
+                                                                 or "Abstract" in text]
+            page.locator(f"label[for=f{number}]").click()
+            shown = page.locator(f"#p{number} .more").inner_text()
+            abstract = paper.abstract[0].ko if edition == "ko" else paper.abstract[0].en
+            assert " ".join(markup.to_plain(abstract).split())[:40] in " ".join(shown.split())
+        else:
+            assert toggles == [] and (f"{'논문 초록' if edition == 'ko' else 'Abstract'} ↗", anchor) in links
+        if edition == "ko":
+            assert ("영어 원문 ↗", anchor) in links
+            held = " ".join(web.get_element_by_id(paper.slug).text_content().split())
+            for passage in paper.summary + paper.abstract:
+                assert " ".join(markup.to_plain(passage.en).split()) in held
+    page.close()
+
+
+def test_the_english_edition_shows_no_hangul_and_the_korean_no_english_original(browser, weeks):
+    issue, _ = weeks["sample", "en"]
+    visible = {}
+    for edition in EDITIONS:
+        page = open_page(browser, weeks["sample", edition][1] / "as sent.html", 375)
+        visible[edition] = page.evaluate("() => document.body.textContent")  # what folds open, too
+        page.close()
+    assert re.findall("[가-힣]+", visible["en"]) == []
+    originals = [" ".join(markup.to_plain(passage.en).split())[:50] for paper in issue.papers
+                 for passage in paper.summary + paper.abstract]
+    flat = {edition: " ".join(text.split()) for edition, text in visible.items()}
+    assert [original for original in originals if original in flat["ko"]] == []
+    assert [original for original in originals if original not in flat["en"]] == []
+
+
 # Each link and toggle a reader can see, one box per line it sits on: [class, text, height].
 TARGETS = """() => [...document.querySelectorAll('a, label')]
   .flatMap(e => [...e.getClientRects()].map(box => [e.className || e.tagName, e.textContent.slice(0, 30), box.height]))"""
@@ -181,9 +241,10 @@ TARGETS = """() => [...document.querySelectorAll('a, label')]
 
 @pytest.mark.parametrize("week", ["sample", "15 papers"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_no_link_is_under_24px_and_buttons_are_44px(browser, weeks, week, layout):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_no_link_is_under_24px_and_buttons_are_44px(browser, weeks, week, layout, edition):
     """WCAG 2.5.8 (24 px); a button or toggle is a thumb's 44 px where the styles give it that look."""
-    _, folder = weeks[week]
+    _, folder = weeks[week, edition]
     page = open_page(browser, folder / f"{layout}.html", 375)
     targets = page.evaluate(TARGETS)
     page.close()
@@ -195,9 +256,10 @@ def test_no_link_is_under_24px_and_buttons_are_44px(browser, weeks, week, layout
 
 
 @pytest.mark.parametrize("layout", ["as sent", "no :checked"])
-def test_the_first_screen_shows_the_contents_and_reaches_the_first_paper(browser, weeks, layout):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_the_first_screen_shows_the_contents_and_reaches_the_first_paper(browser, weeks, layout, edition):
     """375 x 667: the week's contents whole, and the first paper's heading begun."""
-    _, folder = weeks["sample"]
+    _, folder = weeks["sample", edition]
     page = open_page(browser, folder / f"{layout}.html", 375)
     contents, heading = page.evaluate("""() => [document.querySelector('.toc').getBoundingClientRect().bottom,
                                                 document.querySelector('.paper h2').getBoundingClientRect().top]""")
@@ -310,10 +372,12 @@ MID_WORD_BREAKS = """() => {
 
 @pytest.mark.parametrize("week, width", [("sample", 320), ("sample", 375), ("15 papers", 375)])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_korean_lines_break_between_words_never_inside_them(browser, weeks, week, width, layout):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_korean_lines_break_between_words_never_inside_them(browser, weeks, week, width, layout, edition):
     """Every <style> removed is how Gmail's apps with a non-Google account and Korean webmail
-    show it: the rule that keeps Korean words whole must be inline on the wrapper."""
-    _, folder = weeks[week]
+    show it: the rule that keeps Korean words whole must be inline on the wrapper. (The en
+    edition has no Korean to break: it checks that nothing else breaks mid-word either.)"""
+    _, folder = weeks[week, edition]
     page = open_page(browser, folder / f"{layout}.html", width)
     breaks, lines, examples = page.evaluate(MID_WORD_BREAKS)
     page.close()
@@ -326,15 +390,17 @@ GREY = "rgb(87, 96, 106)"
 
 
 @pytest.mark.parametrize("styles", ["as sent", "stripped"])
-def test_footer_text_and_links_are_grey_and_unsubscribe_stays_on_one_line(browser, sample, styles):
-    page = open_page(browser, sample / "email.html", 375)
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_footer_text_and_links_are_grey_and_unsubscribe_stays_on_one_line(browser, weeks, styles, edition):
+    _, folder = weeks["sample", edition]
+    page = open_page(browser, folder / "as sent.html", 375)
     if styles == "stripped":
         page.evaluate(STRIP_STYLES)
     colours = page.evaluate("""() => [...document.querySelectorAll('.foot p, .foot a, .foot span')]
         .map(e => [e.textContent.slice(0, 30), getComputedStyle(e).color])""")
     assert len(colours) >= 7
     assert [c for c in colours if c[1] != GREY] == []
-    unsubscribe = page.locator(".foot a", has_text="Unsubscribe")
+    unsubscribe = page.locator(".foot a", has_text="수신 거부" if edition == "ko" else "Unsubscribe")
     assert unsubscribe.evaluate("a => a.getClientRects().length") == 1  # one line box: not split
     page.close()
 

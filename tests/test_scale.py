@@ -218,7 +218,8 @@ def test_the_pool_grows_past_what_the_call_latency_alone_asks_when_composing_is_
     addresses = readers(100)
     subscribe(config_path, addresses)
     plan = prepare_send(ISSUE, load_config(config_path), dry_run=False)
-    plan = dataclasses.replace(plan, template=_SlowComposer(plan.template, compose_seconds))
+    plan = dataclasses.replace(plan, templates={edition: _SlowComposer(template, compose_seconds)
+                                                for edition, template in plan.templates.items()})
     assert plan.sizing().workers < plan.rate * compose_seconds  # the assumed cycle is too short
 
     summary = send_issue(plan)

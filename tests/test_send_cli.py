@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import write_config
 from newsletter.cli import main
 from newsletter.config import load_config
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Subscriber
+from newsletter.model import PREFERENCES_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Subscriber
 from newsletter.parse import parse_issue
 from newsletter.render import render_issue
 from newsletter.store import Store, utc_now
@@ -116,7 +116,7 @@ def test_dry_run_opens_no_socket_and_its_samples_decode_to_the_rendered_issue(tm
     assert "to:        4 (subscribed addresses)" in result.output
     assert "(10 papers)" in result.output.splitlines()[0]
     assert "preparing" not in result.output  # no progress bar when stdout is not a terminal
-    assert re.search(r"HTML part as sent \d+\.\d KB, under Gmail's clipping point", result.output)
+    assert re.search(r"HTML part as sent bilingual \d+\.\d KB, ko \d+\.\d KB, en \d+\.\d KB, under Gmail's clipping point", result.output)
     assert "first recipients: alex.morgan@example.com, jihoon.park@example.com" in result.output
 
     config = load_config(config_path)
@@ -129,8 +129,11 @@ def test_dry_run_opens_no_socket_and_its_samples_decode_to_the_rendered_issue(tm
         address = message["To"].addresses[0].addr_spec
         https_url, _ = links.for_address(address)
         assert "/unsubscribe/dev-" in https_url  # a dry run's links are marked as such
-        assert message.get_body(("html",)).get_content() == rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, https_url)
-        assert message.get_body(("plain",)).get_content() == rendered.text.replace(UNSUBSCRIBE_URL_PLACEHOLDER, https_url)
+        preferences_url = re.search(r"https://newsletter\.example\.com/preferences/dev-[\w-]+",
+                                    message.get_body(("plain",)).get_content()).group(0)
+        for kind, part in (("html", rendered.html), ("plain", rendered.text)):
+            assert message.get_body((kind,)).get_content() == part.replace(UNSUBSCRIBE_URL_PLACEHOLDER, https_url).replace(
+                PREFERENCES_URL_PLACEHOLDER, preferences_url)
 
     with (tmp_path / "outbox" / "manifest.csv").open(encoding="utf-8") as manifest:
         rows = list(csv.DictReader(manifest))
@@ -225,7 +228,7 @@ def test_a_dry_run_with_an_empty_list_says_how_to_fill_it_and_still_sizes_the_em
     assert result.exit_code == 0, result.output
     assert "to:        0 (subscribed addresses)" in result.output
     assert "newsletter subscribers import FILE.csv" in result.output
-    assert re.search(r"HTML part as sent \d+\.\d KB, under Gmail's clipping point", result.output)
+    assert re.search(r"HTML part as sent bilingual \d+\.\d KB, ko \d+\.\d KB, en \d+\.\d KB, under Gmail's clipping point", result.output)
 
 
 def test_a_dry_run_warns_when_gmail_would_clip_the_issue(tmp_path, no_network):
@@ -236,8 +239,8 @@ def test_a_dry_run_warns_when_gmail_would_clip_the_issue(tmp_path, no_network):
     big = write_issue_with_papers(tmp_path / "big.md", 30)
     result = run(config_path, "send", "--dry-run", str(big))
     assert result.exit_code == 0, result.output
-    assert re.search(r"HTML part as sent \d+\.\d KB, over Gmail's clipping point", result.output)
-    assert 'warning: Gmail will show this issue as "[Message clipped]"' in result.output
+    assert re.search(r"HTML part as sent bilingual \d+\.\d KB, ko \d+\.\d KB, en \d+\.\d KB, over Gmail's clipping point", result.output)
+    assert 'warning: Gmail will show this issue (bilingual, ko, en) as "[Message clipped]"' in result.output
 
 
 # --- no surprises (issue 19) -----------------------------------------------------------------------
@@ -284,8 +287,9 @@ def test_a_test_copy_that_stops_does_not_claim_the_rest_are_pending(tmp_path, sm
 
 def test_a_list_send_reads_and_renders_the_issue_once(tmp_path, moto_ses, secret, static_site, monkeypatch):
     """Every check before the send (draft, web page, feedback) and the send itself use the same
-    parsed and rendered issue: each Issue and RenderedIssue built is counted."""
-    from newsletter.model import Issue, RenderedIssue
+    parsed and rendered issue, each edition rendered once: each Issue and RenderedIssue built is
+    counted."""
+    from newsletter.model import EDITIONS, Issue, RenderedIssue
 
     config_path = write_config(tmp_path / "newsletter.toml")
     text = config_path.read_text(encoding="utf-8")
@@ -304,7 +308,8 @@ def test_a_list_send_reads_and_renders_the_issue_once(tmp_path, moto_ses, secret
         monkeypatch.setattr(kind, "__init__", counting)
     result = run(config_path, "send", "--yes", str(ISSUE))
     assert result.exit_code == 0, result.output
-    assert built == {Issue: 1, RenderedIssue: 1}
+    # One Issue parsed, plus the ko and en views of it (the bilingual view is the issue itself).
+    assert built == {Issue: 1 + len(EDITIONS) - 1, RenderedIssue: len(EDITIONS)}
 
 
 def test_status_alone_shows_the_latest_issue_sent(tmp_path, moto_ses, secret):

@@ -24,6 +24,7 @@ from test_render_browser import (CHROMIUM, CHROMIUM_ARGS, MID_WORD_BREAKS, TEXT_
 
 from newsletter.config import load_config
 from newsletter.parse import parse_issue
+from newsletter.store import Store
 
 # For each element: its Hangul syllables, and the glyphs Chromium drew for it with a CJK font
 # (CSS.getPlatformFontsForNode, the fonts DevTools lists under "Rendered Fonts").
@@ -79,7 +80,13 @@ def test_without_javascript_the_form_posts_the_address_and_the_honeypot_stays_ou
     page.fill("#subscribe-email", "독자@example.com")
     page.click(".subscribe-form button[type=submit]")
     page.wait_for_load_state()
-    assert posted == ["email=%EB%8F%85%EC%9E%90%40example.com&website="]
+    assert posted == ["email=%EB%8F%85%EC%9E%90%40example.com&edition=bilingual&website="]  # the default edition
+    page.goto((site / "index.html").as_uri())
+    page.fill("#subscribe-email", "reader@example.com")
+    page.click("text=영어만")  # the whole label is the tap target
+    page.click(".subscribe-form button[type=submit]")
+    page.wait_for_load_state()
+    assert posted[-1] == "email=reader%40example.com&edition=en&website="
     context.close()
 
 
@@ -116,6 +123,7 @@ def test_without_javascript_a_reader_subscribes_and_confirms_in_the_browser(brow
     page = context.new_page()
     page.goto(web_app.base + "/subscribe/")
     page.fill("#subscribe-email", "reader@example.com")
+    page.check("input[name=edition][value=ko]")
     page.click("button[type=submit]")
     assert "메일함을 확인해 주세요" in page.locator("h1").inner_text()
     assert horizontal_overflow(page) <= 0
@@ -123,9 +131,44 @@ def test_without_javascript_a_reader_subscribes_and_confirms_in_the_browser(brow
     path = LINK.search(message.get_body(("plain",)).get_content()).group(1)
     page.goto(web_app.base + path)
     assert "구독을 확인하시겠습니까?" in page.locator("h1").inner_text()
+    assert "한국어만" in page.locator("main").inner_text()  # the edition the link carries
     page.click("button[type=submit]")
     assert "구독이 시작되었습니다" in page.locator("h1").inner_text()
     context.close()
+    with Store.open(web_app.config.database) as store:
+        assert (store.get("reader@example.com").status, store.get("reader@example.com").edition) == ("subscribed", "ko")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_preferences_page_reads_well_and_a_reader_changes_edition_in_the_browser(browser, web_app, scheme):
+    import datetime as dt
+
+    from newsletter.model import Subscriber
+    from newsletter.preferences import PreferenceLinks
+    from test_subscribe import KEY
+
+    with Store.open(web_app.config.database) as store:
+        now = dt.datetime.now(dt.UTC)
+        store.insert([Subscriber("reader@example.com", None, "subscribed", "test", now, now, edition="ko")])
+    link = PreferenceLinks(web_app.config, KEY, dt.datetime.now(dt.UTC)).for_address("reader@example.com", "ko")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 320, "height": 800},
+                                  color_scheme=scheme)
+    page = context.new_page()
+    page.goto(web_app.base + "/preferences/" + link.rpartition("/")[2])
+    assert horizontal_overflow(page) <= 0
+    texts = page.evaluate(TEXT_COLOURS)
+    assert len(texts) > 8 and [(what, colour, back, round(contrast(colour, back), 2)) for what, colour, back in texts
+                               if contrast(colour, back) < 4.5] == []
+    assert page.evaluate(MID_WORD_BREAKS)[0] == 0
+    heights = page.evaluate("() => [...document.querySelectorAll('label.choice, button')].map(e => e.getBoundingClientRect().height)")
+    assert len(heights) == 5 and min(heights) >= 44  # three choices, save, unsubscribe: thumb-sized
+    assert page.is_checked("input[value=ko]")
+    page.click("text=영어만")
+    page.click("button:has-text('저장')")
+    assert "저장되었습니다" in page.locator("h1").inner_text()
+    context.close()
+    with Store.open(web_app.config.database) as store:
+        assert store.get("reader@example.com").edition == "en"
 
 
 # --- search, tag pages and the feed over a static file server --------------------------------------

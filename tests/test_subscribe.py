@@ -17,13 +17,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import write_config
 from events_fixtures import SECRET, cli, cli_json, events_config, queue_depth, queue_url, statuses
 from newsletter.config import load_config
 from newsletter.events import EventQueue, SubscribeConfirmed, put_event
+from newsletter.preferences import Preferences
 from newsletter.store import Store
 from newsletter.subscribe import ConfirmationTokens, Subscriptions, TokenState, subscriptions_for
 from newsletter.subscribe_web import form_action, route
@@ -61,7 +62,8 @@ class WebApp:
         if clock is not None:
             self.subscriptions.clock = clock
         app = UnsubscribeApp(database, TokenSigner(config.list_id, KEY), config.name, queue=queue,
-                             subscriptions=self.subscriptions)
+                             subscriptions=self.subscriptions,
+                             preferences=Preferences(config, KEY, database=database, queue=queue))
         self.server = serve_in_thread(app, port=port, trusted_proxy=trusted_proxy)
         self.base = f"http://127.0.0.1:{self.server.effective_port}"
 
@@ -512,18 +514,53 @@ def test_in_chromium_the_form_tried_on_127_0_0_1_subscribes(tmp_path, moto_event
     assert len(moto_events.ses.messages()) == 1
 
 
-_SEGMENT = st.text(alphabet=st.characters(categories=("L", "N"), include_characters="-_~%"), min_size=1, max_size=8).filter(
-    lambda text: text not in (".", ".."))
+_SEGMENT = st.one_of(
+    st.text(alphabet=st.characters(categories=("L", "N"), include_characters="-_~%.\\"), min_size=1, max_size=8),
+    st.sampled_from([".", "..", "%2e", "%2E%2e", ".%2E", "%2F", "a%2Fsubscribe"]))
 
 
 @settings(max_examples=300, deadline=None)
 @given(prefix=st.lists(_SEGMENT, max_size=4), confirm=st.booleans(), slash=st.booleans(),
-       token=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20))
+       token=st.one_of(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-%", min_size=1, max_size=20), _SEGMENT))
+@example(prefix=[], confirm=True, slash=True, token=".")  # /subscribe/confirm/./ posted to the site's root
+@example(prefix=["newsletter"], confirm=True, slash=False, token="..")
+@example(prefix=["x"], confirm=True, slash=True, token="%2e")
+@example(prefix=["subscribe%2Fconfirm"], confirm=False, slash=True, token="t")
 def test_the_form_action_resolves_to_the_subscribe_page_under_any_prefix(prefix, confirm, slash, token):
+    """`path` as the browser has it (percent-encoded); where the form posts, resolved by RFC 3986
+    (urljoin) and, for the dot-segments browsers also find in %2e, with those decoded first: the
+    subscribe page the path names, or the path is not routed at all."""
     base = "/".join(["", *prefix, "subscribe"])
     path = base + (f"/confirm/{token}" if confirm else "") + ("/" if slash else "")
     kind = "confirm" if confirm else "form"
-    if route(path) != (kind, token if confirm else None):
+    if route(path) != (kind, urllib.parse.unquote(token) if confirm else None):
         return  # a path the app does not route this way (e.g. the token itself is "subscribe")
-    assert urllib.parse.urljoin("https://host.example" + path, form_action(path, kind)) == \
-        "https://host.example" + base + "/"
+    expected = urllib.parse.urljoin("https://host.example", base + "/")
+    for page in (path, path.replace("%2e", ".").replace("%2E", ".")):
+        assert urllib.parse.urljoin("https://host.example" + page, form_action(path, kind)) == expected
+
+
+@pytest.mark.parametrize("path", ["/x/subscribe%2F", "/x/subscribe%2Fconfirm%2F{expired}",
+                                  "/subscribe/confirm/%2e/", "/subscribe/confirm/{expired}/..", "/subscribe/a\\b/"])
+def test_a_path_whose_segments_do_not_resolve_one_for_one_gets_no_subscribe_form(
+        tmp_path, moto_events, secret, apps, path):
+    """Sent as is (as curl --path-as-is would; a browser removes dot-segments itself, and keeps an
+    encoded slash inside its segment): the page there must have no form that posts anywhere but
+    a subscribe page. Such a path is not the subscribe app's: the unsubscribe app's 400."""
+    import http.client
+
+    config_path = subscribe_config(tmp_path, confirm_hours=1)
+    app = apps(config_path, with_database=True)
+    expired = ConfirmationTokens(load_config(config_path).list_id, KEY, dt.timedelta(hours=1)).token(
+        "late@example.com", dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    path = path.format(expired=expired)
+    connection = http.client.HTTPConnection("127.0.0.1", app.server.effective_port, timeout=10)
+    connection.request("GET", path)
+    answer = connection.getresponse()
+    page = answer.read().decode("utf-8")
+    connection.close()
+    parser = _FormActions()
+    parser.feed(page)
+    targets = [urllib.parse.urljoin(app.base + path, action) for action in parser.actions]
+    assert all(urllib.parse.urlsplit(target).path.endswith("/subscribe/") for target in targets), (answer.status, targets)
+    assert answer.status == 400 and "구독하기" not in page and "만료" not in page  # not a subscribe page

@@ -6,6 +6,7 @@ import codecs
 import csv
 import dataclasses
 import datetime as dt
+import time
 import io
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from newsletter import subscribers as subscriber_list
 from newsletter.cli import main
 from newsletter.errors import StoreError
-from newsletter.model import SUBSCRIBER_STATUSES, Subscriber
+from newsletter.model import EDITIONS, STATUS_STRENGTH, SUBSCRIBER_STATUSES, Subscriber
 from newsletter.store import Store
 from newsletter.subscribers import SKIP_REASON_DUPLICATE, ImportRejected
 
@@ -188,8 +189,9 @@ def test_export_guards_formulas_and_imports_back_to_the_same_store(tmp_path: Pat
         Subscriber("-dash@example.com", "-minus", "unsubscribed", "cli", joined, changed, "one-click", changed),
         Subscriber("at@example.org", "@at", "bounced", "import:b.csv", joined, changed, "=bounce: 550", changed),
         Subscriber("quote@example.org", "'=already quoted", "complained", "manual", joined, changed, "abuse", changed),
-        Subscriber("kim@example.com", 'Kim, "MJ" 김민지', "subscribed", "import:a.csv", joined, joined, None),
-        Subscriber("plain@example.com", "O'Brien", "subscribed", "cli", joined, joined, None),
+        Subscriber("kim@example.com", 'Kim, "MJ" 김민지', "subscribed", "import:a.csv", joined, joined, None,
+                   edition="ko"),
+        Subscriber("plain@example.com", "O'Brien", "subscribed", "cli", joined, joined, None, edition="en"),
         Subscriber("noname@example.com", None, "subscribed", "cli", joined, joined, None),
     ]
     with Store.open(tmp_path / "first.db") as first:
@@ -240,7 +242,7 @@ def test_importing_the_example_list_twice_is_short_and_idempotent(run) -> None:
     assert "added 6; updated 0; unchanged 0" in first.stdout
     second = run("subscribers", "import", example)
     assert "added 0; updated 0; unchanged 6" in second.stdout
-    assert second.stdout.splitlines()[-1] == "subscribed now: 6"
+    assert second.stdout.splitlines()[-1] == "subscribed now: 6 (bilingual 6)"
     assert len(second.stdout.splitlines()) <= 3
 
 
@@ -281,7 +283,8 @@ def test_add_remove_export_and_stats_commands(run, tmp_path: Path) -> None:
     assert run("subscribers", "remove", "a@example.com").exit_code == 1
     assert "added 1" in run("subscribers", "import", str(exported)).stdout  # a@ comes back, b@ stays out
     stats = dict(line.split()[:2] for line in run("subscribers", "stats").stdout.splitlines())
-    assert stats == {"subscribed": "1", "unsubscribed": "1", "bounced": "0", "complained": "0", "total": "2"}
+    assert stats == {"subscribed": "1", "bilingual": "1", "ko": "0", "en": "0", "unsubscribed": "1", "bounced": "0",
+                     "complained": "0", "total": "2"}
 
 
 @given(st.text())
@@ -447,10 +450,14 @@ def test_a_read_only_database_is_one_line_not_a_traceback(newsletter_config: Pat
 # The streaming import against the rules it must keep, on random lists and files
 
 
-def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], source: str, resubscribe: bool):
+def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], source: str, resubscribe: bool,
+                     editions: bool = False):
     """The import rules as written in docs/subscribers.md, on plain dicts: the first row of an
-    address wins, a later one may fill in a missing name, an opt-out anywhere in the file is kept;
-    addresses that left stay out unless `resubscribe`. Returns the list after and the counts."""
+    address wins (its edition too), a later one may fill in a missing name, the strongest opt-out
+    in the file is kept and recorded over a weaker stored one; addresses that left stay out unless
+    `resubscribe`. A file with an edition column (`editions`) sets the edition of everyone it names
+    but those who stay out; without one, stored subscribers keep theirs. Returns the list after and
+    the counts."""
     merged: dict[str, Subscriber] = {}
     counts: Counter = Counter()
     for row in rows:
@@ -461,52 +468,60 @@ def reference_import(stored: dict[str, Subscriber], rows: list[Subscriber], sour
         counts["duplicate"] += 1
         if first.name is None and row.name:
             first = dataclasses.replace(first, name=row.name)
-        if first.status == "subscribed" and row.status != "subscribed":
+        if STATUS_STRENGTH[row.status] > STATUS_STRENGTH[first.status]:  # the strongest opt-out wins
             first = dataclasses.replace(first, status=row.status, reason=row.reason)
         merged[key] = first
     after = dict(stored)
     for key, new in merged.items():
         old = stored.get(key)
+        edition = new.edition if editions else old.edition if old else new.edition
         if old is None:
             after[key], counts["added"] = new, counts["added"] + 1
-        elif old.status == "subscribed" and new.status != "subscribed":
-            after[key] = dataclasses.replace(old, status=new.status, reason=new.reason or f"{new.status} in {source}")
+        elif STATUS_STRENGTH[new.status] > STATUS_STRENGTH[old.status]:  # a stronger opt-out is recorded
+            after[key] = dataclasses.replace(old, status=new.status, reason=new.reason or f"{new.status} in {source}",
+                                             edition=edition)
             counts["updated"] += 1
         elif old.status != "subscribed" and new.status == "subscribed":
             if resubscribe:
                 after[key] = dataclasses.replace(old, name=new.name or old.name, status="subscribed",
-                                                 reason=f"resubscribed by {source}")
+                                                 reason=f"resubscribed by {source}", edition=edition)
                 counts["resubscribed"] += 1
             else:
                 counts[old.status] += 1
-        elif new.name and new.name != old.name:
-            after[key], counts["updated"] = dataclasses.replace(old, name=new.name), counts["updated"] + 1
+        elif (new.name and new.name != old.name) or edition != old.edition:
+            after[key] = dataclasses.replace(old, name=new.name or old.name, edition=edition)
+            counts["updated"] += 1
         else:
             counts["unchanged"] += 1
-    return {key: (s.address, s.name, s.status, s.reason) for key, s in after.items()}, counts
+    return {key: (s.address, s.name, s.status, s.reason, s.edition) for key, s in after.items()}, counts
 
 
 POOL = ["kim@example.com", "KIM@example.com", "lee@example.org", "park@example.net", "Park@Example.NET", "choi@example.com"]
-entries = st.tuples(st.sampled_from(POOL), st.sampled_from([None, "김", "Lee", "박"]), st.sampled_from(SUBSCRIBER_STATUSES))
+entries = st.tuples(st.sampled_from(POOL), st.sampled_from([None, "김", "Lee", "박"]), st.sampled_from(SUBSCRIBER_STATUSES),
+                    st.sampled_from(EDITIONS))
 
 
 @settings(max_examples=100, deadline=None)
 @given(stored=st.lists(entries, max_size=4, unique_by=lambda e: e[0].casefold()), rows=st.lists(entries, max_size=12),
-       resubscribe=st.booleans())
-def test_the_streaming_import_keeps_the_import_rules(tmp_path_factory, stored, rows, resubscribe) -> None:
+       resubscribe=st.booleans(), editions=st.booleans())
+def test_the_streaming_import_keeps_the_import_rules(tmp_path_factory, stored, rows, resubscribe, editions) -> None:
     folder = tmp_path_factory.mktemp("rules")
     now = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
     path = folder / "rows.csv"
     with path.open("w", encoding="utf-8", newline="") as out:
-        csv.writer(out).writerows([["email", "name", "status"], *([a, n or "", s] for a, n, s in rows)])
-    before = {a.casefold(): Subscriber(a.lower(), n, s, "seed", now, now, None) for a, n, s in stored}
-    incoming = [Subscriber(a.rpartition("@")[0] + "@" + a.rpartition("@")[2].lower(), n, s, "import:rows.csv")
-                for a, n, s in rows]
-    expected, counts = reference_import(before, incoming, str(path), resubscribe)
+        # The bilingual edition written as an empty cell, as a spreadsheet leaves it.
+        edition_cell = (lambda edition: ["" if edition == "bilingual" else edition]) if editions else (lambda _: [])
+        csv.writer(out).writerows([["email", "name", "status", *edition_cell("edition")],
+                                   *([a, n or "", s, *edition_cell(e)] for a, n, s, e in rows)])
+    before = {a.casefold(): Subscriber(a.lower(), n, s, "seed", now, now, None, edition=e) for a, n, s, e in stored}
+    incoming = [Subscriber(a.rpartition("@")[0] + "@" + a.rpartition("@")[2].lower(), n, s, "import:rows.csv",
+                           edition=e if editions else "bilingual")
+                for a, n, s, e in rows]
+    expected, counts = reference_import(before, incoming, str(path), resubscribe, editions)
     with Store.open(folder / "list.db") as store:
         store.insert(before.values())
         report = subscriber_list.import_csv(store, path, resubscribe=resubscribe)
-        after = {s.address.casefold(): (s.address, s.name, s.status, s.reason) for s in store.subscribers()}
+        after = {s.address.casefold(): (s.address, s.name, s.status, s.reason, s.edition) for s in store.subscribers()}
     assert after == expected
     assert (sum(report.added.values()), report.updated, report.unchanged, report.resubscribed) == (
         counts["added"], counts["updated"], counts["unchanged"], counts["resubscribed"])
@@ -538,3 +553,139 @@ def test_an_import_killed_at_any_moment_leaves_all_or_nothing(newsletter_config:
     assert again.returncode == 0, again.stderr
     with Store.open(database) as store:
         assert store.count_subscribed() == 200_001
+
+
+# Editions: the edition column, `add --edition`, stats by edition
+
+
+def editions_of(store: Store) -> dict[str, str]:
+    return {subscriber.address: subscriber.edition for subscriber in store.subscribers()}
+
+
+def test_an_edition_column_sets_each_readers_edition_and_an_odd_value_is_a_bad_row(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "editions.csv", "\ufeffEmail,Name,Edition\n"  # 1 Excel's "CSV UTF-8": a BOM
+                 "a@example.com,에이,ko\n"  # 2
+                 "b@example.com,,  EN \n"  # 3 case and spaces as a spreadsheet leaves them
+                 "c@example.com,,\n"  # 4 empty: bilingual
+                 "d@example.com,,English\n"  # 5
+                 "e@example.com,,ＫＯ\n"  # 6 full-width, as a Korean keyboard's full-width mode types it
+                 "f@example.com,,fr\n"  # 7 bad
+                 "g@example.com,,=en\n"  # 8 bad: a formula-looking cell is not an edition
+                 "h@example.com,,ko en\n"  # 9 bad: two at once
+                 "i@example.com,,'=ko\n")  # 10 bad: guarded by an export, still not an edition
+    with pytest.raises(ImportRejected) as rejected:
+        subscriber_list.import_csv(store, path)
+    assert [(p.line, p.value) for p in rejected.value.report.problems] == [
+        (7, "f@example.com"), (8, "g@example.com"), (9, "h@example.com"), (10, "i@example.com")]
+    assert "unknown edition 'fr'; expected one of bilingual, ko, en" in rejected.value.report.problems[0].reason
+    assert dump(store) == []  # all or nothing
+    report = subscriber_list.import_csv(store, path, skip_invalid=True)
+    assert report.skipped["invalid"] == 4
+    assert editions_of(store) == {"a@example.com": "ko", "b@example.com": "en", "c@example.com": "bilingual",
+                                  "d@example.com": "en", "e@example.com": "ko"}
+    assert store.count_by_edition() == {"bilingual": 1, "ko": 2, "en": 2}
+
+
+def test_a_korean_excel_file_in_cp949_names_editions_in_korean(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "excel.csv", "이메일,이름,에디션\r\nminji@example.com,김민지,영어\r\n"
+                 "jihoon@example.com,박지훈,한국어\r\nseoyeon@example.org,이서연,\r\n", "cp949")
+    report = subscriber_list.import_csv(store, path)
+    assert report.encoding == "cp949" and report.editions
+    assert editions_of(store) == {"jihoon@example.com": "ko", "minji@example.com": "en", "seoyeon@example.org": "bilingual"}
+
+
+def test_a_file_without_an_edition_column_keeps_each_readers_edition_and_one_with_it_changes_them(
+        store: Store, tmp_path: Path) -> None:
+    first = write(tmp_path / "first.csv", "email,edition\na@example.com,ko\nb@example.com,en\n")
+    subscriber_list.import_csv(store, first)
+    assert store.get("a@example.com").edition_at is None  # a new reader's edition: nobody chose yet
+    plain = subscriber_list.import_csv(store, write(tmp_path / "plain.csv", "email\na@example.com\nb@example.com\n"))
+    assert (plain.updated, plain.unchanged) == (0, 2)
+    assert editions_of(store) == {"a@example.com": "ko", "b@example.com": "en"}
+    changed = subscriber_list.import_csv(store, write(tmp_path / "changed.csv", "email,edition\na@example.com,\n"
+                                                      "b@example.com,en\n"))
+    assert (changed.updated, changed.unchanged) == (1, 1)  # empty means bilingual: a is changed back
+    assert editions_of(store) == {"a@example.com": "bilingual", "b@example.com": "en"}
+    assert store.get("a@example.com").edition_at is not None  # the editor's choice, ordered as such
+
+
+def test_add_with_an_edition_stats_by_edition_and_the_export_column(run, newsletter_config: Path, tmp_path: Path) -> None:
+    assert "added 1" in run("subscribers", "add", "a@example.com", "--edition", "en").stdout
+    assert run("subscribers", "add", "b@example.com").exit_code == 0
+    assert "updated 1" in run("subscribers", "add", "b@example.com", "--edition", "ko").stdout
+    assert "unchanged 1" in run("subscribers", "add", "a@example.com").stdout  # keeps en
+    assert run("subscribers", "add", "c@example.com", "--edition", "fr").exit_code == 2  # click names the choices
+    with Store.open(newsletter_config.parent / "newsletter.db") as store:
+        assert editions_of(store) == {"a@example.com": "en", "b@example.com": "ko"}
+    stats = run("subscribers", "stats").stdout.splitlines()
+    assert [line.split() for line in stats[:4]] == [["subscribed", "2"], ["bilingual", "0"], ["ko", "1"], ["en", "1"]]
+    assert len({len(line) for line in stats[:4]}) == 1  # the counts in one column
+    exported = tmp_path / "out.csv"
+    run("subscribers", "export", "-o", str(exported))
+    rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+    assert [(row["email"], row["edition"]) for row in rows] == [("a@example.com", "en"), ("b@example.com", "ko")]
+
+
+# --- no editor's command weakens an opt-out (subscribed < unsubscribed < bounced < complained) --------
+
+
+def _status(config_path: Path, address: str) -> str | None:
+    with Store.open(config_path.parent / "newsletter.db") as opened:
+        found = opened.get(address)
+    return found.status if found else None
+
+
+@pytest.mark.parametrize("held", ["bounced", "complained"])
+def test_an_editors_unsubscribe_leaves_a_bounce_or_complaint_which_a_later_confirmation_cannot_lift(
+        run, newsletter_config: Path, held: str) -> None:
+    from newsletter.config import EventSettings
+    from newsletter.events import SubscribeConfirmed
+    from newsletter.events.apply import apply_locally
+
+    database = newsletter_config.parent / "newsletter.db"
+    with Store.open(database) as opened:
+        seed(opened, ("kim@example.com", held), ("lee@example.com", "subscribed"))
+    result = run("unsubscribe", "Kim@example.com")
+    assert result.exit_code == 0
+    assert result.stdout == f"Kim@example.com stays {held}: an unsubscribe never weakens a bounce or a complaint " \
+                            "(nothing changed)\n"
+    assert run("unsubscribe", "lee@example.com").stdout == "unsubscribed lee@example.com (was subscribed)\n"
+    # A confirmation link issued after the editor's unsubscribe (event times are whole seconds)
+    # lifts an unsubscribe, never more.
+    time.sleep(1.1)
+    for address in ("kim@example.com", "lee@example.com"):
+        apply_locally(database, EventSettings(), SubscribeConfirmed(address, requested_at=dt.datetime.now(dt.UTC)))
+    assert (_status(newsletter_config, "kim@example.com"), _status(newsletter_config, "lee@example.com")) == (
+        held, "subscribed")
+
+
+def test_removing_an_address_that_left_is_refused_unless_forget(run, newsletter_config: Path, tmp_path: Path) -> None:
+    with Store.open(newsletter_config.parent / "newsletter.db") as opened:
+        seed(opened, ("angry@example.com", "complained"), ("gone@example.com", "unsubscribed"))
+    for address, status in (("angry@example.com", "complained"), ("gone@example.com", "unsubscribed")):
+        refused = run("subscribers", "remove", address)
+        assert refused.exit_code == 1
+        assert f"{address} is {status}: deleted, an import or a confirmation could subscribe it again, so it is " \
+               "kept; pass --forget" in refused.stderr
+    imported = run("subscribers", "import", str(write(tmp_path / "again.csv", "email\nangry@example.com\n")))
+    assert "skipped 1: complained 1" in imported.stdout
+    assert run("subscribers", "remove", "angry@example.com", "--forget").stdout == "removed angry@example.com\n"
+    assert _status(newsletter_config, "angry@example.com") is None
+
+
+@pytest.mark.parametrize("held", SUBSCRIBER_STATUSES)
+@pytest.mark.parametrize("in_file", ["unsubscribed", "bounced", "complained"])
+def test_an_imported_status_column_raises_an_opt_out_and_never_lowers_one(store: Store, tmp_path: Path, held: str,
+                                                                        in_file: str) -> None:
+    seed(store, ("reader@example.com", held))
+    subscriber_list.import_csv(store, write(tmp_path / "list.csv", f"email,status\nreader@example.com,{in_file}\n"))
+    assert store.get("reader@example.com").status == max(held, in_file, key=STATUS_STRENGTH.__getitem__)
+
+
+def test_duplicates_in_a_file_keep_the_strongest_opt_out_whatever_their_order(store: Store, tmp_path: Path) -> None:
+    rows = "email,status,reason\na@example.com,unsubscribed,left\na@example.com,complained,spam report\n" \
+           "a@example.com,subscribed,\nb@example.com,complained,spam report\nb@example.com,unsubscribed,left\n"
+    report = subscriber_list.import_csv(store, write(tmp_path / "dupes.csv", rows))
+    assert report.skipped[subscriber_list.SKIP_REASON_DUPLICATE] == 3
+    assert {s.address: (s.status, s.reason) for s in dump(store)} == {
+        "a@example.com": ("complained", "spam report"), "b@example.com": ("complained", "spam report")}

@@ -169,7 +169,9 @@ class ReplicaStatus:
 
     replica: str
     head: Head | None = None  # the replica's newest change (None: never replicated)
-    copy: str = "unknown"  # "matches", "behind", "unreplicated" (never restored or replicated), "no database"
+    # "matches", "ahead" (it lacks changes made here), "behind" (this copy lacks changes it holds),
+    # "unreplicated" (never restored or replicated), "no database"
+    copy: str = "unknown"
     confirmed_at: str | None = None  # when this machine last read its newest change back from S3
     lease: LeaseState | None = None
     problem: str | None = None  # S3 could not be read
@@ -190,6 +192,7 @@ class ReplicaStatus:
             state = f"last caught up {when} (change {self.head.txid})"
         copy = {
             "matches": "this copy matches it",
+            "ahead": "changes made here are not in it yet (the next command that writes the list uploads them)",
             "behind": "this copy lacks changes it holds: `newsletter restore --force` before writing",
             "unreplicated": "this copy was never restored from it: `newsletter restore`",
             "no database": "no list on this machine yet: `newsletter restore`",
@@ -226,7 +229,11 @@ def replica_status(config: Config) -> ReplicaStatus | None:
     if not database.exists():
         copy = "no database"
     elif may_continue_from(database, replica, head):
-        copy = "matches" if head is None or mark or newest_local_head(database) else "unreplicated"
+        local = newest_local_head(database)
+        if local is not None and (head is None or local.txid > head.txid):
+            copy = "ahead"  # Litestream wrote changes here that never reached S3
+        else:
+            copy = "matches" if head is None or mark or local else "unreplicated"
     else:
         copy = "behind" if mark or newest_local_head(database) else "unreplicated"
     return ReplicaStatus(replica.url, head, copy, mark.confirmed_at if mark else None, lease)

@@ -30,8 +30,8 @@ from ..config import Config
 from ..errors import BackupError
 from ..store import Store
 from .lease import Holder, Lease, LeaseLost
-from .litestream import Replicator, Workspace
-from .replica import Head, Replica, may_continue_from, newest_local_head, read_mark, write_mark
+from .litestream import Replicator, SyncResult, Workspace
+from .replica import Head, Replica, local_heads, may_continue_from, newest_local_head, read_mark, write_mark
 
 # Litestream's first upload from a copy is a snapshot of the whole database: allow it time.
 FIRST_UPLOAD_SECONDS = 300.0
@@ -190,18 +190,34 @@ class Replication:
         self._upload(self._catch_up_seconds)
         return self._confirm()
 
+    def holds_all_so_far(self) -> None:
+        """Return once S3 holds every change committed before this call, while the command goes on
+        writing (a sync, before it deletes the queue messages it applied): changes made meanwhile
+        may still be on their way. BackupError if S3 does not hold them within `max_lag_seconds`
+        (after which the watch stops the command anyway), or once the watch has stopped it. Safe to
+        call from another thread."""
+        self._raise_if_stopped()
+        wanted = self.replicator.sync(wait=False, timeout=READ_DATABASE_SECONDS).txid  # every commit so far
+        uploaded = self._upload(self.settings.max_lag_seconds)
+        # Read back from S3 the change file that ends at `wanted` (Litestream keeps it here for
+        # minutes; without it, Litestream's own word that the replica reached it).
+        local = next((Head(name, trailer) for name, trailer in local_heads(self.database).items()
+                      if Head(name, trailer).txid == wanted), None)
+        if uploaded.replicated_txid < wanted or (local is not None and not self.replica.has(local)):
+            raise BackupError(f"{self.replica.url} does not hold this copy's change {wanted} after its upload; it is "
+                              "kept here and the next command that writes uploads it")
+
     @property
     def _catch_up_seconds(self) -> float:
         return max(CATCH_UP_SECONDS, self.settings.max_lag_seconds)
 
-    def _upload(self, timeout: float) -> None:
+    def _upload(self, timeout: float) -> SyncResult:
         """Have Litestream upload everything it has read, and wait for S3's answer."""
         deadline = time.monotonic() + timeout
         reading_deadline = time.monotonic() + READ_DATABASE_SECONDS
         while True:
             try:
-                self.replicator.sync(wait=True, timeout=max(1.0, deadline - time.monotonic()))
-                return
+                return self.replicator.sync(wait=True, timeout=max(1.0, deadline - time.monotonic()))
             except BackupError as error:
                 # Just started, Litestream may not have read the database yet ("no position,
                 # waiting for data"): ask again until it has.

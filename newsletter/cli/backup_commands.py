@@ -59,6 +59,14 @@ def wait_for_backup() -> None:
         session.caught_up()
 
 
+def backup_barrier() -> Callable[[], object] | None:
+    """With [backup]: what a command that goes on writing calls before an irreversible step (sync,
+    before it deletes queue messages): it returns once S3 holds every change made so far, and is
+    safe to call from any thread. Without: None."""
+    session = click.get_current_context().meta.get(_SESSION)
+    return session.holds_all_so_far if session is not None else None
+
+
 def _moment(_ctx, _param, value: str | None) -> dt.datetime | None:
     if value is None:
         return None

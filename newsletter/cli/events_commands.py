@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .backup_commands import replicated, wait_for_backup
+from .backup_commands import backup_barrier, replicated, wait_for_backup
 from .base import main, pass_state
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ def describe_sync(summary: SyncSummary, *, err: bool = False) -> None:
     if summary.list_changes:
         click.echo("list: " + ", ".join(f"{n} now {status}" for status, n in sorted(summary.list_changes.items())),
                    err=err)
+    if summary.edition_changes:
+        click.echo("editions: " + ", ".join(f"{n} now {edition}" for edition, n in sorted(summary.edition_changes.items())),
+                   err=err)
     if summary.unmatched:
         click.echo(f"note: {summary.unmatched} report(s) about messages not in the send ledger (test copies or "
                    "other senders) changed only the list", err=True)
@@ -79,10 +82,11 @@ def sync_command(state, as_json: bool) -> None:
     """Apply every queued bounce, complaint, unsubscribe and delivery report to the list.
 
     Each message is applied once, in one transaction, and deleted from the queue only after
-    that; one that cannot be parsed is reported and left for the dead-letter queue."""
+    that (with [backup], only once S3 holds it too); one that cannot be parsed is reported and
+    left for the dead-letter queue."""
     from ..events.sync import sync
 
-    summary = sync(state.config, on_wait=say_waiting)
+    summary = sync(state.config, on_wait=say_waiting, before_delete=backup_barrier())
     wait_for_backup()
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))

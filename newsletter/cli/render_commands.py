@@ -26,27 +26,30 @@ templates_option = click.option(
 @templates_option
 @pass_state
 def build(state, issue_path: Path, output_dir: Path, templates_dir: Path | None) -> None:
-    """Render ISSUE.md to <date>.html, .txt, .mjml and .web.html, and print the email's size."""
+    """Render ISSUE.md to <date>.html, .txt, .mjml and .web.html (the bilingual edition), and
+    <date>.ko.html, .en.html, ... (the others), and print each edition's size."""
     from ..parse import parse_issue
-    from ..render import GMAIL_CLIP_BYTES, measure, render_issue, write_outputs
+    from ..render import GMAIL_CLIP_BYTES, measure, render_editions, write_outputs
 
-    rendered = render_issue(parse_issue(issue_path), state.config, templates_dir)
-    for path in write_outputs(rendered, output_dir):
-        click.echo(f"wrote {path}")
-    sizes = measure(rendered)
-    click.echo(
-        f"HTML {sizes.html_bytes:,} bytes; {sizes.encoded_html_bytes:,} bytes base64-encoded for sending "
-        f"(Gmail clips above {GMAIL_CLIP_BYTES:,}); text part {sizes.text_part_bytes:,} bytes"
-    )
-    if sizes.near_gmail_clip:
-        where = ("over Gmail's clipping point" if sizes.clipped_by_gmail
-                 else f"{GMAIL_CLIP_BYTES - sizes.encoded_html_bytes:,} bytes short of Gmail's clipping point")
+    editions = render_editions(parse_issue(issue_path), state.config, templates_dir)
+    for rendered in editions.values():
+        for path in write_outputs(rendered, output_dir):
+            click.echo(f"wrote {path}")
+    for edition, rendered in editions.items():
+        sizes = measure(rendered)
         click.echo(
-            f"warning: the encoded HTML part is {sizes.encoded_html_bytes:,} bytes, {where} "
-            f"({GMAIL_CLIP_BYTES:,}, approximate): Gmail readers may see '[Message clipped]'; "
-            "shorten the issue or split it",
-            err=True,
+            f"{edition}: HTML {sizes.html_bytes:,} bytes; {sizes.encoded_html_bytes:,} bytes base64-encoded for "
+            f"sending (Gmail clips above {GMAIL_CLIP_BYTES:,}); text part {sizes.text_part_bytes:,} bytes"
         )
+        if sizes.near_gmail_clip:
+            where = ("over Gmail's clipping point" if sizes.clipped_by_gmail
+                     else f"{GMAIL_CLIP_BYTES - sizes.encoded_html_bytes:,} bytes short of Gmail's clipping point")
+            click.echo(
+                f"warning: the {edition} edition's encoded HTML part is {sizes.encoded_html_bytes:,} bytes, {where} "
+                f"({GMAIL_CLIP_BYTES:,}, approximate): Gmail readers may see '[Message clipped]'; "
+                "shorten the issue or split it",
+                err=True,
+            )
 
 
 @main.command()

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import AwsError, SendError
-from .backup_commands import replicated, wait_for_backup
+from ..model import EDITIONS
+from .backup_commands import backup_barrier, replicated, wait_for_backup
 from .base import issue_path_argument, main, pass_state
 from .events_commands import describe_sync, say_waiting
 
@@ -30,7 +31,7 @@ def _describe_plan(plan: SendPlan) -> None:
     from ..unsubscribe import DEVELOPMENT_KEY_NOTICE
 
     if plan.test_addresses:
-        who = "test copy to " + ", ".join(plan.test_addresses)
+        who = "test copy to " + ", ".join(plan.test_addresses) + " (" + ", ".join(plan.test_editions) + ")"
     elif plan.list_send:
         who = "subscribed addresses that do not have this issue yet"
     else:
@@ -70,15 +71,16 @@ def _describe_list_send(plan: SendPlan) -> None:
 def _describe_summary(summary: SendSummary) -> None:
     verb = "prepared" if summary.dry_run else "sent"
     click.echo(f"{verb}: {summary.sent} of {summary.recipients}; failed: {len(summary.failures)}")
-    clipped = summary.html_part_bytes > summary.gmail_clip_bytes
+    clipped = [edition for edition, size in summary.html_part_bytes_by_edition.items() if size > summary.gmail_clip_bytes]
     largest = f"up to {_kb(summary.largest_message_bytes)}; " if summary.largest_message_bytes else ""
+    parts = ", ".join(f"{edition} {_kb(size)}" for edition, size in summary.html_part_bytes_by_edition.items())
     click.echo(
-        f"message size: {largest}HTML part as sent {_kb(summary.html_part_bytes)}, "
+        f"message size: {largest}HTML part as sent {parts}, "
         f"{'over' if clipped else 'under'} Gmail's clipping point (~{_kb(summary.gmail_clip_bytes)})"
     )
     if clipped:
-        click.echo("warning: Gmail will show this issue as \"[Message clipped]\" and hide the rest, the "
-                   "unsubscribe link included; shorten the issue or split it", err=True)
+        click.echo(f"warning: Gmail will show this issue ({', '.join(clipped)}) as \"[Message clipped]\" and hide "
+                   "the rest, the unsubscribe link included; shorten the issue or split it", err=True)
     if summary.first_addresses:
         click.echo("first recipients: " + ", ".join(summary.first_addresses))
     if summary.dry_run:
@@ -112,6 +114,8 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--dry-run", is_flag=True, help="Do everything but the network call: write samples and a manifest.")
 @click.option("--to", "test_addresses", multiple=True, metavar="ADDRESS",
               help="Send a test copy to ADDRESS (repeatable) instead of the list; nothing is recorded.")
+@click.option("--edition", "test_editions", multiple=True, type=click.Choice(EDITIONS),
+              help="The edition of the test copies (repeatable: one copy of each; default: bilingual).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before a real send.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--resend-unknown", is_flag=True,
@@ -134,7 +138,8 @@ def _describe_summary(summary: SendSummary) -> None:
               help="Worker processes, fixed (default: more than one only when one cannot keep to the rate).")
 @pass_state
 @replicated(when=lambda dry_run, test_addresses, **_: not dry_run and not test_addresses)
-def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], yes: bool, as_json: bool,
+def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...], test_editions: tuple[str, ...],
+         yes: bool, as_json: bool,
          resend_unknown: bool, retry_failed: bool, limit: int | None, no_sync: bool, force: bool,
          allow_draft: bool, send_changed_version: bool, no_publish_check: bool,
          workers: int | None, processes: int | None) -> None:
@@ -160,7 +165,7 @@ def send(state, issue_path: Path, dry_run: bool, test_addresses: tuple[str, ...]
     elif not as_json and (unfinished := draft_parts(issue.parsed)):
         click.echo(f"note: a draft: {len(unfinished)} Korean part(s) not finished (`newsletter check` lists "
                    "them); a send to the list refuses it until they are", err=True)
-    plan = prepare_send(issue, config, dry_run=dry_run, test_addresses=test_addresses,
+    plan = prepare_send(issue, config, dry_run=dry_run, test_addresses=test_addresses, test_editions=test_editions,
                         resend_unknown=resend_unknown, retry_failed=retry_failed, limit=limit,
                         send_changed_version=send_changed_version)
     plan = dataclasses.replace(plan, workers=workers, processes=processes)
@@ -232,7 +237,7 @@ def _sync(config: Config, sync_first: bool) -> None:
     from ..events.sync import refuse_if_in_flight, sync
 
     try:
-        summary = sync(config, on_wait=say_waiting)
+        summary = sync(config, on_wait=say_waiting, before_delete=backup_barrier())
     except AwsError as error:
         raise AwsError(f"{error.message} (to send without the feedback, pass --no-sync)", code=error.code) from error
     describe_sync(summary, err=True)

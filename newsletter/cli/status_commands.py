@@ -39,6 +39,9 @@ def status(state, issue_path: Path | None, as_json: bool) -> None:
     click.echo(f"issue {report.issue_id}: {sum(report.counts.values())} recipient(s) in the ledger")
     for state_name, number in report.counts.items():
         click.echo(f"  {state_name:<8} {number}")
+    for edition, counts in report.by_edition.items():
+        if any(counts.values()):
+            click.echo(f"  {edition}: " + ", ".join(f"{name} {number}" for name, number in counts.items() if number))
     if report.unqueued:
         click.echo(f"not queued yet: {report.unqueued} subscribed address(es); the next send includes them")
     for row in report.problems:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import StoreError
-from ..model import SUBSCRIBER_STATUSES
+from ..model import EDITIONS, SUBSCRIBER_STATUSES
 from .backup_commands import describe_backup, replicated, wait_for_backup
 from .base import main, pass_state
 from .events_commands import describe_time
@@ -66,22 +66,30 @@ def import_(state, csv_path: Path, resubscribe: bool, skip_invalid: bool, dry_ru
         click.echo(f"{csv_path} ({report.encoding}, {report.rows} rows): {prefix}{report.summary()}")
         if report.skipped.keys() & {"unsubscribed", "bounced", "complained"}:
             click.echo("(addresses that left are never subscribed again by an import; --resubscribe overrides)")
-        click.echo(f"subscribed now: {store.count_subscribed()}")
+        click.echo(f"subscribed now: {store.count_subscribed()}{by_edition(store.count_by_edition())}")
+
+
+def by_edition(counts: dict[str, int]) -> str:
+    """" (bilingual 4, en 1)": the editions that have anyone, or nothing."""
+    shown = ", ".join(f"{edition} {count}" for edition, count in counts.items() if count)
+    return f" ({shown})" if shown else ""
 
 
 @subscribers.command()
 @click.argument("address")
 @click.option("--name", help="The subscriber's name, for the To: line.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again if the address had left.")
+@click.option("--edition", type=click.Choice(EDITIONS),
+              help="Which email they get (default: bilingual for a new address; an address on the list keeps its own).")
 @pass_state
 @replicated()
-def add(state, address: str, name: str | None, resubscribe: bool) -> None:
-    """Add one ADDRESS to the list."""
+def add(state, address: str, name: str | None, resubscribe: bool, edition: str | None) -> None:
+    """Add one ADDRESS to the list (or change its name or edition)."""
     from .. import subscribers as subscriber_list
     from ..store import Store
 
     with Store.open(state.config.database) as store:
-        report = subscriber_list.add(store, address, name, resubscribe=resubscribe)
+        report = subscriber_list.add(store, address, name, resubscribe=resubscribe, edition=edition)
     wait_for_backup()
     _print_problems(address, report)
     if report.skipped:
@@ -92,16 +100,23 @@ def add(state, address: str, name: str | None, resubscribe: bool) -> None:
 
 @subscribers.command()
 @click.argument("address")
+@click.option("--forget", is_flag=True,
+              help="Delete it although it unsubscribed, bounced or complained (e.g. they asked to be erased).")
 @pass_state
 @replicated()
-def remove(state, address: str) -> None:
+def remove(state, address: str, forget: bool) -> None:
     """Delete ADDRESS and everything kept about it.
 
     A later import may add it again; to keep someone off the list use `newsletter unsubscribe`.
+    An address that left is kept unless --forget: deleted, it could be subscribed again.
     """
     from ..store import Store
 
     with Store.open(state.config.database) as store:
+        current = store.get(address)
+        if current is not None and current.status != "subscribed" and not forget:
+            raise StoreError(f"{address} is {current.status}: deleted, an import or a confirmation could subscribe it "
+                             "again, so it is kept; pass --forget to delete it anyway (e.g. they asked to be erased)")
         if not store.delete(address):
             raise StoreError(f"{address} is not on the list")
     wait_for_backup()
@@ -112,12 +127,12 @@ def remove(state, address: str) -> None:
 @status_option
 @pass_state
 def list_(state, statuses: tuple[str, ...]) -> None:
-    """Print the subscribers, one per line: address, status, name (tab-separated)."""
+    """Print the subscribers, one per line: address, status, edition, name (tab-separated)."""
     from ..store import Store
 
     with Store.open(state.config.database) as store:
         for subscriber in store.subscribers(statuses or SUBSCRIBER_STATUSES):
-            click.echo(f"{subscriber.address}\t{subscriber.status}\t{subscriber.name or ''}")
+            click.echo(f"{subscriber.address}\t{subscriber.status}\t{subscriber.edition}\t{subscriber.name or ''}")
 
 
 @subscribers.command()
@@ -146,17 +161,22 @@ def export(state, output: Path | None, statuses: tuple[str, ...]) -> None:
 @subscribers.command()
 @pass_state
 def stats(state) -> None:
-    """Count the subscribers by status; for those who left, since when (first and latest change)."""
+    """Count the subscribers by status (and the subscribed by edition); for those who left, since
+    when (first and latest change)."""
     from ..events.report import list_history
     from ..store import Store
 
     with Store.open(state.config.database) as store:
         counts = store.count_by_status()
+        editions = store.count_by_edition()
     history = list_history(state.config.database)
     for status, count in counts.items():
         _, first, latest = history.statuses.get(status, (0, None, None))
         since = f"  since {first[:10]} (latest {latest[:10]})" if status != "subscribed" and count else ""
         click.echo(f"{status:<13}{count:>8}{since}")
+        if status == "subscribed":
+            for edition, number in editions.items():
+                click.echo(f"  {edition:<11}{number:>8}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
     if history.last_sync:
         click.echo(f"last sync:   {describe_time(history.last_sync)} (bounces, complaints and unsubscribes applied up to then)")
@@ -191,6 +211,9 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
     wait_for_backup()
     if done.previous == "unsubscribed":
         click.echo(f"{done.address} was already unsubscribed")
+    elif done.kept_stronger:
+        click.echo(f"{done.address} stays {done.previous}: an unsubscribe never weakens a bounce or a complaint "
+                   "(nothing changed)")
     elif done.previous is None and done.undeliverable:
         click.echo(f"{done.address} is not on the list, and cannot be ({done.undeliverable}); nothing to do")
     elif done.previous is None:
@@ -208,6 +231,7 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
     from ..events import EventQueue
+    from ..preferences import Preferences
     from ..store import Store
     from ..subscribe import subscriptions_for
     from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
@@ -221,11 +245,14 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
     host, port = host or config.serve_host, config.serve_port if port is None else port
     queue = EventQueue.from_config(config) if config.events else None
     app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue,
-                         subscriptions=subscriptions_for(config, key, database=config.database, queue=queue))
+                         subscriptions=subscriptions_for(config, key, database=config.database, queue=queue),
+                         preferences=Preferences(config, key, database=config.database, queue=queue))
     server = create_server(app, host, port, config.serve_trusted_proxy)
     queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
     click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
                "Ctrl-C stops", err=True)
+    click.echo(f"preferences page on http://{host}:{server.effective_port}/preferences/TOKEN (public: "
+               f"{config.preferences.url})", err=True)
     if config.subscribe:
         click.echo(f"subscribe form on http://{host}:{server.effective_port}/subscribe/ (public: {config.subscribe.url})",
                    err=True)

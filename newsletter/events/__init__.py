@@ -5,7 +5,7 @@ into the list (`newsletter sync`), and our own events onto the queue (`put_event
     put_event(config, SubscribeConfirmed("reader@example.com", "Reader"))
 """
 
-from .model import Event, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
+from .model import EditionChanged, Event, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
 from .queue import EventQueue, put_event
 
-__all__ = ["Event", "EventQueue", "InboundMail", "MailEvent", "SubscribeConfirmed", "Unsubscribe", "put_event"]
+__all__ = ["EditionChanged", "Event", "EventQueue", "InboundMail", "MailEvent", "SubscribeConfirmed", "Unsubscribe", "put_event"]

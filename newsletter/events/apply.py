@@ -24,29 +24,44 @@ concurrent receivers, a later sync or a redelivery cannot change the outcome:
 - A time in the future (a wrong clock) counts as the moment it is applied: it cannot shield a
   reader from, or outlast, what really comes after it.
 - Transient bounces are counted by their own times over the window, whatever the apply order.
+
+Editions are not statuses, and are ordered on their own (`edition_wins`): each reader's latest
+choice stands, by when it was made (the preferences page's `EditionChanged`, the form's choice
+carried by a confirmation, dated by its link, or an editor's edit), kept as `edition_at`; an
+earlier choice that arrives later changes nothing. Equal times (two choices in the same
+microsecond) go to the edition that shows more: bilingual, then ko, then en. A future time counts
+as now. An unsubscribe or a confirmation never changes the edition (beyond the confirmation's own
+choice), and a choice never changes the status, so the two kinds commute: any order of both ends
+as time order gives.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import addresses
 from ..config import EventSettings
-from ..errors import StoreError
-from ..model import Subscriber
+from ..errors import AwsError, StoreError
+from ..model import EDITIONS, STATUS_STRENGTH, Subscriber
 from ..store import Store, address_key
 from ..store import events as event_table
 from ..subscribers import checked_address, clean_name
 from ..unsubscribe import TokenSigner
-from .model import Event, Ignored, InboundMail, MailEvent, OwnEvent, SubscribeConfirmed, Unsubscribe
+from .model import EditionChanged, Event, Ignored, InboundMail, MailEvent, OwnEvent, SubscribeConfirmed, Unsubscribe
 from .parse import MalformedMessage
 
-_STRENGTH = {"subscribed": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+if TYPE_CHECKING:
+    from .queue import EventQueue
+
+log = logging.getLogger("newsletter.events")
+
 # Lifted only by an editor's explicit resubscribe; a confirmation shields from unsubscribes only.
 _ONLY_THE_EDITOR_LIFTS = ("bounced", "complained")
 
@@ -64,9 +79,17 @@ def status_after(current: Subscriber, status: str, at: dt.datetime) -> str | Non
         return status
     if held == "subscribed":
         return status if status in _ONLY_THE_EDITOR_LIFTS or since is None or at >= since else None
-    if _STRENGTH[status] > _STRENGTH[held] or (status == held and (since is None or at > since)):
+    if STATUS_STRENGTH[status] > STATUS_STRENGTH[held] or (status == held and (since is None or at > since)):
         return status
     return None
+
+
+def edition_wins(current: Subscriber, edition: str, at: dt.datetime) -> bool:
+    """Whether a choice of `edition` made at `at` is newer than the one that gave `current` its
+    edition (then it is theirs, or, the same edition, its time moves on). See the module's rule."""
+    if current.edition_at is None or at != current.edition_at:
+        return current.edition_at is None or at > current.edition_at
+    return EDITIONS.index(edition) < EDITIONS.index(current.edition)
 
 
 def last_full_window(times: list[dt.datetime], at: dt.datetime, window: dt.timedelta, limit: int
@@ -100,6 +123,7 @@ class Outcome:
     changes: tuple[Change, ...] = ()
     matched: bool = True  # an SES report whose message is in the ledger (False: sent elsewhere)
     note: str | None = None  # why nothing was done (an ignored message)
+    edition: str | None = None  # the edition a reader now gets, when an event changed it
 
 
 def _utc_now() -> dt.datetime:
@@ -123,7 +147,14 @@ class Applier:
         if isinstance(event, InboundMail):
             return self._inbound(event)
         if isinstance(event, SubscribeConfirmed):
-            return Outcome("subscribe_confirmed", _changes(self._confirm(event)))
+            change = self._confirm(event)
+            edition = self._choose(event.address, event.edition, event.at) if event.edition else None
+            return Outcome("subscribe_confirmed", _changes(change), edition=edition)
+        if isinstance(event, EditionChanged):
+            edition = self._choose(event.address, event.edition, event.at)
+            note = None if self.store.get(_list_form(event.address)) else (
+                f"edition change for {event.address}: not on the list; nothing changed")
+            return Outcome("edition_changed", edition=edition, note=note)
         if isinstance(event, Ignored):
             return Outcome("ignored", note=event.reason)
         raise TypeError(f"not an event: {event!r}")
@@ -207,6 +238,15 @@ class Applier:
         self.store.record_status(current.address, after, reason, at, name=name)
         return Change(current.address, current.status, after) if after != current.status else None
 
+    def _choose(self, address: str, edition: str, at: dt.datetime) -> str | None:
+        """Give `address` the `edition` chosen at `at` if it is their latest choice (an address not
+        on the list has no edition to keep); the edition when it changed."""
+        at, current = self._when(at), self.store.get(_list_form(address))
+        if current is None or not edition_wins(current, edition, at):
+            return None
+        self.store.record_edition(current.address, edition, at)
+        return edition if edition != current.edition else None
+
     def _confirm(self, event: SubscribeConfirmed) -> Change | None:
         try:
             address, _ = checked_address(event.address)
@@ -242,6 +282,30 @@ def apply_once(store: Store, applier: Applier, event: Event) -> Outcome | None:
         outcome = applier.apply(event)
         event_table.mark_applied(store.connection, event.event_id, outcome.kind, dt.datetime.now(dt.UTC))
     return outcome
+
+
+def record_own_event(event: OwnEvent, *, queue: EventQueue | None, database: Path | None,
+                     settings: EventSettings) -> bool:
+    """Put one of our own events (from the web app) on the queue, if there is one, and apply it to
+    the local list, if there is one: the same event both ways (same id and time), so the queued
+    copy of what was applied here is only deleted at sync. True when it reached the place the
+    sender's list is updated from; False: ask the reader to try again."""
+    queued = True
+    if queue is not None:
+        try:
+            queue.put(event)
+        except AwsError as error:
+            log.error("%s event not queued (the reader is asked to try again): %s", event.type, error)
+            queued = False
+    if database is not None:
+        try:
+            apply_locally(database, settings, event)
+        except (StoreError, sqlite3.Error) as error:
+            # Safe on the queue, it reaches the list at the next sync; with no queue the reader
+            # must try again (a 503, rather than a 500 that reads like a broken link).
+            log.error("%s event not applied to %s: %s", event.type, database, error)
+            return queue is not None and queued
+    return queued
 
 
 def apply_locally(database: Path, settings: EventSettings, event: OwnEvent) -> Outcome | None:

@@ -2,7 +2,8 @@
 
 Two families: what SES says about mail it sent or received (`MailEvent`, `InboundMail`), and
 the events this program puts on the queue itself (`Unsubscribe` from the endpoint,
-`SubscribeConfirmed` from the subscribe form), whose JSON is documented in docs/deploy.md.
+`SubscribeConfirmed` from the subscribe form, `EditionChanged` from the preferences page), whose
+JSON is documented in docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def _new_id() -> str:
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _precise_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,11 @@ class SubscribeConfirmed(_OwnEvent):
     confirmed_at: dt.datetime = field(default_factory=_utc_now)
     id: str = field(default_factory=_new_id)
     requested_at: dt.datetime | None = None  # None (events queued before it was sent): confirmed_at
+    # The edition chosen on the form, carried by the confirmation link; None (events queued
+    # before editions, or a link mailed before them): a new reader gets the bilingual one and a
+    # reader on the list keeps theirs. A choice like `EditionChanged`'s, made when the link was
+    # issued (`at`).
+    edition: str | None = None
 
     type: ClassVar[str] = "subscribe_confirmed"
 
@@ -128,5 +138,26 @@ class SubscribeConfirmed(_OwnEvent):
         return min(self.requested_at or self.confirmed_at, self.confirmed_at)
 
 
-OwnEvent = Unsubscribe | SubscribeConfirmed
-Event = MailEvent | InboundMail | Ignored | Unsubscribe | SubscribeConfirmed
+@dataclass(frozen=True)
+class EditionChanged(_OwnEvent):
+    """A reader chose their edition on the preferences page.
+
+    JSON: {"type": "edition_changed", "id": ..., "address": ..., "edition": "bilingual" | "ko" |
+           "en", "at": ISO 8601, microseconds kept}
+
+    An edition is not a status: it is ordered against the reader's other edition choices by `at`
+    (the latest choice stands, whatever order they arrive in), never against unsubscribes or
+    confirmations, which it neither undoes nor is undone by.
+    """
+
+    address: str
+    edition: str
+    # Microseconds kept: two clicks in the same second are still two moments.
+    at: dt.datetime = field(default_factory=_precise_now)
+    id: str = field(default_factory=_new_id)
+
+    type: ClassVar[str] = "edition_changed"
+
+
+OwnEvent = Unsubscribe | SubscribeConfirmed | EditionChanged
+Event = MailEvent | InboundMail | Ignored | Unsubscribe | SubscribeConfirmed | EditionChanged

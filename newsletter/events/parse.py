@@ -7,7 +7,8 @@ The shapes, as AWS documents them (examples in tests/data/events/):
   "mail": {...}, "bounce": {...}}; the older identity notifications say "notificationType".
 - SES receiving (a receipt rule's SNS action): {"notificationType": "Received", "receipt",
   "mail": {"commonHeaders": {"from", "subject"}}, "content"}.
-- Our own events (`model.Unsubscribe`, `model.SubscribeConfirmed`): {"type": ..., "id": ...}.
+- Our own events (`model.Unsubscribe`, `model.SubscribeConfirmed`, `model.EditionChanged`):
+  {"type": ..., "id": ...}.
 
 A message's identity, for applying it once: the SNS MessageId (SNS keeps it when it retries), our
 own event's id, or else the SQS MessageId.
@@ -25,8 +26,9 @@ import re
 from email.utils import parseaddr
 from typing import Any
 
+from ..model import EDITIONS
 from ..subscribers import clean_name
-from .model import Event, Ignored, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
+from .model import EditionChanged, Event, Ignored, InboundMail, MailEvent, SubscribeConfirmed, Unsubscribe
 
 
 class MalformedMessage(ValueError):
@@ -222,7 +224,7 @@ def _from_domain_proven(receipt: dict, mail: dict, sender: str | None) -> tuple[
     return dkim == "PASS" and dkim_aligned and mail.get("headersTruncated") is False, said
 
 
-def _own_event(payload: dict[str, Any]) -> Unsubscribe | SubscribeConfirmed:
+def _own_event(payload: dict[str, Any]) -> Unsubscribe | SubscribeConfirmed | EditionChanged:
     kind = payload["type"]
     event_id = _identifier(payload, "id", f"{_name(kind)} event")
     address = _addresses([payload.get("address")])[0]
@@ -235,10 +237,20 @@ def _own_event(payload: dict[str, Any]) -> Unsubscribe | SubscribeConfirmed:
         if name is not None and not isinstance(name, str):
             raise MalformedMessage("subscribe_confirmed: name is not text")
         requested = payload.get("requested_at")
+        edition = payload.get("edition")
         return SubscribeConfirmed(address, clean_name(name[:200])[0] if name else None,
                                   _time(payload.get("confirmed_at")), event_id,
-                                  requested_at=_time(requested) if requested is not None else None)
+                                  requested_at=_time(requested) if requested is not None else None,
+                                  edition=_edition(edition, kind) if edition is not None else None)
+    if kind == "edition_changed":
+        return EditionChanged(address, _edition(payload.get("edition"), kind), _time(payload.get("at")), event_id)
     raise MalformedMessage(f"unknown event type {_one_line(repr(kind))}")
+
+
+def _edition(value: Any, kind: str) -> str:
+    if value not in EDITIONS:  # a list or a number is not in it either
+        raise MalformedMessage(f"{kind}: edition {_one_line(repr(value))} is not one of {', '.join(EDITIONS)}")
+    return value
 
 
 def _required(data: dict, key: str, kind: type, where: str):

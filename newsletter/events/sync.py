@@ -18,6 +18,15 @@ another sync (or one that was killed, or cut off) received and did not delete ar
 visibility timeout. Ending before they come back would hide those events from whoever relies on
 this sync (a send), so it waits them out, up to the visibility timeout, and says how many are
 still in flight if they outlast that.
+
+With a backup (`before_delete`, the CLI's wait for S3), a message is deleted only once the change
+that applied it is safe there: deleted earlier, a machine lost within the replication lag would
+take the change with it while the queue no longer has the message, and the restored list would
+mail a reader who bounced, complained or unsubscribed. Applied batches wait for the next call of
+`before_delete()`, which covers every batch committed before it, so one wait (a fraction of a
+second) serves hundreds of messages and the receivers never stop for it. A message whose delete
+waits longer than its visibility timeout comes back, is recognised as applied, and is deleted
+then.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..config import Config, EventSettings
@@ -73,6 +83,7 @@ class SyncSummary:
     malformed: list[Malformed] = field(default_factory=list)  # left on the queue for the dead-letter queue
     unmatched: int = 0  # SES reports about messages not in the ledger (test copies, other senders)
     list_changes: Counter = field(default_factory=Counter)  # subscribers moved, by their new status
+    edition_changes: Counter = field(default_factory=Counter)  # readers whose edition changed, by the new one
     notes: list[str] = field(default_factory=list)  # why ignored messages were ignored
     not_deleted: int = 0  # applied, but SQS did not delete them (they come back as duplicates)
     in_flight: int = 0  # still hidden by another reader when the wait for them ended
@@ -84,7 +95,8 @@ class SyncSummary:
             "duplicates": self.duplicates, "unmatched": self.unmatched,
             "malformed": [{"sqs_id": m.sqs_id, "receive_count": m.receive_count, "reason": m.reason}
                           for m in self.malformed],
-            "list_changes": dict(sorted(self.list_changes.items())), "not_deleted": self.not_deleted,
+            "list_changes": dict(sorted(self.list_changes.items())),
+            "edition_changes": dict(sorted(self.edition_changes.items())), "not_deleted": self.not_deleted,
             "in_flight": self.in_flight, "waited_seconds": round(self.waited_seconds, 1),
             "notes": self.notes,
         }
@@ -94,6 +106,8 @@ class SyncSummary:
         self.unmatched += not outcome.matched
         for change in outcome.changes:
             self.list_changes[change.after] += 1
+        if outcome.edition:
+            self.edition_changes[outcome.edition] += 1
         if outcome.note:
             self.notes.append(outcome.note)
 
@@ -113,16 +127,21 @@ def sync(
     queue: EventQueue | None = None,
     receivers: int = RECEIVERS,
     on_wait: Callable[[int, int], None] | None = None,
+    before_delete: Callable[[], object] | None = None,
 ) -> SyncSummary:
     """Receive, apply and delete until the queue has nothing new and nothing in flight elsewhere
-    (waited for up to the visibility timeout); `on_wait(messages, seconds)` when it starts waiting."""
+    (waited for up to the visibility timeout); `on_wait(messages, seconds)` when it starts waiting.
+    `before_delete()`, if given, must return only once every change committed before it was called
+    is safe (the backup holds it), and raise otherwise: no message is deleted before it has
+    returned after that message's commit, and the sync stops with its error."""
     settings = settings_of(config)
     own_queue = queue is None
     queue = queue or EventQueue(settings)
     summary = SyncSummary()
     try:
         with Store.open(config.database) as store:
-            run = _Run(queue, store, Applier(store, settings, inbound_signer(config)), summary, receivers)
+            run = _Run(queue, store, Applier(store, settings, inbound_signer(config)), summary, receivers,
+                       before_delete)
             try:
                 run.until_nothing_in_flight(settings, on_wait)
             finally:
@@ -171,9 +190,12 @@ class _Run:
     """One sync: receiver threads hand batches to the calling thread, which applies them (its
     SQLite connection stays in that thread) and hands back what may be deleted."""
 
-    def __init__(self, queue: EventQueue, store: Store, applier: Applier, summary: SyncSummary, receivers: int):
+    def __init__(self, queue: EventQueue, store: Store, applier: Applier, summary: SyncSummary, receivers: int,
+                 before_delete: Callable[[], object] | None = None):
         self.queue, self.store, self.applier, self.summary = queue, store, applier, summary
         self.receivers = max(1, receivers)
+        self.before_delete = before_delete
+        self.deferred: _DeleteAfterBarrier | None = None  # while draining with a barrier
         self.work: queues.Queue = queues.Queue()
         self.stop = threading.Event()
         self.waiting = threading.BoundedSemaphore(BATCHES_WAITING)  # received, not yet applied
@@ -215,6 +237,8 @@ class _Run:
         """Receive until every receiver has met an empty queue; apply in this thread."""
         threads = [threading.Thread(target=self._receive, name=f"sync-receiver-{n}", daemon=True)
                    for n in range(receivers)]
+        if self.before_delete is not None:
+            self.deferred = _DeleteAfterBarrier(self.before_delete, self._delete, self._fail, receivers)
         for thread in threads:
             thread.start()
         running = len(threads)
@@ -238,9 +262,15 @@ class _Run:
                     raise
         except BaseException:
             self._stop_receivers(running)
+            if self.deferred is not None:
+                self.deferred.finish(delete=False)  # what waits comes back, recognised as applied
             raise
         for thread in threads:
             thread.join()
+        if self.deferred is not None:
+            # The last group: deleted before anyone counts what is still in flight.
+            self.deferred.finish(delete=not self.errors)
+            self.deferred = None
         if self.errors:
             raise self.errors[0]
 
@@ -274,16 +304,24 @@ class _Run:
                     deletable = reply.wait()
                 if deletable is None:
                     return
-                if deletable:
-                    failed = self.queue.delete(deletable)
-                    with self.lock:
-                        self.summary.not_deleted += len(failed)
-                        self.hidden_until.update(dict.fromkeys(failed, hidden_until))
+                if deletable and self.deferred is not None:
+                    self.deferred.add(deletable, hidden_until)
+                elif deletable:
+                    self._delete(deletable, hidden_until)
         except BaseException as error:
-            self.errors.append(error)
-            self.stop.set()
+            self._fail(error)
         finally:
             self.work.put(_DONE)
+
+    def _delete(self, messages: list[Received], hidden_until: float) -> None:
+        failed = self.queue.delete(messages)
+        with self.lock:
+            self.summary.not_deleted += len(failed)
+            self.hidden_until.update(dict.fromkeys(failed, hidden_until))
+
+    def _fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.stop.set()
 
     def _apply_one(self, message: Received) -> bool:
         """Apply one message (a part of the batch's transaction); True if it may be deleted once
@@ -320,3 +358,56 @@ class _Run:
         dead-letter queue."""
         if self.left_alone:
             self.queue.release(list(self.left_alone.values()))
+
+
+class _DeleteAfterBarrier:
+    """Applied batches wait here for the barrier (the backup's wait), then are deleted. One thread
+    takes every batch waiting, calls the barrier once for all of them (they were committed before
+    it was called) and deletes them, several DeleteMessageBatch calls at once; batches applied in
+    the meantime wait for the next call. A barrier that raises stops the sync and deletes nothing
+    more."""
+
+    def __init__(self, barrier: Callable[[], object], delete: Callable[[list[Received], float], None],
+                 fail: Callable[[BaseException], None], deleters: int):
+        self.barrier, self.delete, self.fail = barrier, delete, fail
+        self.waiting: list[tuple[list[Received], float]] = []
+        self.condition = threading.Condition()
+        self.ending = False
+        self.deleting = True
+        self.pool = ThreadPoolExecutor(max(1, deleters), thread_name_prefix="sync-deleter")
+        self.thread = threading.Thread(target=self._loop, name="sync-barrier", daemon=True)
+        self.thread.start()
+
+    def add(self, messages: list[Received], hidden_until: float) -> None:
+        """Messages whose applying transaction has committed."""
+        with self.condition:
+            self.waiting.append((messages, hidden_until))
+            self.condition.notify()
+
+    def finish(self, *, delete: bool) -> None:
+        """Delete what waits (after one more barrier), or with `delete=False` leave it to come back;
+        return once the thread has ended."""
+        with self.condition:
+            self.ending, self.deleting = True, self.deleting and delete
+            self.condition.notify()
+        self.thread.join()
+        self.pool.shutdown()
+
+    def _loop(self) -> None:
+        while True:
+            with self.condition:
+                while not self.waiting and not self.ending:
+                    self.condition.wait()
+                if not self.waiting or not self.deleting:
+                    return
+                group, self.waiting = self.waiting, []
+            try:
+                self.barrier()
+                # Each item is at most one receive's batch: one DeleteMessageBatch call each.
+                for done in [self.pool.submit(self.delete, *item) for item in group]:
+                    done.result()
+            except BaseException as error:  # noqa: BLE001 - handed to the sync, which raises it
+                with self.condition:
+                    self.deleting = False
+                self.fail(error)
+                return

@@ -40,7 +40,7 @@ def send_copies(
 def _send_one(plan: SendPlan, transport: Transport, recipient: Subscriber, summary: SendSummary) -> Failure | None:
     """Compose and send one recipient's message; their failure is recorded, not raised."""
     try:
-        message = plan.message_for(recipient.address, recipient.name)
+        message = plan.message_for(recipient.address, recipient.name, recipient.edition)
         transport.send(message)
     except AccountStoppedError as error:
         summary.note_stop(Stop.account(error))

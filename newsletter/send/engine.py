@@ -573,7 +573,7 @@ def send_to_list(
         run = BulkSend(
             database=config.database,
             issue_id=plan.issue_id,
-            compose=lambda delivery: plan.message_for(delivery.address, delivery.name),
+            compose=lambda delivery: plan.message_for(delivery.address, delivery.name, delivery.edition),
             transport_factory=transport_factory or new_transports(plan.config, plan.transport_kind),
             limiter=limiter,
             workers=sizing.workers,

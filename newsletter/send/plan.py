@@ -1,14 +1,16 @@
 """What a send will do, decided before the first message (`prepare_send` -> `SendPlan`), and what
-it did (`SendSummary`). The plan parses and renders the issue once; for a real send to the list it
-also reads the account's quota and the ledger as the send will find it, changing nothing yet.
+it did (`SendSummary`). The plan parses the issue once and renders each edition once; for a real
+send to the list it also reads the account's quota and the ledger as the send will find it,
+changing nothing yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,9 +18,10 @@ from .. import addresses
 from ..compose import GMAIL_CLIP_BYTES, MessageTemplate, check_address, check_header_value
 from ..config import Config
 from ..errors import MessageError, StoreError
-from ..model import Issue, RenderedIssue, Subscriber
+from ..model import DEFAULT_EDITION, EDITIONS, Issue, RenderedIssue, Subscriber
 from ..parse import parse_issue
-from ..render import render_issue
+from ..preferences import PreferenceLinks
+from ..render import render_editions
 from ..store import Store
 from ..store.ledger import IssueVersion
 from ..transports import make_transport
@@ -32,16 +35,22 @@ FIRST_ADDRESSES_SHOWN = 5
 
 @dataclass(frozen=True)
 class IssueToSend:
-    """The issue as the checks before a send and the send itself see it: read and rendered once."""
+    """The issue as the checks before a send and the send itself see it: read once, each edition
+    rendered once."""
 
     path: Path
     parsed: Issue
-    rendered: RenderedIssue
+    editions: Mapping[str, RenderedIssue]  # every one of EDITIONS
 
     @classmethod
     def load(cls, path: str | Path, config: Config, templates_dir: str | Path | None = None) -> IssueToSend:
         issue = parse_issue(path)
-        return cls(Path(path), issue, render_issue(issue, config, templates_dir=templates_dir))
+        return cls(Path(path), issue, render_editions(issue, config, templates_dir=templates_dir))
+
+    @property
+    def rendered(self) -> RenderedIssue:
+        """The default (bilingual) edition, with the web page every edition shares."""
+        return self.editions[DEFAULT_EDITION]
 
 
 @dataclass(frozen=True)
@@ -50,14 +59,16 @@ class SendPlan:
 
     config: Config
     issue_id: str
-    subject: str
+    subject: str  # the default edition's
     paper_count: int
-    template: MessageTemplate
+    templates: Mapping[str, MessageTemplate]  # one per edition, each built once
     links: UnsubscribeLinks
+    preference_links: PreferenceLinks
     transport_kind: str  # ses | smtp | outbox
     recipient_count: int
-    version: IssueVersion  # the subject and a hash of the rendered content: what everyone gets
+    version: IssueVersion  # the subject and a hash of every edition's rendered content: what everyone gets
     test_addresses: tuple[str, ...] = ()  # --to: these instead of the list, recorded nowhere
+    test_editions: tuple[str, ...] = (DEFAULT_EDITION,)  # --edition: each test address gets each
     development_key: bool = False  # links signed with the public key (allowed in a dry run only)
     # A real send to the list only:
     quota: SendQuota | None = None  # the account's limits as read before the send
@@ -75,6 +86,11 @@ class SendPlan:
         return self.transport_kind == "outbox"
 
     @property
+    def template(self) -> MessageTemplate:
+        """The default edition's message template."""
+        return self.templates[DEFAULT_EDITION]
+
+    @property
     def list_send(self) -> bool:
         """A real send to the list (recorded in the ledger), not a dry run or test copies."""
         return not self.dry_run and not self.test_addresses
@@ -86,7 +102,9 @@ class SendPlan:
 
     def sizing(self, recipients: int | None = None) -> Sizing:
         """How many worker processes and threads a list send runs, and why (send/sizing.py)."""
-        sample = self.message_for(self.template.sender_address, None)  # every copy is about this size
+        # Every copy is at most about this size (the bilingual edition holds both languages).
+        sample = max((self.message_for(self.template.sender_address, None, edition) for edition in self.templates),
+                     key=lambda message: len(message.raw))
         return size_send(
             self.rate, self.recipient_count if recipients is None else recipients, cpu_count=os.cpu_count() or 1,
             message_bytes=len(sample.raw), max_workers=self.config.workers, max_processes=self.config.processes,
@@ -107,14 +125,19 @@ class SendPlan:
         """A new transport of the plan's kind, for one thread's use."""
         return make_transport(self.config, self.transport_kind)
 
-    def message_for(self, address: str, name: str | None) -> OutgoingMessage:
+    def message_for(self, address: str, name: str | None, edition: str = DEFAULT_EDITION) -> OutgoingMessage:
+        """The recipient's copy of their edition, with their own unsubscribe and preferences links."""
         https_url, mailto_url = self.links.for_address(address)
-        return self.template.message_for(address, name=name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url)
+        return self.templates[edition].message_for(
+            address, name=name, unsubscribe_url=https_url, unsubscribe_mailto=mailto_url,
+            preferences_url=self.preference_links.for_address(address, edition))
 
     def recipients(self) -> Iterator[Subscriber]:
-        """The test addresses, or the list's subscribed addresses streamed from the store."""
+        """The test addresses (each in each test edition), or the list's subscribed addresses
+        streamed from the store, each with their edition."""
         if self.test_addresses:
-            yield from (Subscriber(address) for address in self.test_addresses)
+            yield from (Subscriber(address, edition=edition)
+                        for address in self.test_addresses for edition in self.test_editions)
             return
         with Store.open(self.config.database) as store:
             yield from store.subscribed()
@@ -171,7 +194,8 @@ class SendSummary:
     cycle_seconds: float | None = None  # a message's time in a worker (compose, claim, call, record), measured
     call_seconds: float | None = None  # the provider call's part of it
     largest_message_bytes: int = 0
-    html_part_bytes: int = 0  # the encoded HTML part, the figure Gmail's clipping goes by
+    html_part_bytes: int = 0  # the largest edition's encoded HTML part, the figure Gmail's clipping goes by
+    html_part_bytes_by_edition: dict[str, int] = field(default_factory=dict)
     gmail_clip_bytes: int = GMAIL_CLIP_BYTES
     sample_files: list[str] = field(default_factory=list)  # dry run: the .eml samples
     manifest: str | None = None  # dry run: the CSV of every recipient
@@ -179,12 +203,14 @@ class SendSummary:
 
     @classmethod
     def for_plan(cls, plan: SendPlan) -> SendSummary:
+        sizes = {edition: template.encoded_html_size() for edition, template in plan.templates.items()}
         return cls(
             issue_id=plan.issue_id,
             transport=plan.transport_kind,
             dry_run=plan.dry_run,
             recipients=plan.recipient_count,
-            html_part_bytes=plan.template.encoded_html_size(),
+            html_part_bytes=max(sizes.values()),
+            html_part_bytes_by_edition=sizes,
         )
 
     @property
@@ -226,6 +252,7 @@ def prepare_send(
     *,
     dry_run: bool,
     test_addresses: Sequence[str] = (),
+    test_editions: Sequence[str] = (),
     templates_dir: str | Path | None = None,
     resend_unknown: bool = False,
     retry_failed: bool = False,
@@ -239,8 +266,14 @@ def prepare_send(
     list also reads the account's quota (through a transport from `transport_factory`, default
     the plan's kind) and what the ledger holds for the issue (changing nothing yet), and refuses
     one that would pass the daily quota, or one of an issue whose rows were sent another version
-    (unless `send_changed_version`)."""
+    (unless `send_changed_version`). `test_editions`: the editions each test address gets
+    (default: the bilingual)."""
     test_addresses = tuple(_test_address(address) for address in test_addresses)
+    test_editions = tuple(dict.fromkeys(test_editions)) or (DEFAULT_EDITION,)
+    if set(test_editions) - set(EDITIONS):
+        raise MessageError(f"--edition: expected one of {', '.join(EDITIONS)}, got {sorted(set(test_editions) - set(EDITIONS))[0]!r}")
+    if test_editions != (DEFAULT_EDITION,) and not test_addresses:
+        raise MessageError("--edition picks the editions of test copies (--to); the list's readers each get their own")
     if not isinstance(issue, IssueToSend):
         issue = IssueToSend.load(issue, config, templates_dir)
     rendered = issue.rendered
@@ -251,12 +284,14 @@ def prepare_send(
         issue_id=rendered.issue_id,
         subject=rendered.subject,
         paper_count=len(issue.parsed.papers),
-        template=MessageTemplate(rendered, config),
+        templates={edition: MessageTemplate(edition_rendered, config) for edition, edition_rendered in issue.editions.items()},
         links=UnsubscribeLinks(config, key),
+        preference_links=PreferenceLinks(config, key, dt.datetime.now(dt.UTC)),
         transport_kind=transport_kind,
-        recipient_count=len(test_addresses) or _count_subscribed(config),
-        version=issue_version(rendered),
+        recipient_count=len(test_addresses) * len(test_editions) or _count_subscribed(config),
+        version=issue_version(issue.editions),
         test_addresses=tuple(test_addresses),
+        test_editions=test_editions,
         development_key=key.is_development,
         resend_unknown=resend_unknown,
         retry_failed=retry_failed,
@@ -268,14 +303,17 @@ def prepare_send(
     return plan
 
 
-def issue_version(rendered: RenderedIssue) -> IssueVersion:
-    """The subject and a hash of both rendered parts (before anyone's unsubscribe link goes in):
-    an edit of the issue file or of the email templates changes it."""
+def issue_version(editions: Mapping[str, RenderedIssue]) -> IssueVersion:
+    """The default edition's subject and a hash of every edition's subject and both rendered parts
+    (before anyone's links go in): an edit of the issue file or of the email templates that
+    changes any edition changes it."""
     digest = hashlib.sha256()
-    for part in (rendered.html, rendered.text):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    return IssueVersion(rendered.subject, digest.hexdigest())
+    for edition in EDITIONS:
+        rendered = editions[edition]
+        for part in (edition, rendered.subject, rendered.html, rendered.text):
+            digest.update(part.encode("utf-8"))
+            digest.update(b"\0")
+    return IssueVersion(editions[DEFAULT_EDITION].subject, digest.hexdigest())
 
 
 def _count_subscribed(config: Config) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import Delivery
@@ -17,15 +17,17 @@ class IssueStatus:
     counts: dict[str, int]  # rows by state
     unqueued: int  # subscribed addresses without a row yet: the next send queues them
     problems: tuple[Delivery, ...]  # the failed and unknown rows, with their last errors
+    by_edition: dict[str, dict[str, int]] = field(default_factory=dict)  # rows by edition, then state
 
     def to_dict(self) -> dict:
         return {
             "issue_id": self.issue_id,
             "counts": self.counts,
+            "by_edition": self.by_edition,
             "not_yet_queued": self.unqueued,
             "problems": [
                 {
-                    "address": row.address, "state": row.state, "attempts": row.attempts,
+                    "address": row.address, "state": row.state, "edition": row.edition, "attempts": row.attempts,
                     "error_kind": row.error_kind, "error_code": row.error_code, "error": row.error,
                     "finished_at": row.finished_at.isoformat() if row.finished_at else None,
                 }
@@ -45,6 +47,7 @@ def issue_status(database: str | Path, issue_id: str) -> IssueStatus:
         return IssueStatus(
             issue_id=issue_id,
             counts=store.delivery_counts(issue_id),
+            by_edition=store.delivery_counts_by_edition(issue_id),
             unqueued=store.count_unqueued(issue_id),
             problems=tuple(store.deliveries(issue_id, ("failed", "unknown"))),
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import StoreError
-from ..model import SUBSCRIBER_STATUSES, Delivery, PublishedIssue, Subscriber
+from ..model import EDITIONS, SUBSCRIBER_STATUSES, Delivery, PublishedIssue, Subscriber
 from . import db
 from . import ledger
 from . import confirmation_requests, published
@@ -123,6 +123,11 @@ class Store:
     def count_by_status(self) -> dict[str, int]:
         return subscriber_table.count_by_status(self.connection)
 
+    def count_by_edition(self, status: str = "subscribed") -> dict[str, int]:
+        """How many subscribers with `status` get each edition."""
+        _check_status(status)
+        return subscriber_table.count_by_edition(self.connection, status)
+
     def get(self, address: str) -> Subscriber | None:
         return self.find([address]).get(address_key(address))
 
@@ -169,6 +174,14 @@ class Store:
         with self.writing():
             subscriber_table.record_status(self.connection, address, status, reason, at, utc_now(), name)
 
+    def record_edition(self, address: str, edition: str, at: dt.datetime) -> None:
+        """Write an edition change that a choice decided (`newsletter.events.apply` orders them by
+        `at`, when the choice was made); the address must be on the list."""
+        if edition not in EDITIONS:
+            raise StoreError(f"unknown edition {edition!r}; expected one of {', '.join(EDITIONS)}")
+        with self.writing():
+            subscriber_table.record_edition(self.connection, address, edition, at, utc_now())
+
     def delete(self, address: str) -> bool:
         """Forget `address` entirely (True if it was stored)."""
         with self.writing():
@@ -210,6 +223,11 @@ class Store:
     @_explained
     def delivery_counts(self, issue_id: str) -> dict[str, int]:
         return ledger.counts(self.connection, issue_id)
+
+    @_explained
+    def delivery_counts_by_edition(self, issue_id: str) -> dict[str, dict[str, int]]:
+        """The issue's rows by the edition they are sent, then by state."""
+        return ledger.counts_by_edition(self.connection, issue_id)
 
     @_explained
     def latest_issue(self) -> str | None:

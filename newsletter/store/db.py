@@ -204,6 +204,21 @@ MIGRATIONS: list[Migration] = [
             "UPDATE subscriber SET resubscribed_at = changed_at WHERE status = 'subscribed' AND reason LIKE 'resubscribed by %'",
         ),
     ),
+    Migration(
+        8,
+        "each reader's edition (bilingual, ko, en), and the edition each ledger row is sent",
+        (
+            # Everyone had the bilingual email until now.
+            """ALTER TABLE subscriber ADD COLUMN edition TEXT NOT NULL DEFAULT 'bilingual'
+                   CHECK (edition IN ('bilingual', 'ko', 'en'))""",
+            # When the choice that set it was made (ISO 8601, UTC, microseconds kept): edition
+            # changes are ordered by it, apart from status changes. NULL: nobody chose yet.
+            "ALTER TABLE subscriber ADD COLUMN edition_at TEXT",
+            # Fixed when the row is queued, so a resume sends the edition the reader had then.
+            """ALTER TABLE delivery ADD COLUMN edition TEXT NOT NULL DEFAULT 'bilingual'
+                   CHECK (edition IN ('bilingual', 'ko', 'en'))""",
+        ),
+    ),
 ]
 
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SendError, StoreError
-from ..model import DELIVERY_STATES, Delivery
+from ..model import DELIVERY_STATES, EDITIONS, Delivery
 from .db import check_single_name
 
 _COLUMNS = (
     "d.id, d.issue_id, d.address, d.state, d.attempts, d.message_id, d.error_kind, d.error_code, d.error, "
-    "d.enqueued_at, d.started_at, d.finished_at, s.name"
+    "d.enqueued_at, d.started_at, d.finished_at, s.name, d.edition"
 )
 # The name comes from the subscriber row, so a name changed after queueing is the one used.
 _FROM = "FROM delivery d LEFT JOIN subscriber s ON s.address_key = d.address_key"
@@ -79,11 +79,11 @@ def _parse_time(value: str | None) -> dt.datetime | None:
 
 def _delivery(row: tuple) -> Delivery:
     (id_, issue_id, address, state, attempts, message_id, error_kind, error_code, error,
-     enqueued_at, started_at, finished_at, name) = row
+     enqueued_at, started_at, finished_at, name, edition) = row
     return Delivery(
         id=id_, issue_id=issue_id, address=address, state=state, attempts=attempts, message_id=message_id,
         error_kind=error_kind, error_code=error_code, error=error, enqueued_at=_parse_time(enqueued_at),
-        started_at=_parse_time(started_at), finished_at=_parse_time(finished_at), name=name,
+        started_at=_parse_time(started_at), finished_at=_parse_time(finished_at), name=name, edition=edition,
     )
 
 
@@ -98,10 +98,11 @@ def mark_interrupted(connection: sqlite3.Connection, issue_id: str, now: dt.date
 
 
 def enqueue_subscribed(connection: sqlite3.Connection, issue_id: str, now: dt.datetime) -> int:
-    """A `pending` row for every subscribed address that has no row for this issue yet."""
+    """A `pending` row for every subscribed address that has no row for this issue yet, in the
+    edition the reader has now: the row keeps it through any resume, whatever they choose later."""
     cursor = connection.execute(
-        "INSERT OR IGNORE INTO delivery (issue_id, address, address_key, enqueued_at) "
-        "SELECT ?, address, address_key, ? FROM subscriber WHERE status = 'subscribed'",
+        "INSERT OR IGNORE INTO delivery (issue_id, address, address_key, enqueued_at, edition) "
+        "SELECT ?, address, address_key, ?, edition FROM subscriber WHERE status = 'subscribed'",
         (issue_id, _time(now)),
     )
     return cursor.rowcount
@@ -134,6 +135,15 @@ def requeue(connection: sqlite3.Connection, issue_id: str, states: Collection[st
 def counts(connection: sqlite3.Connection, issue_id: str) -> dict[str, int]:
     result = dict.fromkeys(DELIVERY_STATES, 0)
     result.update(connection.execute("SELECT state, count(*) FROM delivery WHERE issue_id = ? GROUP BY state", (issue_id,)))
+    return result
+
+
+def counts_by_edition(connection: sqlite3.Connection, issue_id: str) -> dict[str, dict[str, int]]:
+    """The issue's rows by edition, then by state (every edition and state, zeros included)."""
+    result = {edition: dict.fromkeys(DELIVERY_STATES, 0) for edition in EDITIONS}
+    query = "SELECT edition, state, count(*) FROM delivery WHERE issue_id = ? GROUP BY edition, state"
+    for edition, state, number in connection.execute(query, (issue_id,)):
+        result[edition][state] = number
     return result
 
 

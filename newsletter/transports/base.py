@@ -21,6 +21,7 @@ class OutgoingMessage:
     issue_id: str
     recipient: str  # the bare address, as on the envelope
     raw: bytes  # the whole RFC 5322 message, CRLF line endings
+    edition: str = "bilingual"  # which edition of the issue it is (newsletter.model.EDITIONS)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""The preferences page as part of the web app (`web.py` hands `.../preferences/TOKEN` over);
+the logic is `preferences.py`.
+
+    GET  -> 200, the reader's edition and the form; changes nothing
+    POST edition=bilingual|ko|en    -> 200 "saved" (503: try again, when it reached neither the
+                                       queue nor the list)
+    POST unsubscribe=yes            -> 200 "unsubscribed" (or 503)
+    POST anything else              -> 400 and the form again
+    a forged, altered or expired token, whatever the method -> 400
+
+Like the unsubscribe endpoint, it routes on the last path segments only, so it works under any
+prefix a proxy or a Lambda function URL gives it, and its form posts back to the page's own URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .model import EDITIONS
+from .preferences import EDITION_FIELD, MAX_FORM_BYTES, UNSUBSCRIBE_FIELD, Preferences
+from .site.pages import INDEX_PAGE, render_site_template, site_url
+from .unsubscribe import TokenState
+
+PREFERENCES_SEGMENT = "preferences"
+
+_STATUS = {
+    "form": "200 OK", "saved": "200 OK", "unsubscribed": "200 OK", "bad_request": "400 Bad Request",
+    "expired": "400 Bad Request", "invalid": "400 Bad Request", "unavailable": "503 Service Unavailable",
+}
+
+
+def route(path: str) -> str | None:
+    """The token of a `.../preferences/TOKEN` path; None for any other path."""
+    segments = [segment for segment in path.split("/") if segment]
+    if len(segments) >= 2 and segments[-2] == PREFERENCES_SEGMENT:
+        return segments[-1]
+    return None
+
+
+class PreferencePages:
+    """Renders the pages; `respond` and `read_form` are the web app's (headers, body limits and
+    form parsing live in one place)."""
+
+    def __init__(self, preferences: Preferences, respond: Callable, read_form: Callable):
+        self.preferences = preferences
+        self.respond = respond  # (start_response, status, page bytes, extra headers, method) -> body
+        self.read_form = read_form  # (environ, max bytes) -> fields, or None for a bad body
+        config = preferences.config
+        self.context = {"config": config, "link_days": preferences.link_days,
+                        "archive_url": site_url(config, INDEX_PAGE).removesuffix(INDEX_PAGE)}
+        # A bad link's answer is the same bytes whoever it names.
+        self.invalid = self.page("invalid")
+
+    def page(self, page: str, **values: Any) -> bytes:
+        context = {**self.context, "page": page, "edition": EDITIONS[0], "status": None, **values}
+        return render_site_template("preferences.html.j2", context).encode("utf-8")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable, token: str) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        link = self.preferences.check(token)
+        if link.state is not TokenState.VALID:
+            body = self.page("expired") if link.state is TokenState.EXPIRED else self.invalid
+            return self.respond(start_response, _STATUS["invalid"], body, [], method)
+        if method != "POST":  # a GET (a mail scanner, or the reader): the page, no change
+            return self._show(start_response, "form", link, method)
+        fields = self.read_form(environ, MAX_FORM_BYTES) or {}
+        edition, unsubscribe = fields.get(EDITION_FIELD), fields.get(UNSUBSCRIBE_FIELD)
+        if unsubscribe == "yes" and edition is None:
+            done = self.preferences.unsubscribe(link)
+            return self._show(start_response, "unsubscribed" if done else "unavailable", link, method)
+        if edition in EDITIONS and unsubscribe is None:
+            if not self.preferences.choose(link, edition):
+                return self._show(start_response, "unavailable", link, method)
+            return self.respond(start_response, _STATUS["saved"], self.page("saved", edition=edition), [], method)
+        # No choice, two at once, an edition the form does not offer, a body too long: nothing changes.
+        return self._show(start_response, "bad_request", link, method)
+
+    def _show(self, start_response: Callable, page: str, link, method: str) -> list[bytes]:
+        reader = self.preferences.reader(link)
+        extra = [("Retry-After", "60")] if page == "unavailable" else []
+        body = self.page(page, edition=reader.edition, status=reader.status)
+        return self.respond(start_response, _STATUS[page], body, extra, method)
