@@ -1,9 +1,10 @@
 """Is the rendered email whole: every paper's block, then the footer with the unsubscribe link?
 
-Rendering can lose the end of an email without an error anywhere: the CSS inliner's HTML parser
-(libxml2) stops at a text of more than 10 MB and drops everything after it, so a runaway
-translation once made an email that ended after its contents list; an editor's template can
-leave papers or the unsubscribe link out. `build` and `send` must refuse such an email, not
+Rendering can lose the end of an email without an error anywhere: the CSS inliner used before
+css_inline (premailer, on libxml2) stopped at a text of more than 10 MB and dropped everything
+after it, so a runaway translation once made an email that ended after its contents list; any
+HTML tool in the chain may do the same, and an editor's template can leave papers or the
+unsubscribe link out. `build` and `send` must refuse such an email, not
 write or send it.
 
 The check reads the email as a reader does (tags and comments out, entities decoded) and looks
@@ -27,7 +28,7 @@ _TAG_OR_COMMENT = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
 # Where the reading has the unsubscribe link: NUL never occurs in an issue (the parser refuses
 # it), and the HTML serialiser never writes it.
 _UNSUBSCRIBE_LINK = "\0"
-# A passage this long is the likely cause, and worth naming (libxml2 stops at 10,000,000 bytes).
+# A passage this long is the likely cause, and worth naming (libxml2, for one, stops at 10,000,000 bytes).
 _SUSPECT_BYTES = 1_000_000
 
 
