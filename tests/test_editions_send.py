@@ -13,7 +13,6 @@ import re
 import signal
 from pathlib import Path
 
-import pytest
 
 from newsletter import completeness, markup
 from newsletter.config import load_config

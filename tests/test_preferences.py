@@ -22,7 +22,6 @@ from events_fixtures import SECRET, cli, cli_json, events_config, query, queue_d
 from newsletter.config import load_config
 from newsletter.events import EventQueue
 from newsletter.preferences import PreferenceLinks, Preferences, PreferenceTokens
-from newsletter.store import Store
 from newsletter.subscribe import ConfirmationTokens
 from newsletter.unsubscribe import DEVELOPMENT_KEY, SECRET_ENV, SigningKey, TokenSigner, TokenState
 from newsletter.web import UnsubscribeApp, serve_in_thread

@@ -14,7 +14,6 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from urllib.parse import urljoin
 
 import feedparser
 import pytest

@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from draft_fixtures import FAKE_TRANSLATOR, SAMPLE_LIST, cli, draft_config, newsletter_process, translator
 from newsletter.draft import draft_parts
-from newsletter.draft.markers import MACHINE, STATE_TO_REVIEW, STATE_TO_TRANSLATE, TO_TRANSLATE, TO_WRITE
+from newsletter.draft.markers import MACHINE, STATE_TO_REVIEW, TO_TRANSLATE, TO_WRITE
 from newsletter.parse import parse_issue
 
 PARTS = 29  # 10 titles, 10 summaries, 9 abstracts in the sample week's list
