@@ -19,7 +19,7 @@ from typing import Any
 
 from .model import EDITIONS
 from .preferences import EDITION_FIELD, MAX_FORM_BYTES, UNSUBSCRIBE_FIELD, Preferences
-from .site.pages import INDEX_PAGE, render_site_template, site_url
+from .site.pages import AppPages
 from .unsubscribe import TokenState
 
 PREFERENCES_SEGMENT = "preferences"
@@ -38,23 +38,17 @@ def route(path: str) -> str | None:
     return None
 
 
-class PreferencePages:
-    """Renders the pages; `respond` and `read_form` are the web app's (headers, body limits and
-    form parsing live in one place)."""
+class PreferencePages(AppPages):
+    template = "preferences.html.j2"
 
     def __init__(self, preferences: Preferences, respond: Callable, read_form: Callable):
+        super().__init__(preferences.config, respond, read_form, link_days=preferences.link_days)
         self.preferences = preferences
-        self.respond = respond  # (start_response, status, page bytes, extra headers, method) -> body
-        self.read_form = read_form  # (environ, max bytes) -> fields, or None for a bad body
-        config = preferences.config
-        self.context = {"config": config, "link_days": preferences.link_days,
-                        "archive_url": site_url(config, INDEX_PAGE).removesuffix(INDEX_PAGE)}
         # A bad link's answer is the same bytes whoever it names.
         self.invalid = self.page("invalid")
 
     def page(self, page: str, **values: Any) -> bytes:
-        context = {**self.context, "page": page, "edition": EDITIONS[0], "status": None, **values}
-        return render_site_template("preferences.html.j2", context).encode("utf-8")
+        return self.render(**{"page": page, "edition": EDITIONS[0], "status": None, **values})
 
     def __call__(self, environ: dict[str, Any], start_response: Callable, token: str) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .model import DEFAULT_EDITION
-from .site.pages import INDEX_PAGE, render_site_template, site_url
+from .site.pages import AppPages
 from .subscribe import CONFIRM_FIELD, MAX_FORM_BYTES, ConfirmOutcome, FormOutcome, Subscriptions, TokenState
 
 SUBSCRIBE_SEGMENT = "subscribe"
@@ -89,25 +89,16 @@ def route(path: str) -> tuple[str, str | None] | None:
     return None
 
 
-class SubscribePages:
-    """Renders the pages; `respond` and `read_form` are the web app's (headers, body limits and
-    form parsing live in one place)."""
+class SubscribePages(AppPages):
+    template = "subscribe.html.j2"
 
     def __init__(self, subscriptions: Subscriptions, respond: Callable, read_form: Callable):
+        super().__init__(subscriptions.config, respond, read_form, hours=subscriptions.config.subscribe.confirm_hours)
         self.subscriptions = subscriptions
-        self.respond = respond  # (start_response, status, page bytes, extra headers, method) -> body
-        self.read_form = read_form  # (environ, max bytes) -> fields, or None for a bad body
-        config = subscriptions.config
-        self.context = {
-            "config": config,
-            "hours": config.subscribe.confirm_hours,
-            "archive_url": site_url(config, INDEX_PAGE).removesuffix(INDEX_PAGE),
-        }
 
     def page(self, page: str, **values: Any) -> bytes:
-        context = {**self.context, "page": "form" if page == "invalid_address" else page,
-                   "address": "", "problem": "", "edition": DEFAULT_EDITION, **values}
-        return render_site_template("subscribe.html.j2", context).encode("utf-8")
+        return self.render(**{"page": "form" if page == "invalid_address" else page,
+                              "address": "", "problem": "", "edition": DEFAULT_EDITION, **values})
 
     def __call__(self, environ: dict[str, Any], start_response: Callable, kind: str, token: str | None) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

@@ -17,10 +17,11 @@ import hashlib
 import mimetypes
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import jinja2
@@ -176,6 +177,23 @@ def render_site_template(name: str, context: dict, templates_dir: Path | None = 
     except jinja2.TemplateError as error:
         where = getattr(error, "filename", None) or name
         raise TemplateError(f"site template {where}: {error}") from None
+
+
+class AppPages:
+    """One family of the web app's pages (subscribe, preferences), rendered from `template` with
+    what every page of it shows. `respond` and `read_form` are the web app's, so headers, body
+    limits and form parsing live in one place (`newsletter.web`)."""
+
+    template = ""
+
+    def __init__(self, config: Config, respond: Callable, read_form: Callable, **shared: Any):
+        self.respond = respond  # (start_response, status, page bytes, extra headers, method) -> body
+        self.read_form = read_form  # (environ, max bytes) -> fields, or None for a bad body
+        self.context = {"config": config, "archive_url": site_url(config, INDEX_PAGE).removesuffix(INDEX_PAGE),
+                        **shared}
+
+    def render(self, **values: Any) -> bytes:
+        return render_site_template(self.template, {**self.context, **values}).encode("utf-8")
 
 
 _NAMES_ITS_WEEK = re.compile(r"\d{4}[/.-]\d")
