@@ -228,12 +228,20 @@ def clean_name(value: str) -> tuple[str | None, bool]:
     return " ".join(_CONTROL.sub("", name).split()) or None, True
 
 
+def quoted(value: str, limit: int = 60) -> str:
+    """`value` as Python quotes it, cut to `limit` characters: a message names a bad cell without
+    pasting a pasted essay back at the editor."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"
+
+
 def read_edition(value: str) -> str:
     """An edition as written in a file or typed (empty: bilingual); ValueError for anything else."""
     # NFKC: the full-width letters of a Korean keyboard's full-width mode ("ＫＯ") are letters too.
     edition = EDITION_SPELLINGS.get(_header_token(unicodedata.normalize("NFKC", value))) if value.strip() else DEFAULT_EDITION
     if edition is None:
-        raise ValueError(f"unknown edition {value!r}; expected one of {', '.join(EDITIONS)} (empty: {DEFAULT_EDITION})")
+        raise ValueError(f"unknown edition {quoted(value)}; expected one of {', '.join(EDITIONS)} (empty: {DEFAULT_EDITION})")
     return edition
 
 

@@ -586,6 +586,16 @@ def test_an_edition_column_sets_each_readers_edition_and_an_odd_value_is_a_bad_r
     assert store.count_by_edition() == {"bilingual": 1, "ko": 2, "en": 2}
 
 
+def test_a_bad_row_names_an_overlong_cell_and_address_by_their_first_characters(run, tmp_path: Path) -> None:
+    path = write(tmp_path / "long.csv", f"email,edition\na@example.com,{'k' * 5000}\n{'b' * 3000}@example.com,ko\n")
+    result = run("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[:2] == [
+        f"{path}:2: unknown edition '{'k' * 60}'… (5,000 characters); expected one of bilingual, ko, en "
+        "(empty: bilingual) ('a@example.com')",
+        f"{path}:3: The email address is too long (2758 characters too many). ('{'b' * 60}'… (3,012 characters))"]
+
+
 def test_a_korean_excel_file_in_cp949_names_editions_in_korean(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path / "excel.csv", "이메일,이름,에디션\r\nminji@example.com,김민지,영어\r\n"
                  "jihoon@example.com,박지훈,한국어\r\nseoyeon@example.org,이서연,\r\n", "cp949")

@@ -24,11 +24,13 @@ status_option = click.option(
 
 
 def _print_problems(source: str, report: subscriber_list.ImportReport) -> None:
+    from ..subscribers import quoted
+
     for problem in report.problems:
-        click.echo(f"{source}:{problem.line}: {problem.reason} ({problem.value!r})", err=True)
+        click.echo(f"{source}:{problem.line}: {problem.reason} ({quoted(problem.value)})", err=True)
     for note in report.notes:
         where = f"{source}:{note.line}" if note.line else source
-        click.echo(f"{where}: note: {note.reason} ({note.value!r})", err=True)
+        click.echo(f"{where}: note: {note.reason} ({quoted(note.value)})", err=True)
 
 
 @main.group()
