@@ -213,8 +213,10 @@ def checked_address(value: str) -> tuple[str, str | None]:
 
 
 NAME_CLEANED = "control characters removed from the name"
-# Unicode's control characters (category Cc: C0, DEL, C1) and lone surrogates (Cs).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Unicode's control characters (category Cc: C0, DEL, C1), lone surrogates (Cs), and the bidi
+# embeddings, overrides and isolates (U+202A-202E, U+2066-2069), which would reorder the rest of a
+# To: line as a client shows it. The marks a right-to-left name needs (LRM, RLM) and the joiners stay.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_name(value: str) -> tuple[str | None, bool]:

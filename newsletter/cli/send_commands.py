@@ -114,7 +114,7 @@ def _describe_summary(summary: SendSummary) -> None:
 @click.option("--dry-run", is_flag=True, help="Do everything but the network call: write samples and a manifest.")
 @click.option("--to", "test_addresses", multiple=True, metavar="ADDRESS",
               help="Send a test copy to ADDRESS (repeatable) instead of the list; nothing is recorded.")
-@click.option("--edition", "test_editions", multiple=True, type=click.Choice(EDITIONS),
+@click.option("--edition", "test_editions", multiple=True, type=click.Choice(EDITIONS, case_sensitive=False),
               help="The edition of the test copies (repeatable: one copy of each; default: bilingual).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before a real send.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

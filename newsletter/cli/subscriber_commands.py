@@ -81,7 +81,7 @@ def by_edition(counts: dict[str, int]) -> str:
 @click.argument("address")
 @click.option("--name", help="The subscriber's name, for the To: line.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again if the address had left.")
-@click.option("--edition", type=click.Choice(EDITIONS),
+@click.option("--edition", type=click.Choice(EDITIONS, case_sensitive=False),
               help="Which email they get (default: bilingual for a new address; an address on the list keeps its own).")
 @pass_state
 @replicated()
