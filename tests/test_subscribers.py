@@ -242,7 +242,7 @@ def test_importing_the_example_list_twice_is_short_and_idempotent(run) -> None:
     assert "added 6; updated 0; unchanged 0" in first.stdout
     second = run("subscribers", "import", example)
     assert "added 0; updated 0; unchanged 6" in second.stdout
-    assert second.stdout.splitlines()[-1] == "subscribed now: 6 (bilingual 6)"
+    assert second.stdout.splitlines()[-1] == "subscribed now: 6 (bilingual 2, ko 2, en 2)"
     assert len(second.stdout.splitlines()) <= 3
 
 
