@@ -73,6 +73,7 @@ def test_a_dry_run_gives_three_readers_three_editions_and_the_manifest_names_eac
     import_editions(config_path, tmp_path, THREE)
     result = cli(config_path, "send", "--dry-run", str(ISSUE))
     assert result.exit_code == 0, result.output
+    assert "to:        3 (subscribed addresses: bilingual 1, ko 1, en 1)" in result.output
     with (tmp_path / "outbox" / "manifest.csv").open(encoding="utf-8") as manifest:
         rows = list(csv.DictReader(manifest))
     assert list(rows[0]) == ["number", "recipient", "issue_id", "edition", "bytes", "sample"]

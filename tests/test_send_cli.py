@@ -113,7 +113,7 @@ def test_dry_run_opens_no_socket_and_its_samples_decode_to_the_rendered_issue(tm
     add_list(config_path)
     result = run(config_path, "send", "--dry-run", str(ISSUE))
     assert result.exit_code == 0, result.output
-    assert "to:        4 (subscribed addresses)" in result.output
+    assert "to:        4 (subscribed addresses: bilingual 4)" in result.output
     assert "(10 papers)" in result.output.splitlines()[0]
     assert "preparing" not in result.output  # no progress bar when stdout is not a terminal
     assert re.search(r"HTML part as sent bilingual \d+\.\d KB, ko \d+\.\d KB, en \d+\.\d KB, under Gmail's clipping point", result.output)

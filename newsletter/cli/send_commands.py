@@ -35,7 +35,8 @@ def _describe_plan(plan: SendPlan) -> None:
     elif plan.list_send:
         who = "subscribed addresses that do not have this issue yet"
     else:
-        who = "subscribed addresses"
+        editions = ", ".join(f"{edition} {count}" for edition, count in plan.subscribed_by_edition.items() if count)
+        who = f"subscribed addresses: {editions}" if editions else "subscribed addresses"
     click.echo(f"issue:     {plan.issue_id}  {plan.subject} ({plan.paper_count} papers)")
     click.echo(f"from:      {plan.sender}")
     click.echo(f"to:        {plan.recipient_count} ({who})")

@@ -66,6 +66,8 @@ class SendPlan:
     preference_links: PreferenceLinks
     transport_kind: str  # ses | smtp | outbox
     recipient_count: int
+    # The subscribed by edition (empty for test copies): how many get each, for a dry run's reader.
+    subscribed_by_edition: Mapping[str, int]
     version: IssueVersion  # the subject and a hash of every edition's rendered content: what everyone gets
     test_addresses: tuple[str, ...] = ()  # --to: these instead of the list, recorded nowhere
     test_editions: tuple[str, ...] = (DEFAULT_EDITION,)  # --edition: each test address gets each
@@ -279,6 +281,7 @@ def prepare_send(
     rendered = issue.rendered
     transport_kind = "outbox" if dry_run else config.transport
     key = load_signing_key(config, allow_development=transport_kind == "outbox")
+    subscribed = {} if test_addresses else _count_subscribed_by_edition(config)
     plan = SendPlan(
         config=config,
         issue_id=rendered.issue_id,
@@ -288,7 +291,8 @@ def prepare_send(
         links=UnsubscribeLinks(config, key),
         preference_links=PreferenceLinks(config, key, dt.datetime.now(dt.UTC)),
         transport_kind=transport_kind,
-        recipient_count=len(test_addresses) * len(test_editions) or _count_subscribed(config),
+        recipient_count=len(test_addresses) * len(test_editions) or sum(subscribed.values()),
+        subscribed_by_edition=subscribed,
         version=issue_version(issue.editions),
         test_addresses=tuple(test_addresses),
         test_editions=test_editions,
@@ -316,9 +320,9 @@ def issue_version(editions: Mapping[str, RenderedIssue]) -> IssueVersion:
     return IssueVersion(editions[DEFAULT_EDITION].subject, digest.hexdigest())
 
 
-def _count_subscribed(config: Config) -> int:
+def _count_subscribed_by_edition(config: Config) -> dict[str, int]:
     with Store.open(config.database) as store:
-        return store.count_subscribed()
+        return store.count_by_edition()
 
 
 def _with_ledger_preview(plan: SendPlan, new_transport: Callable[[], Transport]) -> SendPlan:
