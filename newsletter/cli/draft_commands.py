@@ -14,6 +14,7 @@ from ..errors import ListError
 from .base import issue_path_argument, main, pass_state
 
 if TYPE_CHECKING:
+    from ..draft.markers import DraftPart
     from ..translate import PartOutcome
 
 
@@ -64,18 +65,18 @@ def new(state, date: dt.date, list_path: Path | None, force: bool) -> None:
         click.echo(f"next: write them (copy the paper for each further one), then `newsletter check {path}`")
         return
     jobs, _ = plan(path)
+    yours = _yours_to_write(parts)
     click.echo(f"wrote {path}: {len(papers)} papers, {len(parts)} Korean part(s) to write: {len(jobs)} for "
-               f"`newsletter translate`{_yours_to_write(path)}")
+               f"`newsletter translate`{', ' + yours if yours else ''}")
     click.echo(f"next: newsletter translate {path}   (then review; `newsletter check {path}` lists what is left)")
 
 
-def _yours_to_write(path: Path) -> str:
-    """', 1 for you to write (introduction)': the parts no command fills."""
-    from ..draft.markers import STATE_TO_WRITE, draft_parts
-    from ..parse import parse_issue
+def _yours_to_write(parts: list[DraftPart]) -> str:
+    """'1 for you to write (introduction)': the parts no command fills, or ''."""
+    from ..draft.markers import STATE_TO_WRITE
 
-    mine = [part.where for part in draft_parts(parse_issue(path)) if part.state == STATE_TO_WRITE]
-    return f", {len(mine)} for you to write ({', '.join(mine)})" if mine else ""
+    mine = [part.where for part in parts if part.state == STATE_TO_WRITE]
+    return f"{len(mine)} for you to write ({', '.join(mine)})" if mine else ""
 
 
 @main.command()
@@ -119,8 +120,12 @@ def translate(state, issue_path: Path, dry_run: bool) -> None:
         click.echo(f"note: {issue_path}:{outcome.job.line}: {outcome.job.where}: {outcome.error}", err=True)
     if summary.merged:
         click.echo(f"note: {issue_path} was changed on disk during the run; your changes are kept", err=True)
+    from ..draft.markers import draft_parts
+    from ..parse import parse_issue
+
+    yours = _yours_to_write(draft_parts(parse_issue(issue_path)))  # as the run left the file
     click.echo(f"translated {len(summary.filled)} of {len(summary.outcomes)} part(s) in {issue_path}; "
-               f"{len(summary.failed)} left marked{_yours_to_write(issue_path).replace(', ', '; ', 1)}")
+               f"{len(summary.failed)} left marked{'; ' + yours if yours else ''}")
     if summary.filled:
         click.echo("review each '(기계 번역 · machine translation)' text and delete that marker; "
                    f"`newsletter check {issue_path}` lists them")
