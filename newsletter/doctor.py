@@ -28,7 +28,7 @@ from .aws.setup import setup_aws
 from .config import Config
 from .errors import NewsletterError, SendError
 from .transports.base import AccountStoppedError
-from .unsubscribe import TokenSigner, load_signing_key
+from .unsubscribe import UnsubscribeLinks, load_signing_key
 
 SANDBOX_QUOTA = (200, 1.0)  # Max24HourSend, MaxSendRate of an account in the SES sandbox
 DNS_TIMEOUT_SECONDS = 4.0
@@ -349,7 +349,8 @@ def unsubscribe_endpoint(doctor: Doctor) -> Iterator[Finding]:
                    "link with", "set $NEWSLETTER_SECRET (see the signing key line)")
         return
     # The page a reader's link opens; a GET only shows the button, it unsubscribes no one.
-    answer = probe.get(config.unsubscribe_url + TokenSigner(config.list_id, key).token(PROBE_ADDRESS))
+    web_link, _mailto = UnsubscribeLinks(config, key).for_address(PROBE_ADDRESS)  # as a send writes it
+    answer = probe.get(web_link)
     if answer.status == 200:
         yield ok("unsubscribe endpoint", f"{config.unsubscribe_url} answers a link signed here with its page")
     elif answer.status == 400:
