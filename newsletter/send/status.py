@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Delivery
+from ..model import DELIVERY_STATES, Delivery
 from ..store import Store
 
 
@@ -44,10 +44,11 @@ def latest_issue(database: str | Path) -> str | None:
 
 def issue_status(database: str | Path, issue_id: str) -> IssueStatus:
     with Store.open(database) as store:
+        by_edition = store.delivery_counts_by_edition(issue_id)  # the totals are its sums: one query
         return IssueStatus(
             issue_id=issue_id,
-            counts=store.delivery_counts(issue_id),
-            by_edition=store.delivery_counts_by_edition(issue_id),
+            counts={state: sum(counts[state] for counts in by_edition.values()) for state in DELIVERY_STATES},
+            by_edition=by_edition,
             unqueued=store.count_unqueued(issue_id),
             problems=tuple(store.deliveries(issue_id, ("failed", "unknown"))),
         )
