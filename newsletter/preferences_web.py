@@ -60,18 +60,25 @@ class PreferencePages(AppPages):
             return self._show(start_response, "form", link, method)
         fields = self.read_form(environ, MAX_FORM_BYTES) or {}
         edition, unsubscribe = fields.get(EDITION_FIELD), fields.get(UNSUBSCRIBE_FIELD)
+        # The answers to a choice name no stored state, so they do not open the list again (one that
+        # just failed to take the change would turn a queued change into a 500).
         if unsubscribe == "yes" and edition is None:
-            done = self.preferences.unsubscribe(link)
-            return self._show(start_response, "unsubscribed" if done else "unavailable", link, method)
+            if not self.preferences.unsubscribe(link):
+                return self._unavailable(start_response, method)
+            return self.respond(start_response, _STATUS["unsubscribed"], self.page("unsubscribed"), [], method)
         if edition in EDITIONS and unsubscribe is None:
             if not self.preferences.choose(link, edition):
-                return self._show(start_response, "unavailable", link, method)
+                return self._unavailable(start_response, method)
             return self.respond(start_response, _STATUS["saved"], self.page("saved", edition=edition), [], method)
         # No choice, two at once, an edition the form does not offer, a body too long: nothing changes.
         return self._show(start_response, "bad_request", link, method)
 
     def _show(self, start_response: Callable, page: str, link, method: str) -> list[bytes]:
+        """The form (or the form again, for a bad request) with the reader's edition and status."""
         reader = self.preferences.reader(link)
-        extra = [("Retry-After", "60")] if page == "unavailable" else []
         body = self.page(page, edition=reader.edition, status=reader.status)
-        return self.respond(start_response, _STATUS[page], body, extra, method)
+        return self.respond(start_response, _STATUS[page], body, [], method)
+
+    def _unavailable(self, start_response: Callable, method: str) -> list[bytes]:
+        return self.respond(start_response, _STATUS["unavailable"], self.page("unavailable"), [("Retry-After", "60")],
+                            method)
