@@ -9,6 +9,6 @@ lease so that one machine at a time writes it, and restore on any machine (docs/
 """
 
 from .restore import ReplicaStatus, RestoredList, replica_status, restore
-from .session import CatchUp, Replication
+from .session import Replication
 
-__all__ = ["CatchUp", "ReplicaStatus", "Replication", "RestoredList", "replica_status", "restore"]
+__all__ = ["ReplicaStatus", "Replication", "RestoredList", "replica_status", "restore"]

@@ -16,13 +16,11 @@ as on Ctrl-C (the run's SIGINT handler), any other command finds out when it end
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -42,19 +40,10 @@ READ_DATABASE_SECONDS = 15.0
 WATCH_EVERY_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class CatchUp:
-    """S3 holds every change of this copy up to `head`, received at `at`."""
-
-    head: Head
-    at: dt.datetime | None
-
-
 class Replication:
     def __init__(self, config: Config, command: str, *, on_stop: Callable[[str], None] | None = None):
         if config.backup is None:
             raise BackupError("no [backup] table in the config")
-        self.config = config
         self.settings = config.backup
         self.database = Path(config.database)
         self.command = command
@@ -183,12 +172,12 @@ class Replication:
 
     # --- catching up and leaving ---
 
-    def caught_up(self) -> CatchUp:
+    def caught_up(self) -> None:
         """Upload every change made so far and read it back from S3: BackupError unless S3 holds
         this copy's newest change file."""
         self._raise_if_stopped()
         self._upload(self._catch_up_seconds)
-        return self._confirm()
+        self._confirm()
 
     def holds_all_so_far(self) -> None:
         """Return once S3 holds every change committed before this call, while the command goes on
@@ -229,17 +218,16 @@ class Replication:
                                   f"{timeout:g} s ({error}){self.replicator.why()}; they are kept here, and the next "
                                   "command that writes the list uploads them") from None
 
-    def _confirm(self) -> CatchUp:
+    def _confirm(self) -> None:
         local = newest_local_head(self.database)
         if local is None:
             raise BackupError(f"litestream kept no change file beside {self.database}; nothing can be confirmed in "
                               f"{self.replica.url}")
-        head = self.replica.head()
-        if head is None or not self.replica.has(local) or head.name != local.name:
+        head = self.replica.head()  # the newest change file's name and trailer, as S3 holds them
+        if head is None or (head.name, head.trailer) != (local.name, local.trailer):
             raise BackupError(f"{self.replica.url} does not hold this copy's newest change ({local.name}); it is kept "
                               "here and the next command that writes uploads it")
         write_mark(self.database, self.replica, head)
-        return CatchUp(head, head.modified)
 
     def _raise_if_stopped(self) -> None:
         if self.failure is not None:
