@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
@@ -175,11 +175,6 @@ class ReplicaStatus:
     confirmed_at: str | None = None  # when this machine last read its newest change back from S3
     lease: LeaseState | None = None
     problem: str | None = None  # S3 could not be read
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None and self.copy in ("matches", "no database")
 
     def describe(self) -> str:
         """One line: when the replica last caught up, and how this copy stands against it."""
@@ -200,13 +195,6 @@ class ReplicaStatus:
         writer = f"; being written by {self.lease.describe()}" if self.lease and not self.lease.expired else ""
         return f"{self.replica}: {state}; {copy}{writer}"
 
-    def to_dict(self) -> dict:
-        return {
-            "replica": self.replica, "ok": self.ok, "copy": self.copy, "problem": self.problem,
-            "caught_up_at": self.head.modified.isoformat() if self.head and self.head.modified else None,
-            "head_txid": self.head.txid if self.head else None, "confirmed_here_at": self.confirmed_at,
-            "being_written_by": self.lease.describe() if self.lease and not self.lease.expired else None,
-        }
 
 
 def replica_status(config: Config) -> ReplicaStatus | None:
