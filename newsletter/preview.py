@@ -52,11 +52,6 @@ class PreviewSite:
             self.editions, self.error = rendered, error
             self.renders += 1
 
-    @property
-    def rendered(self) -> RenderedIssue | None:
-        """The bilingual edition, with the web page."""
-        return self.editions[DEFAULT_EDITION] if self.editions else None
-
     def watch(self, stop: threading.Event) -> None:
         """Re-render whenever the issue file or a template changes, until `stop` is set."""
         for _changes in watchfiles.watch(self.issue_path, self.templates_dir, stop_event=stop):
