@@ -223,8 +223,7 @@ def subject(issue: Issue, edition: str = DEFAULT_EDITION) -> str:
     if not issue.papers:
         prefix, rest = split_title(emojize(issue.title))
         return f"{rest} · {prefix}" if prefix else rest
-    named = _names(issue, edition)
-    chosen = _fit(named, len(issue.papers), SUBJECT_COLUMNS, ", ", edition)
+    chosen = _subject_names(issue, edition)
     if not chosen:  # no paper has a short name: the first one's title, cut to fit
         room = SUBJECT_COLUMNS - display_width(_more(len(issue.papers) - 1, edition))
         chosen = [_cut(short_title(issue.papers[0]), room)]
