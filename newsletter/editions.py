@@ -16,7 +16,6 @@ the archive stay bilingual, and every edition links the same anchors.
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
 
 from . import labels
 from .config import Config
@@ -80,7 +79,6 @@ def view(issue: Issue, edition: str) -> Issue:
     return issue if edition == DEFAULT_EDITION else _one_language(issue, edition)
 
 
-@lru_cache(maxsize=32)  # a send, the preview and the benches render the same issue again
 def _one_language(issue: Issue, edition: str) -> Issue:
     changes = {
         "title": _title(issue, edition),
@@ -94,7 +92,6 @@ def _one_language(issue: Issue, edition: str) -> Issue:
     return dataclasses.replace(issue, **changes)
 
 
-@lru_cache(maxsize=32)
 def english_originals(issue: Issue) -> frozenset[str]:
     """The slugs of the papers with English that the ko edition leaves out: each of those links
     it on the web page, at the paper's anchor."""
