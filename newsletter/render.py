@@ -175,20 +175,20 @@ def render_editions(issue: Issue, config: Config, templates_dir: str | Path | No
         for edition in EDITIONS if edition != DEFAULT_EDITION}}
 
 
-def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None, *,
-                 edition: str = DEFAULT_EDITION) -> RenderedIssue:
-    """Render `issue` (the email in `edition`, and the bilingual web page) with the bundled
-    templates or those in `templates_dir`. Raises TemplateError for a template that cannot make a
-    valid email, ParseError for a link with a bad scheme."""
+def render_issue(issue: Issue, config: Config, templates_dir: str | Path | None = None) -> RenderedIssue:
+    """Render `issue` (the bilingual email and the web page) with the bundled templates or those
+    in `templates_dir`. Raises TemplateError for a template that cannot make a valid email,
+    ParseError for a link with a bad scheme."""
     check_links(issue)
     env = template_environment(Path(templates_dir) if templates_dir else bundled_templates_dir())
-    return _render(issue, config, env, edition)
+    return _render(issue, config, env, DEFAULT_EDITION)
 
 
 def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str, *,
             web_html: str | None = None) -> RenderedIssue:
     """The email in `edition` (its view of the issue: `newsletter.editions`), its text part, and
-    the web page, which is always the bilingual issue's: rendered here unless given."""
+    the web page, which is always the bilingual issue's: rendered in the bilingual pass
+    (`web_html` None), given to the others."""
     shown, words_config = editions.view(issue, edition), editions.config_for(config, edition)
     subject = labels.subject(shown, edition)
     preheader = labels.preheader(shown, edition)
@@ -227,8 +227,10 @@ def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str,
     check_complete(shown, html, EMAIL_TEMPLATE)
 
     if web_html is None:
+        if edition != DEFAULT_EDITION:
+            raise ValueError("the web page is rendered with the bilingual email, whose context it shares")
         started = time.perf_counter()
-        web_html = _render_template(env, WEB_TEMPLATE, _web_context(issue, config, context))
+        web_html = _render_template(env, WEB_TEMPLATE, _web_context(issue, context))
         timings["web"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -249,25 +251,15 @@ def _render(issue: Issue, config: Config, env: jinja2.Environment, edition: str,
     )
 
 
-def _web_context(issue: Issue, config: Config, email_context: dict) -> dict:
-    """The web page's: the issue as written, whichever edition the email beside it is."""
-    headline = labels.headline(issue)
+def _web_context(issue: Issue, email_context: dict) -> dict:
+    """The web page's: the bilingual email's context (the issue as written, its labels in both
+    languages), and what only the page shows."""
     return {
         **email_context,
-        "issue": issue,
-        "config": config,
-        "edition": DEFAULT_EDITION,
-        "both": both,
-        "english_originals": frozenset(),
-        "preheader": labels.preheader(issue),
-        "headline": headline,
-        "dateline": labels.dateline(issue),
-        "show_brand": not labels.title_is_the_name(issue, config.name),
-        "page_title": f"{' · '.join(part for part in headline if part)} · {labels.dateline(issue)}",
+        "page_title": f"{' · '.join(part for part in email_context['headline'] if part)} · {email_context['dateline']}",
         "web_notice": issue.web_notice,
-        # Each tag links to its page (the email keeps tags as text).
-        "tags_url": urljoin(config.web_base_url if config.web_base_url.endswith("/") else config.web_base_url + "/",
-                            "tags/"),
+        # Each tag links to its page (the email keeps tags as text), beside the issue's page.
+        "tags_url": urljoin(email_context["web_url"], "tags/"),
     }
 
 
