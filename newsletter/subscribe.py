@@ -89,7 +89,6 @@ class CheckedToken:
 
 class ConfirmationTokens:
     def __init__(self, list_id: str, key: SigningKey, lifetime: dt.timedelta):
-        self.lifetime = lifetime
         self._dated = DatedTokens(key, b"subscribe confirmation", list_id, lifetime)
         self._mac_for_list = hmac.new(derived_key(key), b"token\0" + list_id.encode() + b"\0", hashlib.sha256)
 
