@@ -37,7 +37,7 @@ import waitress
 import waitress.server
 
 from . import lambda_wsgi, preferences_web, subscribe_web
-from .config import EventSettings, load_config
+from .config import Config, EventSettings, load_config
 from .errors import ServeError
 from .events import EventQueue, Unsubscribe
 from .events.apply import record_own_event
@@ -45,7 +45,7 @@ from .preferences import Preferences
 from .preferences_web import PreferencePages
 from .subscribe import Subscriptions, subscriptions_for
 from .subscribe_web import SubscribePages
-from .unsubscribe import TokenSigner, load_signing_key
+from .unsubscribe import SigningKey, TokenSigner, load_signing_key
 
 log = logging.getLogger("newsletter.web")
 
@@ -284,16 +284,21 @@ def serve_in_thread(app: UnsubscribeApp, host: str = "127.0.0.1", port: int = 0,
     return server
 
 
+def app_for(config: Config, key: SigningKey, *, database: str | Path | None, queue: EventQueue | None) -> UnsubscribeApp:
+    """The whole web app as the config sets it up (unsubscribe, preferences, and the subscribe
+    form with [subscribe]): `newsletter serve` gives it the list, Lambda only the queue."""
+    return UnsubscribeApp(database, TokenSigner(config.list_id, key), config.name, queue=queue,
+                          subscriptions=subscriptions_for(config, key, database=database, queue=queue),
+                          preferences=Preferences(config, key, database=database, queue=queue))
+
+
 def build_lambda_app(config_path: str | None = None) -> UnsubscribeApp:
     """The app as it runs on Lambda: from the config ($NEWSLETTER_CONFIG, else ./newsletter.toml
     in the package), with no database: every unsubscribe, confirmation and edition change goes to
     the queue, and `newsletter sync` applies it to the sender's list."""
     config = load_config(config_path)
-    key = load_signing_key(config, allow_development=False)
-    queue = EventQueue.from_config(config)
-    return UnsubscribeApp(None, TokenSigner(config.list_id, key), config.name, queue=queue,
-                          subscriptions=subscriptions_for(config, key, database=None, queue=queue),
-                          preferences=Preferences(config, key, database=None, queue=queue))
+    return app_for(config, load_signing_key(config, allow_development=False), database=None,
+                   queue=EventQueue.from_config(config))
 
 
 def lambda_handler(event: dict, context: Any) -> dict:

@@ -21,10 +21,10 @@ import pytest
 from events_fixtures import SECRET, cli, cli_json, events_config, query, queue_depth, queue_url
 from newsletter.config import load_config
 from newsletter.events import EventQueue
-from newsletter.preferences import PreferenceLinks, Preferences, PreferenceTokens
+from newsletter.preferences import PreferenceLinks, PreferenceTokens
 from newsletter.subscribe import ConfirmationTokens
 from newsletter.unsubscribe import DEVELOPMENT_KEY, SECRET_ENV, SigningKey, TokenSigner, TokenState
-from newsletter.web import UnsubscribeApp, serve_in_thread
+from newsletter.web import app_for, serve_in_thread
 
 KEY = SigningKey(SECRET.encode(), "test")
 LIST_ID = "top-ml-papers.newsletter.example.com"
@@ -270,8 +270,7 @@ def test_without_a_database_the_page_shows_the_links_edition_and_the_choice_reac
     assert cli(config_path, "subscribers", "add", "kim@example.com", "--edition", "ko").exit_code == 0
     config = load_config(config_path)
     queue = EventQueue.from_config(config)
-    app = UnsubscribeApp(None, TokenSigner(config.list_id, KEY), config.name, queue=queue,
-                         preferences=Preferences(config, KEY, database=None, queue=queue))
+    app = app_for(config, KEY, database=None, queue=queue)
     server = serve_in_thread(app)
     try:
         page = Page(server.effective_port, prefix="/lambda-url/preferences/")  # under any prefix

@@ -24,12 +24,11 @@ from conftest import write_config
 from events_fixtures import SECRET, cli, cli_json, events_config, queue_depth, queue_url, statuses
 from newsletter.config import load_config
 from newsletter.events import EventQueue, SubscribeConfirmed, put_event
-from newsletter.preferences import Preferences
 from newsletter.store import Store
-from newsletter.subscribe import ConfirmationTokens, Subscriptions, TokenState, subscriptions_for
+from newsletter.subscribe import ConfirmationTokens, Subscriptions, TokenState
 from newsletter.subscribe_web import form_action, route
 from newsletter.unsubscribe import SigningKey, TokenSigner
-from newsletter.web import UnsubscribeApp, serve_in_thread
+from newsletter.web import app_for, serve_in_thread
 from test_render_browser import browser  # noqa: F401  (real headless Chromium)
 
 KEY = SigningKey(SECRET.encode(), "test")
@@ -58,12 +57,10 @@ class WebApp:
         self.config = config
         queue = EventQueue.from_config(config) if config.events else None
         database = config.database if with_database else None
-        self.subscriptions = subscriptions_for(config, KEY, database=database, queue=queue)
+        app = app_for(config, KEY, database=database, queue=queue)
+        self.subscriptions = app.subscribe_pages.subscriptions
         if clock is not None:
             self.subscriptions.clock = clock
-        app = UnsubscribeApp(database, TokenSigner(config.list_id, KEY), config.name, queue=queue,
-                             subscriptions=self.subscriptions,
-                             preferences=Preferences(config, KEY, database=database, queue=queue))
         self.server = serve_in_thread(app, port=port, trusted_proxy=trusted_proxy)
         self.base = f"http://127.0.0.1:{self.server.effective_port}"
 

@@ -233,11 +233,9 @@ def unsubscribe(state, address_or_token: str, reason: str) -> None:
 def serve(state, host: str | None, port: int | None, allow_development_key: bool) -> None:
     """Run the one-click unsubscribe endpoint (put it behind your HTTPS proxy)."""
     from ..events import EventQueue
-    from ..preferences import Preferences
     from ..store import Store
-    from ..subscribe import subscriptions_for
-    from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, TokenSigner, load_signing_key
-    from ..web import UnsubscribeApp, create_server
+    from ..unsubscribe import DEVELOPMENT_KEY_NOTICE, load_signing_key
+    from ..web import app_for, create_server
 
     config = state.config
     key = load_signing_key(config, allow_development=allow_development_key)
@@ -246,9 +244,7 @@ def serve(state, host: str | None, port: int | None, allow_development_key: bool
     Store.open(config.database).close()  # fail now, not on the first request, if it is unusable
     host, port = host or config.serve_host, config.serve_port if port is None else port
     queue = EventQueue.from_config(config) if config.events else None
-    app = UnsubscribeApp(config.database, TokenSigner(config.list_id, key), config.name, queue=queue,
-                         subscriptions=subscriptions_for(config, key, database=config.database, queue=queue),
-                         preferences=Preferences(config, key, database=config.database, queue=queue))
+    app = app_for(config, key, database=config.database, queue=queue)
     server = create_server(app, host, port, config.serve_trusted_proxy)
     queued = f"; each unsubscribe also goes to queue {config.events.queue!r}" if queue else ""
     click.echo(f"unsubscribe endpoint on http://{host}:{server.effective_port}/TOKEN (key: {key.source}{queued}); "
