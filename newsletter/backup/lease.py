@@ -23,6 +23,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, replace
 
+from ..aws.clients import error_code
 from ..errors import BackupError, LeaseHeldError
 from .replica import Replica, describe
 
@@ -176,7 +177,7 @@ class Lease:
         try:
             self.replica.client.delete_object(Bucket=self.replica.bucket, Key=self.replica.lease_key, IfMatch=etag)
         except ClientError as error:
-            if _code(error) not in ("PreconditionFailed", "NoSuchKey", "404"):
+            if error_code(error) not in ("PreconditionFailed", "NoSuchKey", "404"):
                 raise describe(error, "release the lease", self.replica.url) from None
         except BotoCoreError as error:
             raise describe(error, "release the lease", self.replica.url) from None
@@ -187,7 +188,7 @@ class Lease:
         try:
             answer = self.replica.client.get_object(Bucket=self.replica.bucket, Key=self.replica.lease_key)
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise describe(error, "read the lease", self.replica.url) from None
         raw = answer["Body"].read().decode("utf-8", errors="replace")
@@ -207,7 +208,7 @@ class Lease:
                 Bucket=self.replica.bucket, Key=self.replica.lease_key, ContentType="application/json",
                 Body=json.dumps(asdict(self.holder), ensure_ascii=False, indent=2).encode("utf-8"), **condition)
         except ClientError as error:
-            if _code(error) in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412", "409"):
+            if error_code(error) in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412", "409"):
                 return False
             raise describe(error, "write the lease", self.replica.url) from None
         except BotoCoreError as error:
@@ -215,10 +216,6 @@ class Lease:
         self.etag = answer["ETag"]
         self.renewed_at = sent_at  # S3 stamped it at or after this moment: the holder's count starts early
         return True
-
-
-def _code(error) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _server_time(answer: dict) -> dt.datetime | None:

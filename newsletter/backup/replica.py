@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config import BackupSettings
-from ..errors import BackupError, ConfigError
+from ..errors import BackupError
 
 TRAILER_BYTES = 16
 _LEVEL0 = "db/0000/"
@@ -45,23 +45,17 @@ class Replica:
     """The S3 location of one list's backup, with a boto3 client for it."""
 
     def __init__(self, settings: BackupSettings):
-        import boto3
-        from botocore.config import Config as BotoConfig
-        from botocore.exceptions import ProfileNotFound
+        from ..aws.clients import Clients
 
         self.settings = settings
         self.bucket, _, prefix = settings.to.removeprefix("s3://").partition("/")
         self.prefix = prefix.strip("/") + "/"
         self.url = f"s3://{self.bucket}/{self.prefix}"
         self.lease_key = self.prefix + "lease.json"
-        try:
-            session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
-        except ProfileNotFound as error:
-            raise ConfigError(str(error), key="backup.profile") from None
         # Short timeouts and few retries: a lease renewal that hangs is worse than one that fails
         # and is tried again a quarter of a lease later.
-        self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=BotoConfig(
-            retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10))
+        self.client = Clients(settings, profile_key="backup.profile", attempts=3, connect_timeout=5,
+                              read_timeout=10)("s3", settings.endpoint_url)
 
     def litestream_config(self) -> dict:
         """The `replica:` entry of Litestream's configuration for this location."""
@@ -93,11 +87,13 @@ class Replica:
         """Whether S3 holds this very change file (same name, same trailer)."""
         from botocore.exceptions import ClientError
 
+        from ..aws.clients import is_missing
+
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + _LEVEL0 + head.name,
                                             Range=f"bytes=-{TRAILER_BYTES}")
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if is_missing(error, "NoSuchKey", "404"):
                 return False
             raise describe(error, f"read {head.name}", self.url) from None
         return answer["Body"].read().hex() == head.trailer
