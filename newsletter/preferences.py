@@ -34,7 +34,7 @@ from .events import EditionChanged, EventQueue, Unsubscribe
 from .events.apply import record_own_event
 from .model import EDITIONS
 from .store import Store, address_key
-from .unsubscribe import DEVELOPMENT_TOKEN_PREFIX, DatedTokens, SigningKey, TokenState
+from .unsubscribe import DEVELOPMENT_TOKEN_PREFIX, DatedTokens, SigningKey, TokenState, address_key_of
 
 EDITION_FIELD = "edition"
 UNSUBSCRIBE_FIELD = "unsubscribe"
@@ -74,12 +74,8 @@ class PreferenceTokens:
         opened = self._dated.open(token.removeprefix(self.prefix), now)
         if opened.state is not TokenState.VALID:
             return CheckedLink(opened.state)
-        edition, address = opened.payload[0], opened.payload[1:]
-        try:
-            key = address.decode()
-        except UnicodeDecodeError:
-            return CheckedLink(TokenState.INVALID)
-        if edition >= len(EDITIONS) or not key or address_key(key) != key:
+        edition, key = opened.payload[0], address_key_of(opened.payload[1:])
+        if edition >= len(EDITIONS) or key is None:
             return CheckedLink(TokenState.INVALID)
         return CheckedLink(TokenState.VALID, key, EDITIONS[edition])
 

@@ -199,6 +199,16 @@ class DatedTokens:
         return DatedToken(TokenState.VALID, payload, issued_at)
 
 
+def address_key_of(sealed: bytes | None) -> str | None:
+    """The address key a token's opened payload holds; None unless it is one exactly as
+    `address_key` writes it (what the token's maker sealed)."""
+    try:
+        key = sealed.decode() if sealed else None
+    except UnicodeDecodeError:
+        return None
+    return key if key and address_key(key) == key else None
+
+
 class TokenSigner:
     """Makes and checks unsubscribe tokens for one list with one key; cheap per token."""
 
@@ -219,12 +229,7 @@ class TokenSigner:
         body = token.removeprefix(self.prefix)
         if "." in body:
             return self._address_of_mac_token(body)
-        sealed = self._cipher.open(body)
-        try:
-            key = sealed.decode() if sealed else None
-        except UnicodeDecodeError:
-            return None
-        return key if key and address_key(key) == key else None
+        return address_key_of(self._cipher.open(body))
 
     def _address_of_mac_token(self, body: str) -> str | None:
         """An `ADDRESS.MAC` token, as emails sent before the tokens were opaque carry them."""
