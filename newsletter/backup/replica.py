@@ -143,23 +143,33 @@ def litestream_folder(database: Path) -> Path:
     return real.with_name(f".{real.name}-litestream")
 
 
-def local_heads(database: Path) -> dict[str, str]:
-    """Change file name -> trailer, for every level-0 file Litestream keeps beside `database`."""
+def _level0(database: Path) -> list[Path]:
+    """The level-0 change files Litestream keeps beside `database`, oldest first (listing them
+    reads none: a busy sync leaves hundreds)."""
     folder = litestream_folder(database) / "ltx" / "0"
-    heads = {}
-    for path in sorted(folder.glob("*.ltx")) if folder.is_dir() else []:
-        with contextlib.suppress(OSError), path.open("rb") as handle:
-            handle.seek(-TRAILER_BYTES, os.SEEK_END)
-            heads[path.name] = handle.read(TRAILER_BYTES).hex()
-    return heads
+    return sorted(folder.glob("*.ltx")) if folder.is_dir() else []
+
+
+def _local_head(path: Path) -> Head | None:
+    """The change file at `path` with its trailer; None once Litestream has compacted it away."""
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        handle.seek(-TRAILER_BYTES, os.SEEK_END)
+        return Head(path.name, handle.read(TRAILER_BYTES).hex())
+    return None
 
 
 def newest_local_head(database: Path) -> Head | None:
-    heads = local_heads(database)
-    if not heads:
-        return None
-    name = max(heads)
-    return Head(name, heads[name])
+    return next(filter(None, map(_local_head, reversed(_level0(database)))), None)
+
+
+def local_head_ending_at(database: Path, txid: int) -> Head | None:
+    """This copy's change file that ends at transaction `txid`, if Litestream still keeps it."""
+    return next((head for path in _level0(database) if Head(path.name, "").txid == txid
+                 for head in [_local_head(path)] if head), None)
+
+
+def local_head_named(database: Path, name: str) -> Head | None:
+    return next((_local_head(path) for path in _level0(database) if path.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -208,4 +218,5 @@ def may_continue_from(database: Path, replica: Replica, head: Head | None) -> bo
     mark = read_mark(database)
     if mark is not None and mark.replica == replica.url and mark.matches(head):
         return True
-    return local_heads(database).get(head.name) == head.trailer
+    local = local_head_named(database, head.name)
+    return local is not None and local.trailer == head.trailer

@@ -29,7 +29,7 @@ from ..errors import BackupError
 from ..store import Store
 from .lease import Holder, Lease, LeaseLost
 from .litestream import Replicator, SyncResult, Workspace
-from .replica import Head, Replica, local_heads, may_continue_from, newest_local_head, read_mark, write_mark
+from .replica import Replica, local_head_ending_at, may_continue_from, newest_local_head, read_mark, write_mark
 
 # Litestream's first upload from a copy is a snapshot of the whole database: allow it time.
 FIRST_UPLOAD_SECONDS = 300.0
@@ -190,8 +190,7 @@ class Replication:
         uploaded = self._upload(self.settings.max_lag_seconds)
         # Read back from S3 the change file that ends at `wanted` (Litestream keeps it here for
         # minutes; without it, Litestream's own word that the replica reached it).
-        local = next((Head(name, trailer) for name, trailer in local_heads(self.database).items()
-                      if Head(name, trailer).txid == wanted), None)
+        local = local_head_ending_at(self.database, wanted)
         if uploaded.replicated_txid < wanted or (local is not None and not self.replica.has(local)):
             raise BackupError(f"{self.replica.url} does not hold this copy's change {wanted} after its upload; it is "
                               "kept here and the next command that writes uploads it")
