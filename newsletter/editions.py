@@ -26,11 +26,16 @@ def in_language(text: str, edition: str) -> str:
     """A name given in both languages ("이번 주의 주요 ML 논문 · Top ML Papers of the Week") in the
     edition's one; as written when it has no part in that language."""
     main, sub = labels.split_languages(text)
-    if edition == DEFAULT_EDITION or sub is None:
-        return text
-    parts = (main, sub)
-    wanted = [part for part in parts if labels.has_hangul(part) == (edition == "ko")]
-    return wanted[0] if wanted else text
+    return text if sub is None else _one_of(main, sub, edition, whole=text)
+
+
+def _one_of(main: str, sub: str, edition: str, *, whole: str) -> str:
+    """Of a name's two parts, the one in the edition's language; `whole` in the bilingual
+    edition, or when neither part is in that language."""
+    if edition == DEFAULT_EDITION:
+        return whole
+    wanted = [part for part in (main, sub) if labels.has_hangul(part) == (edition == "ko")]
+    return wanted[0] if wanted else whole
 
 
 def config_for(config: Config, edition: str) -> Config:
@@ -67,7 +72,7 @@ def _title(issue: Issue, edition: str) -> str:
     """The title with its heading in the edition's language, the forum's week kept in front."""
     prefix, _ = labels.split_title(issue.title)
     main, sub = labels.headline(issue)
-    heading = in_language(f"{main} · {sub}", edition) if sub else main
+    heading = _one_of(main, sub, edition, whole=f"{main} · {sub}") if sub else main
     return f"[{prefix}] {heading}" if prefix else heading
 
 

@@ -85,6 +85,12 @@ def test_the_english_view_keeps_only_english_and_drops_korean_front_matter():
     assert (kept.email_notice, kept.preheader) == (Text("Machine translated."), "An English preview")
 
 
+def test_a_title_whose_korean_half_holds_a_middle_dot_keeps_each_half_whole(sample):
+    issue = dataclasses.replace(sample, title="[2023/10/16 ~ 10/22] 이번 주 · 주요 논문 / Top ML Papers")
+    assert editions.view(issue, "ko").title == "[2023/10/16 ~ 10/22] 이번 주 · 주요 논문"
+    assert editions.view(issue, "en").title == "[2023/10/16 ~ 10/22] Top ML Papers"
+
+
 def test_labels_subject_and_the_newsletter_name_are_worded_per_edition(sample, config):
     link = Link("https://x.com/omarsar0/status/1713940983199506910")
     assert [labels.link_label(link, edition=edition) for edition in EDITIONS] == [
