@@ -101,6 +101,11 @@ class LeaseState:
     age_seconds: float
     expired: bool
 
+    @property
+    def live(self) -> bool:
+        """Held: not expired, and not left by a process of this machine that has ended."""
+        return not self.expired and not (self.holder is not None and self.holder.gone())
+
     def describe(self) -> str:
         who = self.holder.describe() if self.holder else f"someone (the lease object holds {self.raw[:80]!r})"
         since = f" since {_when(self.holder.since)}" if self.holder else ""
@@ -143,7 +148,7 @@ class Lease:
             found = self.read()
             if found is None:
                 continue  # released between our put and our read: try again
-            if not (found.expired or (found.holder is not None and found.holder.gone())):
+            if found.live:
                 raise LeaseHeldError(
                     f"the list is being written by {found.describe()}; two machines must not write it at once: "
                     f"wait until it ends (a lease left by a machine that died expires {self.seconds} s after its "

@@ -59,8 +59,7 @@ def restore(config: Config, *, at: dt.datetime | None = None, force: bool = Fals
     replica = Replica(settings)
     try:
         writer = Lease(replica, Holder.here("restore"), settings.lease_seconds).read()
-        if writer is not None and writer.holder is not None and writer.holder.machine == machine_id() \
-                and not writer.holder.gone() and not writer.expired:
+        if writer is not None and writer.live and writer.holder is not None and writer.holder.machine == machine_id():
             raise BackupError(f"a command on this machine is writing the list ({writer.describe()}); let it end first")
         head = replica.head()
         if head is None:
@@ -81,9 +80,8 @@ def restore(config: Config, *, at: dt.datetime | None = None, force: bool = Fals
         counts = store.count_by_status()
     recent = recent_feedback(database, 1)
     last = recent[0] if recent else None
-    writing = writer is not None and not writer.expired and not (writer.holder and writer.holder.gone())
     return RestoredList(database, replica.url, txid, written_at, counts, last.issue_id if last else None,
-                        last.sent if last else 0, writer if writing else None)
+                        last.sent if last else 0, writer if writer is not None and writer.live else None)
 
 
 def _settings(config: Config):
